@@ -1,0 +1,193 @@
+"""Character corpora batched into parallel streams for truncated BPTT.
+
+The text is split contiguously (the last ``val_fraction`` of the characters is validation), encoded
+with a character vocabulary built on the training part, and cut into ``batch_size`` parallel streams.
+Batch ``k`` holds window ``k`` of every stream, so row ``b`` of batch ``k+1`` continues row ``b`` of
+batch ``k`` and a language model can carry its hidden state from one batch to the next.
+
+Under DDP every rank gets its own ``batch_size`` streams (the text is cut into
+``world_size * batch_size`` streams), so no rank's state ever meets another rank's text.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from .download import fetch
+
+UNK = "<unk>"
+
+BUILTIN = {
+    "tinyshakespeare": {
+        "url": "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "sha256": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        "filename": "tinyshakespeare.txt",
+    },
+}
+TEXT_SUFFIXES = (".txt", ".py", ".md", ".rst", ".c", ".h", ".tex", ".html")
+
+
+def build_vocab(text: str) -> List[str]:
+    """``[UNK] + sorted distinct characters``: index 0 is for characters never seen in training."""
+    return [UNK] + sorted(set(text))
+
+
+def encode(text: str, vocab: List[str]) -> Tensor:
+    index = {ch: i for i, ch in enumerate(vocab)}
+    return torch.tensor([index.get(ch, 0) for ch in text], dtype=torch.long)
+
+
+def decode(ids, vocab: List[str]) -> str:
+    return "".join(vocab[i] if i > 0 else "\ufffd" for i in (ids.tolist() if isinstance(ids, Tensor) else ids))
+
+
+def python_stdlib_text(max_chars: Optional[int]) -> str:
+    """The running Python's own standard-library source (``*.py`` outside tests and site-packages),
+    files in sorted order: a real corpus that needs no download."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+    parts, total = [], 0
+    for path in sorted(root.rglob("*.py")):
+        if skip.intersection(path.relative_to(root).parts):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # a handful of stdlib files are deliberately not UTF-8
+        parts.append(f"# file: {path.relative_to(root)}\n{source}\n")
+        total += len(parts[-1])
+        if max_chars is not None and total >= max_chars:
+            break
+    if not parts:
+        raise FileNotFoundError(f"no Python source found under {root} for the 'python-stdlib' corpus")
+    return "".join(parts)
+
+
+def read_corpus(corpus: str, max_chars: Optional[int] = None) -> str:
+    """A built-in name (``tinyshakespeare``, ``python-stdlib``), a text file, a folder of text files,
+    or an http(s) URL."""
+    if corpus == "python-stdlib":
+        text = python_stdlib_text(max_chars)
+    elif corpus in BUILTIN:
+        spec = BUILTIN[corpus]
+        text = _read_text(fetch(spec["url"], spec["sha256"], filename=spec["filename"]))
+    elif corpus.startswith(("http://", "https://")):
+        text = _read_text(fetch(corpus, None))
+    else:
+        path = Path(corpus).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+            if not files:
+                raise FileNotFoundError(f"corpus folder {path} holds no text files ({', '.join(TEXT_SUFFIXES)})")
+            text = "".join(_read_text(p) for p in files)
+        elif path.is_file():
+            text = _read_text(path)
+        else:
+            raise FileNotFoundError(
+                f"corpus {corpus!r} is not a built-in ({', '.join(['python-stdlib', *BUILTIN])}), "
+                "an existing file or folder, or an http(s) URL"
+            )
+    if max_chars is not None:
+        text = text[:max_chars]
+    if len(text) < 100:
+        raise ValueError(f"corpus {corpus!r} has only {len(text)} characters; a language model needs more")
+    return text
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def batchify(ids: Tensor, streams: int) -> Tensor:
+    """Cut a 1-D id sequence into ``streams`` contiguous rows, dropping the ragged tail."""
+    length = ids.numel() // streams
+    if length < 2:
+        raise ValueError(f"{ids.numel()} characters cannot fill {streams} streams; use a smaller batch_size")
+    return ids[: streams * length].view(streams, length)
+
+
+class StreamWindows(IterableDataset):
+    """Consecutive windows over parallel streams: yields ``{"ids", "targets"}`` of shape
+    ``(streams, <= seq_len)``, targets shifted by one character. Already batched."""
+
+    def __init__(self, streams: Tensor, seq_len: int) -> None:
+        self.streams, self.seq_len = streams, seq_len
+
+    def __len__(self) -> int:
+        return -(-(self.streams.shape[1] - 1) // self.seq_len)
+
+    def __iter__(self) -> Iterator[Dict[str, Tensor]]:
+        for start in range(0, self.streams.shape[1] - 1, self.seq_len):
+            chunk = self.streams[:, start : start + self.seq_len + 1]
+            yield {"ids": chunk[:, :-1], "targets": chunk[:, 1:]}
+
+
+class CharCorpusDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        corpus: str = "python-stdlib",
+        batch_size: int = 64,
+        seq_len: int = 128,
+        val_fraction: float = 0.1,
+        max_chars: Optional[int] = 2_000_000,
+    ) -> None:
+        """
+        Args:
+            corpus: ``python-stdlib`` (offline default), ``tinyshakespeare`` (downloaded, sha256-checked),
+                a path to a text file or a folder of text files, or an http(s) URL.
+            batch_size: parallel streams per rank (rows of a batch).
+            seq_len: truncated-BPTT window: characters per batch row.
+            val_fraction: the last fraction of the characters, held out for validation.
+            max_chars: keep only the first ``max_chars`` characters (``None`` = all).
+        """
+        super().__init__()
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.vocab: Optional[List[str]] = None
+
+    def prepare_data(self) -> None:
+        read_corpus(self.hparams.corpus, self.hparams.max_chars)  # downloads once, on one process
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.vocab is not None:
+            return
+        text = read_corpus(self.hparams.corpus, self.hparams.max_chars)
+        split = int(len(text) * (1 - self.hparams.val_fraction))
+        train_text, val_text = text[:split], text[split:]
+        self.vocab = build_vocab(train_text)
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        rows = slice(rank * self.hparams.batch_size, (rank + 1) * self.hparams.batch_size)
+        streams = world * self.hparams.batch_size
+        self.train_streams = batchify(encode(train_text, self.vocab), streams)[rows]
+        self.val_streams = batchify(encode(val_text, self.vocab), streams)[rows]
+        self.num_train_chars, self.num_val_chars = len(train_text), len(val_text)
+
+    @property
+    def vocab_size(self) -> int:
+        if self.vocab is None:
+            self.setup()
+        return len(self.vocab)
+
+    # batch_size=None: the windows are already batches, and an IterableDataset is never given a
+    # DistributedSampler by Lightning (which would shuffle windows across ranks and break the carry).
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(StreamWindows(self.train_streams, self.hparams.seq_len), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(StreamWindows(self.val_streams, self.hparams.seq_len), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

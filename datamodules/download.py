@@ -1,0 +1,275 @@
+"""The one shared way the zoo fetches and unpacks datasets.
+
+Every datamodule goes through :func:`fetch` (download + sha256 check + cache)
+and :func:`extract` (safe, atomic unpacking), so that caching, checksums,
+offline use and archive safety behave the same everywhere.  Downloads are done
+by `pooch`; this module only adds the zoo's cache location, clearer errors and
+safe extraction.  See ``docs/data.md`` ("Downloads").
+"""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import posixpath
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pooch
+import requests
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "UnsafeArchiveError",
+    "data_dir",
+    "extract",
+    "fetch",
+    "zoo_home",
+]
+
+#: Written into an extracted folder as the very last step; its presence means
+#: the extraction finished, so a later call can skip the work.
+EXTRACTED_MARKER = ".zoo-extracted"
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded file's sha256 differs from the expected one (file removed)."""
+
+
+class DownloadError(RuntimeError):
+    """A download failed (network, HTTP status, ...); says how to place the file by hand."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would land outside the target folder, or is a link/device."""
+
+
+def zoo_home() -> Path:
+    """Root of everything the zoo caches: ``$ZOO_HOME`` if set, else ``~/.cache/zoo``."""
+    env = os.environ.get("ZOO_HOME")
+    home = Path(env).expanduser() if env else Path.home() / ".cache" / "zoo"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def data_dir() -> Path:
+    """Default folder for downloaded datasets: ``zoo_home() / "data"``."""
+    path = zoo_home() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _normalize_sha256(sha256: str) -> str:
+    # Accept "sha256:<hex>" too, and fail early on typos: a malformed hash would
+    # otherwise only show up after a (possibly large) download.
+    value = sha256.strip().lower()
+    if value.startswith("sha256:"):
+        value = value[len("sha256:") :]
+    if not _SHA256_RE.match(value):
+        raise ValueError(f"not a sha256 hex digest (64 hex characters): {sha256!r}")
+    return value
+
+
+def _filename_from_url(url: str) -> str:
+    name = unquote(posixpath.basename(urlparse(url).path))
+    if not name:
+        raise ValueError(f"cannot derive a file name from URL {url!r}; pass filename=")
+    return name
+
+
+def _default_progress() -> bool:
+    # A progress bar only helps a human watching a terminal; in logs and CI it is noise.
+    stream = sys.stderr
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed stream
+        return False
+
+
+def fetch(
+    url: str,
+    sha256: str | None,
+    *,
+    filename: str | None = None,
+    folder: str | Path | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Download ``url`` into ``folder`` (default :func:`data_dir`) and return its path.
+
+    ``sha256`` is checked after every download, and a cached file is reused only
+    if it matches (otherwise it is downloaded again).  ``sha256=None`` skips the
+    check and reuses any file already present: meant only for URLs a user gives
+    at run time; URLs built into the zoo must always carry a hash.
+
+    The file is downloaded to a temporary name in ``folder`` and moved into place
+    only once verified, so an interrupted or corrupt download never looks cached.
+
+    Raises :class:`ChecksumError` on a hash mismatch (nothing is left behind) and
+    :class:`DownloadError` on network/HTTP failures.
+    """
+    expected = _normalize_sha256(sha256) if sha256 is not None else None
+    name = filename if filename is not None else _filename_from_url(url)
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        # `folder` says where; the file name must not escape it.
+        raise ValueError(f"filename must be a plain file name, got {name!r}")
+    target_dir = Path(folder).expanduser() if folder is not None else data_dir()
+    target = target_dir.resolve() / name
+    if progress is None:
+        progress = _default_progress()
+
+    try:
+        path = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{expected}" if expected else None,
+            fname=name,
+            path=target_dir,
+            progressbar=progress,
+        )
+    except ValueError as err:
+        # pooch signals a hash mismatch with a plain ValueError; anything else is not ours.
+        if "does not match the known hash" not in str(err):
+            raise
+        # pooch already deleted its temp file; a stale cached copy it tried to
+        # replace may still be there, and it is wrong by definition: remove it
+        # so that nothing unverified is left to be mistaken for data.
+        target.unlink(missing_ok=True)
+        found = re.search(r"but got ([0-9a-fA-F]+)", str(err))
+        actual = found.group(1).lower() if found else "unknown"
+        raise ChecksumError(
+            f"checksum mismatch for {url}: expected sha256 {expected}, got {actual}. "
+            f"The downloaded file was removed (nothing left at {target}). The file "
+            "may be corrupted in transit, or the server now serves different content."
+        ) from err
+    except (requests.exceptions.RequestException, OSError, *ftplib.all_errors) as err:
+        hint = f" with sha256 {expected}" if expected else ""
+        raise DownloadError(
+            f"could not download {url}: {type(err).__name__}: {err}. "
+            f"To work offline, fetch the file on another machine and place it at "
+            f"{target}{hint}; it is then used without network access."
+        ) from err
+    return Path(path)
+
+
+def _archive_kind(archive: Path) -> str:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return "tar"
+    # Files named after a URL may lack an extension: fall back to the content.
+    if zipfile.is_zipfile(archive):
+        return "zip"
+    if tarfile.is_tarfile(archive):
+        return "tar"
+    raise ValueError(f"unsupported archive type (want .tar, .tar.gz, .tgz or .zip): {archive}")
+
+
+def _strict_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
+    # The "data" filter silently strips a leading "/" and extracts inside the
+    # target anyway; an archive with absolute names is suspect, so refuse it.
+    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest_path)
+
+
+def _extract_tar(archive: Path, into: Path) -> None:
+    if not hasattr(tarfile, "data_filter"):
+        # Without the filter, tarfile follows absolute paths and `..`: refuse rather than risk it.
+        raise RuntimeError(
+            "safe tar extraction needs a Python with tarfile filters "
+            "(3.10.12+, 3.11.4+, 3.12+)"
+        )
+    # errorlevel=1 makes filter refusals raise instead of being logged and skipped.
+    with tarfile.open(archive, "r:*", errorlevel=1) as tar:
+        try:
+            # The "data" filter refuses `..`, links leaving the target and
+            # device files, and drops setuid bits; ours adds absolute paths.
+            tar.extractall(into, filter=_strict_data_filter)
+        except tarfile.FilterError as err:
+            member = err.tarinfo.name if err.tarinfo is not None else "?"
+            raise UnsafeArchiveError(
+                f"refusing to extract {archive}: unsafe member {member!r} ({err})"
+            ) from err
+
+
+def _extract_zip(archive: Path, into: Path) -> None:
+    root = into.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        # Check every member before writing anything: zipfile silently rewrites
+        # `..` and absolute names, which would hide a malicious archive.
+        for info in infos:
+            name = info.filename
+            parts = re.split(r"[/\\]", name)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                reason = "symlink entry"
+            elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+                reason = "absolute path"
+            elif ".." in parts:
+                reason = "'..' component"
+            elif not (root / name).resolve().is_relative_to(root):
+                reason = "resolves outside the target"
+            else:
+                continue
+            raise UnsafeArchiveError(
+                f"refusing to extract {archive}: unsafe member {name!r} ({reason})"
+            )
+        zf.extractall(into)
+
+
+def extract(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a tar (.tar, .tar.gz, .tgz) or zip ``archive`` into ``dest``; return ``dest``.
+
+    Members that would escape ``dest`` (absolute paths, ``..``, links pointing
+    outside, device files, zip symlinks) raise :class:`UnsafeArchiveError`.
+    Extraction happens in a temporary folder beside ``dest`` that is renamed into
+    place when complete, so a failure leaves no half-filled ``dest``.  If ``dest``
+    already holds a finished extraction (marker file ``.zoo-extracted``), it is
+    returned as is; delete ``dest`` to force a fresh extraction.
+    """
+    archive = Path(archive).expanduser()
+    dest = Path(dest).expanduser()
+    if (dest / EXTRACTED_MARKER).is_file():
+        return dest
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        # Not ours (no marker), and not empty: never overwrite someone's files.
+        raise FileExistsError(
+            f"{dest} exists but is not a finished extraction (no {EXTRACTED_MARKER}); "
+            "remove it and try again"
+        )
+    kind = _archive_kind(archive)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Beside dest (same file system) so that the final rename is atomic.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        # mkdtemp makes it private (0o700); the published folder should look like any other.
+        tmp.chmod(0o755)
+        if kind == "tar":
+            _extract_tar(archive, tmp)
+        else:
+            _extract_zip(archive, tmp)
+        # Written last: its presence certifies everything before it is complete.
+        (tmp / EXTRACTED_MARKER).write_text(f"{archive.name}\n")
+        try:
+            # Replaces an empty dest atomically; fails if dest is non-empty.
+            os.replace(tmp, dest)
+        except OSError:
+            # Another process may have finished the same extraction first.
+            if (dest / EXTRACTED_MARKER).is_file():
+                return dest
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

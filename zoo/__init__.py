@@ -1,0 +1,8 @@
+"""zoo: a PyTorch Lightning model zoo of recurrent networks."""
+
+from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.recurrent import Recurrent, RecurrentOutput
+
+__version__ = "0.1.0"
+
+__all__ = ["RNNCell", "GRUCell", "LSTMCell", "Recurrent", "RecurrentOutput", "__version__"]

@@ -1,0 +1,214 @@
+"""`Recurrent`: a cell family run over time — deep, bidirectional, padding-aware.
+
+One set of parameters, two ways to run it:
+
+- ``backend="native"`` calls ``torch.nn.RNN/GRU/LSTM`` (cuDNN on GPU, oneDNN on CPU): the fast path.
+- ``backend="cells"`` runs our cells from :mod:`zoo.cells` in a Python time loop, so every hidden
+  state and every gate can be returned for inspection. The input projection ``W_i x + b_i`` of all
+  time steps is one matmul hoisted out of the loop; only ``W_h h`` is computed per step.
+
+The layers are stored as single-layer torch modules (``layers.{l}.weight_ih_l0``,
+``..._reverse``), so the two backends share the very same tensors and every layer's output can be
+returned by either backend.
+
+Padding: pass ``lengths`` and the padded steps never touch the result — the native backend packs the
+batch, the cells backend freezes each sequence's state after its last step and runs the reverse
+direction over each sequence's own steps only. Outputs at padded positions are zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .cells import State, cell_class
+
+NATIVE = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+BACKENDS = ("native", "cells")
+
+
+@dataclass
+class RecurrentOutput:
+    """``output``: top layer, ``(batch, time, directions * hidden)``; ``state``: final state in torch's
+    layout, ``(layers * directions, batch, hidden)`` (a pair ``(h, c)`` for LSTM); ``hidden``: every
+    layer's output when asked for; ``gates``: every layer's gates (cells backend), each
+    ``(batch, time, directions * hidden)``."""
+
+    output: Tensor
+    state: State
+    hidden: Optional[List[Tensor]] = None
+    gates: Optional[List[Dict[str, Tensor]]] = None
+
+
+def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
+    """Reverse each sequence of a batch-first tensor within its own length; padding stays in place."""
+    if lengths is None:
+        return x.flip(1)
+    batch, time = x.shape[:2]
+    steps = torch.arange(time, device=x.device).expand(batch, time)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    index = index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+class Recurrent(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        backend: str = "native",
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        cell_class(cell)  # validates the name
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.bidirectional, self.dropout, self.backend = bidirectional, dropout, backend
+        self.nonlinearity = nonlinearity
+        self.num_directions = 2 if bidirectional else 1
+        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        self.layers = nn.ModuleList(
+            NATIVE[cell](
+                input_size if layer == 0 else hidden_size * self.num_directions,
+                hidden_size,
+                num_layers=1,
+                bias=bias,
+                batch_first=True,
+                bidirectional=bidirectional,
+                **extra,
+            )
+            for layer in range(num_layers)
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Optional[Tensor] = None,
+        state: Optional[State] = None,
+        return_hidden: bool = False,
+        return_gates: bool = False,
+        backend: Optional[str] = None,
+    ) -> RecurrentOutput:
+        """``x``: ``(batch, time, input_size)``; ``lengths``: ``(batch,)`` true lengths (``None`` = all
+        full); ``state``: initial state in torch's layout, ``None`` = zeros."""
+        backend = backend or self.backend
+        if return_gates and backend != "cells":
+            raise ValueError("return_gates needs backend='cells' (torch's fused kernels do not expose gates)")
+        if lengths is not None:
+            lengths = lengths.to("cpu", torch.long)
+            if int(lengths.min()) < 1:
+                raise ValueError("every sequence needs length >= 1 (got a length of 0)")
+            if int(lengths.max()) > x.shape[1]:
+                raise ValueError(f"a length ({int(lengths.max())}) exceeds the time dimension ({x.shape[1]})")
+            if int(lengths.min()) == x.shape[1]:
+                lengths = None  # nothing is padded: skip packing and masking
+        is_lstm = self.cell == "lstm"
+        D = self.num_directions
+        hidden, gates, finals = [], [], []
+        for index, layer in enumerate(self.layers):
+            layer_state = None
+            if state is not None:
+                rows = slice(index * D, (index + 1) * D)
+                layer_state = (state[0][rows], state[1][rows]) if is_lstm else state[rows]
+            if backend == "native":
+                (x, final), layer_gates = self._run_native(layer, x, lengths, layer_state), None
+            else:
+                x, final, layer_gates = self._run_cells(layer, x, lengths, layer_state, return_gates)
+            finals.append(final)
+            if return_hidden:
+                hidden.append(x)
+            if return_gates:
+                gates.append(layer_gates)
+            if index < self.num_layers - 1 and self.dropout > 0:
+                x = F.dropout(x, self.dropout, self.training)
+        if is_lstm:
+            final_state = (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals]))
+        else:
+            final_state = torch.cat(finals)
+        return RecurrentOutput(x, final_state, hidden if return_hidden else None, gates if return_gates else None)
+
+    @staticmethod
+    def _run_native(layer: nn.RNNBase, x: Tensor, lengths: Optional[Tensor], state):
+        if lengths is None:
+            return layer(x, state)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, final = layer(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out, final
+
+    def _run_cells(self, layer: nn.RNNBase, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool):
+        recur = cell_class(self.cell).recur
+        extra = (self.nonlinearity,) if self.cell == "rnn" else ()
+        batch, time = x.shape[:2]
+        mask = None
+        if lengths is not None:  # (time, batch, 1): True where the step is real
+            mask = (torch.arange(time).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1).to(x.device)
+        outs, finals, all_gates = [], [], []
+        for direction in range(self.num_directions):
+            suffix = "_reverse" if direction else ""
+            w_ih, w_hh = getattr(layer, "weight_ih_l0" + suffix), getattr(layer, "weight_hh_l0" + suffix)
+            b_ih, b_hh = getattr(layer, "bias_ih_l0" + suffix, None), getattr(layer, "bias_hh_l0" + suffix, None)
+            inputs = reverse_padded(x, lengths) if direction else x
+            # All time steps' input projections in one matmul, hoisted out of the loop. unbind (not
+            # x_proj[t]) so backward assembles the gradient once instead of once per step.
+            x_proj = F.linear(inputs.transpose(0, 1), w_ih, b_ih).unbind(0)
+            h = self._initial(state, direction, batch, x)
+            steps, step_gates = [], []
+            for t, x_t in enumerate(x_proj):
+                new, g = recur(x_t, h, w_hh, b_hh, *extra)
+                if mask is not None:  # finished sequences keep their last state
+                    keep = mask[t]
+                    new = tuple(torch.where(keep, n, o) for n, o in zip(new, h)) if isinstance(new, tuple) else torch.where(keep, new, h)
+                h = new
+                steps.append(h[0] if isinstance(h, tuple) else h)
+                if return_gates:
+                    step_gates.append(g)
+            out = torch.stack(steps, 1)
+            if mask is not None:
+                out = out * mask.transpose(0, 1)
+            gate_seq = {k: torch.stack([s[k] for s in step_gates], 1) for k in step_gates[0]} if return_gates else {}
+            if direction:
+                out = reverse_padded(out, lengths)
+                gate_seq = {k: reverse_padded(v, lengths) for k, v in gate_seq.items()}
+            outs.append(out)
+            finals.append(h)
+            all_gates.append(gate_seq)
+        output = torch.cat(outs, -1)
+        if isinstance(finals[0], tuple):
+            final = (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
+        else:
+            final = torch.stack(finals)
+        gates = {k: torch.cat([g[k] for g in all_gates], -1) for k in all_gates[0]} if return_gates else None
+        return output, final, gates
+
+    def _initial(self, state, direction: int, batch: int, like: Tensor):
+        if state is None:
+            zeros = like.new_zeros(batch, self.hidden_size)
+            return (zeros, zeros) if self.cell == "lstm" else zeros
+        if self.cell == "lstm":
+            return state[0][direction], state[1][direction]
+        return state[direction]
+
+    def extra_repr(self) -> str:
+        return (
+            f"cell={self.cell!r}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, dropout={self.dropout}, backend={self.backend!r}"
+        )
