@@ -9,6 +9,7 @@ beside it (``zoo sample``, ...): they load a checkpoint and work on raw input.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Callable, Dict, List, Optional
@@ -86,14 +87,29 @@ def load_model_arg(parser: argparse.ArgumentParser, args: argparse.Namespace, ex
         parser.exit(2, f"zoo {parser.prog.split()[-1]}: error: {e}\n")
 
 
-EXTRA_COMMANDS: Dict[str, Callable[[List[str]], int]] = {"sample": sample_command}
+# Inference commands: name -> "module:function" taking argv and returning an exit code. Imported
+# only when called, so `zoo fit` never pays for the captioner's imports.
+EXTRA_COMMANDS: Dict[str, str] = {
+    "sample": "zoo.cli:sample_command",
+    "classify": "zoo.tasks.classifier:classify_command",
+    "translate": "zoo.tasks.seq2seq:translate_command",
+    "caption": "zoo.tasks.captioner:caption_command",
+    "visualize": "zoo.viz:visualize_command",
+    "export": "zoo.hub:export_command",
+    "extract-frames": "datamodules.video_frames:extract_frames_command",
+}
+
+
+def _command(name: str) -> Callable[[List[str]], int]:
+    module, _, function = EXTRA_COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[argv[0]](argv[1:])
+        return _command(argv[0])(argv[1:]) or 0
     if not argv or argv[0] in ("-h", "--help"):
         extra = ", ".join(sorted(EXTRA_COMMANDS))
         print(f"inference commands beside Lightning's fit/validate/test/predict: {extra} (zoo COMMAND --help)\n")
