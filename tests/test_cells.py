@@ -1,0 +1,54 @@
+"""Our cells, written from the equations, equal torch's cells in outputs and gradients."""
+
+import pytest
+import torch
+
+from zoo.cells import GRUCell, LSTMCell, RNNCell, cell_class
+
+PAIRS = [
+    (lambda: RNNCell(5, 7), lambda: torch.nn.RNNCell(5, 7)),
+    (lambda: RNNCell(5, 7, nonlinearity="relu"), lambda: torch.nn.RNNCell(5, 7, nonlinearity="relu")),
+    (lambda: GRUCell(5, 7), lambda: torch.nn.GRUCell(5, 7)),
+    (lambda: LSTMCell(5, 7), lambda: torch.nn.LSTMCell(5, 7)),
+]
+
+
+@pytest.mark.parametrize("make_ours, make_ref", PAIRS, ids=["rnn-tanh", "rnn-relu", "gru", "lstm"])
+def test_cell_equals_torch_outputs_and_gradients(make_ours, make_ref):
+    torch.manual_seed(0)
+    ours, ref = make_ours(), make_ref()
+    ref.load_state_dict(ours.state_dict())  # same names, same gate order
+    x = torch.randn(4, 5, requires_grad=True)
+    is_lstm = isinstance(ours, LSTMCell)
+    h0 = (torch.randn(4, 7), torch.randn(4, 7)) if is_lstm else torch.randn(4, 7)
+    out_ours, out_ref = ours(x, h0), ref(x, h0)
+    if is_lstm:
+        out_ours, out_ref = torch.cat(out_ours, -1), torch.cat(out_ref, -1)
+    torch.testing.assert_close(out_ours, out_ref, atol=1e-5, rtol=0)
+    weights = torch.randn_like(out_ours)  # a loss that weighs every output differently
+    grads_ours = torch.autograd.grad((out_ours * weights).sum(), [x, *ours.parameters()])
+    grads_ref = torch.autograd.grad((out_ref * weights).sum(), [x, *ref.parameters()])
+    for a, b in zip(grads_ours, grads_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_gates_are_returned_and_bounded():
+    torch.manual_seed(0)
+    (h, c), gates = LSTMCell(3, 4)(torch.randn(2, 3), return_gates=True)
+    for name in ("input", "forget", "output"):
+        assert ((gates[name] > 0) & (gates[name] < 1)).all(), name
+    torch.testing.assert_close(h, gates["output"] * torch.tanh(c))
+    _, gates = GRUCell(3, 4)(torch.randn(2, 3), return_gates=True)
+    assert set(gates) == {"reset", "update", "candidate"}
+
+
+def test_fused_gate_matmul_shapes():
+    assert LSTMCell(3, 4).weight_hh.shape == (16, 4)
+    assert GRUCell(3, 4).weight_ih.shape == (12, 3)
+
+
+def test_unknown_cell_and_nonlinearity_errors():
+    with pytest.raises(ValueError, match="unknown cell 'lstmm'.*'gru'"):
+        cell_class("lstmm")
+    with pytest.raises(ValueError, match="nonlinearity"):
+        RNNCell(2, 2, nonlinearity="sigmoid")

@@ -1,0 +1,85 @@
+"""CharLanguageModel: truncated BPTT carries the state, generation, one-hot input, checkpoints."""
+
+import lightning as L
+import pytest
+import torch
+
+from datamodules.char_corpus import CharCorpusDataModule
+from zoo.tasks.base import load_task
+from zoo.tasks.language_model import CharLanguageModel
+
+VOCAB = ["<unk>"] + list("abcdefgh \n")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_truncated_bptt_carries_the_state_across_batches(cell):
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=VOCAB, cell=cell, hidden_size=16, embedding_dim=8).eval()
+    ids = torch.randint(1, len(VOCAB), (3, 31))
+    batches = [{"ids": ids[:, i : i + 10], "targets": ids[:, i + 1 : i + 11]} for i in range(0, 30, 10)]
+    logits_parts = []
+    for batch in batches:
+        _, logits = model._step(batch, "train")
+        logits_parts.append(logits)
+        carried = model._carry["train"]
+        for s in carried if isinstance(carried, tuple) else (carried,):
+            assert s.grad_fn is None  # gradients stop at the batch boundary
+    whole_logits, whole_state = model(ids[:, :30])
+    torch.testing.assert_close(torch.cat(logits_parts, 1), whole_logits, atol=1e-5, rtol=0)
+    model.on_train_epoch_start()
+    assert model._carry["train"] is None  # a new epoch starts from zeros
+
+
+def test_gradient_flows_back_only_within_a_window():
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=VOCAB, cell="gru", hidden_size=8, embedding_dim=4)
+    ids = torch.randint(1, len(VOCAB), (2, 21))
+    model._step({"ids": ids[:, :10], "targets": ids[:, 1:11]}, "train")
+    embedded = model.embed.weight
+    loss, _ = model._step({"ids": ids[:, 10:20], "targets": ids[:, 11:21]}, "train")
+    (grad,) = torch.autograd.grad(loss, embedded)
+    used_before_only = set(ids[:, :10].flatten().tolist()) - set(ids[:, 10:20].flatten().tolist())
+    for token in used_before_only:  # tokens seen only in the previous window get no gradient
+        assert grad[token].abs().sum() == 0
+
+
+def test_one_hot_input():
+    model = CharLanguageModel(vocab=VOCAB, embedding_dim=None, hidden_size=8)
+    assert model.embed is None and model.rnn.layers[0].input_size == len(VOCAB)
+    logits, _ = model(torch.tensor([[1, 2, 3]]))
+    assert logits.shape == (1, 3, len(VOCAB))
+
+
+def test_generate_is_reproducible_and_greedy_equals_top1():
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=VOCAB, hidden_size=16)
+    a = model.generate("ab", 40, temperature=1.0, seed=3)
+    b = model.generate("ab", 40, temperature=1.0, seed=3)
+    assert a == b and a.startswith("ab") and len(a) == 42
+    assert "\ufffd" not in a  # never emits the unknown symbol
+    assert model.generate("ab", 20, temperature=0) == model.generate("ab", 20, temperature=1.0, top_k=1, seed=9)
+    with pytest.raises(ValueError, match="prime"):
+        model.generate("", 5)
+
+
+def test_vocab_lands_in_the_checkpoint_and_rebuilds_the_model(tiny_corpus, tmp_path):
+    dm = CharCorpusDataModule(str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
+    model = CharLanguageModel(hidden_size=16, embedding_dim=8)  # vocab comes from the data at setup
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=2)
+    trainer.fit(model, dm)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = load_task(path)
+    assert isinstance(loaded, CharLanguageModel) and loaded.vocab == dm.vocab
+    ids = torch.randint(1, len(dm.vocab), (2, 12))
+    torch.testing.assert_close(loaded(ids)[0], model.eval()(ids)[0])
+
+
+def test_vocab_mismatch_is_a_clear_error(tiny_corpus, tmp_path):
+    dm = CharCorpusDataModule(str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
+    model = CharLanguageModel(vocab=VOCAB, hidden_size=8)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="vocabulary .* differs"):
+        trainer.fit(model, dm)

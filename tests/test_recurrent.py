@@ -1,0 +1,97 @@
+"""Recurrent: padding never leaks, the two backends agree, state goes in and comes out."""
+
+import pytest
+import torch
+
+from zoo.recurrent import Recurrent, reverse_padded
+
+CONFIGS = [(cell, layers, bi) for cell in ("rnn", "gru", "lstm") for layers, bi in ((1, False), (2, True))]
+
+
+def first(state):
+    return state[0] if isinstance(state, tuple) else state
+
+
+def flat(state):
+    return torch.cat([s.flatten() for s in state]) if isinstance(state, tuple) else state.flatten()
+
+
+@pytest.mark.parametrize("cell, layers, bi", CONFIGS)
+def test_backends_agree(cell, layers, bi):
+    torch.manual_seed(0)
+    rnn = Recurrent(4, 6, cell, num_layers=layers, bidirectional=bi)
+    x, lengths = torch.randn(3, 8, 4), torch.tensor([8, 5, 1])
+    native, cells = rnn(x, lengths), rnn(x, lengths, backend="cells")
+    torch.testing.assert_close(native.output, cells.output, atol=1e-5, rtol=0)
+    torch.testing.assert_close(flat(native.state), flat(cells.state), atol=1e-5, rtol=0)
+    g_native = torch.autograd.grad(native.output.square().sum(), list(rnn.parameters()))
+    g_cells = torch.autograd.grad(rnn(x, lengths, backend="cells").output.square().sum(), list(rnn.parameters()))
+    for a, b in zip(g_native, g_cells):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["native", "cells"])
+@pytest.mark.parametrize("cell, layers, bi", CONFIGS)
+def test_padding_never_changes_the_result(cell, layers, bi, backend):
+    torch.manual_seed(0)
+    rnn = Recurrent(4, 6, cell, num_layers=layers, bidirectional=bi, backend=backend)
+    lengths = torch.tensor([7, 4, 2])
+    x = torch.randn(3, 7, 4)
+    padded = torch.cat([x, 100 * torch.randn(3, 5, 4)], 1)  # loud garbage after the end
+    padded[1, 4:] = 100
+    padded[2, 2:] = -100
+    a, b = rnn(x, lengths), rnn(padded, lengths)
+    torch.testing.assert_close(b.output[:, :7], a.output, atol=1e-6, rtol=0)
+    assert b.output[:, 7:].abs().max() == 0
+    torch.testing.assert_close(flat(a.state), flat(b.state), atol=1e-6, rtol=0)
+    # each sequence alone, unpadded, gives the same answer as inside the padded batch
+    for i, n in enumerate(lengths.tolist()):
+        alone = rnn(x[i : i + 1, :n])
+        torch.testing.assert_close(alone.output[0], a.output[i, :n], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_initial_state_in_final_state_out(cell):
+    torch.manual_seed(0)
+    rnn = Recurrent(3, 5, cell, num_layers=2)
+    x = torch.randn(2, 10, 3)
+    whole = rnn(x)
+    first_half = rnn(x[:, :6])
+    second_half = rnn(x[:, 6:], state=first_half.state)
+    torch.testing.assert_close(second_half.output, whole.output[:, 6:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(flat(second_half.state), flat(whole.state), atol=1e-6, rtol=0)
+    assert first(whole.state).shape == (2, 2, 5)
+
+
+def test_every_layer_and_gates_returned():
+    rnn = Recurrent(3, 5, "lstm", num_layers=3, bidirectional=True, backend="cells")
+    out = rnn(torch.randn(2, 4, 3), return_hidden=True, return_gates=True)
+    assert [h.shape for h in out.hidden] == [(2, 4, 10)] * 3
+    assert set(out.gates[0]) == {"input", "forget", "candidate", "output", "cell"}
+    torch.testing.assert_close(out.hidden[-1], out.output)
+    with pytest.raises(ValueError, match="backend='cells'"):
+        rnn(torch.randn(2, 4, 3), return_gates=True, backend="native")
+
+
+def test_dropout_only_between_layers_and_only_in_training():
+    torch.manual_seed(0)
+    rnn = Recurrent(3, 5, "gru", num_layers=2, dropout=0.5).eval()
+    x = torch.randn(2, 4, 3)
+    torch.testing.assert_close(rnn(x).output, rnn(x).output)
+    rnn.train()
+    assert not torch.allclose(rnn(x).output, rnn(x).output)
+
+
+def test_reverse_padded():
+    x = torch.arange(8.0).view(2, 4)
+    assert reverse_padded(x, torch.tensor([4, 2])).tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="backend"):
+        Recurrent(2, 2, backend="cudnn")
+    rnn = Recurrent(2, 2)
+    with pytest.raises(ValueError, match="length"):
+        rnn(torch.randn(2, 3, 2), torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match="exceeds"):
+        rnn(torch.randn(2, 3, 2), torch.tensor([4, 1]))
