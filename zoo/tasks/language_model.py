@@ -122,7 +122,8 @@ class CharLanguageModel(TaskModule):
             state = None
         logits, state = self(batch["ids"], state)
         self._carry[split] = detach_state(state)  # carried forward, but gradients stop here
-        loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+        # the loss in float32 even under bf16 autocast: its log-sum-exp needs the precision
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten())
         return loss, logits
 
     def on_train_epoch_start(self) -> None:
@@ -145,6 +146,16 @@ class CharLanguageModel(TaskModule):
     def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         loss, _ = self._step(batch, "val")
         self.log("test/loss", loss, sync_dist=True, batch_size=batch["targets"].numel())
+
+    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Dict[str, Tensor]:
+        """Score text: the negative log-likelihood (nats) of every target character, state carried."""
+        if batch_idx == 0:
+            self._carry["val"] = None
+        state = self._carry["val"]
+        logits, state = self(batch["ids"], state)
+        self._carry["val"] = detach_state(state)
+        nll = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
+        return {"nll": nll, "targets": batch["targets"]}
 
     # ---- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self):
