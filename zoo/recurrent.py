@@ -57,6 +57,36 @@ def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     return x.gather(1, index)
 
 
+class _HoistedProjection(torch.autograd.Function):
+    """``x W_ih^T + b_ih + b_hh`` for every time step at once, whose backward also returns the
+    gradient of ``W_hh``: ``dL/dW_hh = sum_t (dL/dgates_t)^T h_{t-1}``, one matmul over all steps.
+
+    Valid where the recurrence adds ``W_hh h_{t-1} + b_hh`` to this projection (RNN, LSTM): the
+    gradient of each step's gates then *is* the gradient of its projection. The time loop uses a
+    detached ``W_hh``, so autograd no longer computes and accumulates a full-size weight gradient at
+    every step (128 small matmuls and 128 additions of a 4 MB tensor for LSTM 512 become one matmul).
+    ``previous`` is filled with the detached ``h_{t-1}`` by the loop, after this forward returns.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, b_ih, w_hh, b_hh, previous: list):
+        ctx.save_for_backward(x, w_ih)
+        ctx.previous, ctx.has_bias = previous, b_ih is not None
+        out = F.linear(x, w_ih, b_ih)
+        return out + b_hh if b_hh is not None else out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, w_ih = ctx.saved_tensors
+        flat = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad @ w_ih if ctx.needs_input_grad[0] else None
+        grad_w_ih = flat.t() @ x.reshape(-1, x.shape[-1])
+        grad_w_hh = flat.t() @ torch.stack(ctx.previous).reshape(flat.shape[0], -1)
+        grad_b = flat.sum(0) if ctx.has_bias else None
+        return grad_x, grad_w_ih, grad_b, grad_w_hh, grad_b, None
+
+
 class Recurrent(nn.Module):
     def __init__(
         self,
@@ -167,12 +197,20 @@ class Recurrent(nn.Module):
             w_ih, w_hh = getattr(layer, "weight_ih_l0" + suffix), getattr(layer, "weight_hh_l0" + suffix)
             b_ih, b_hh = getattr(layer, "bias_ih_l0" + suffix, None), getattr(layer, "bias_hh_l0" + suffix, None)
             inputs = reverse_padded(x, lengths) if direction else x
+            h = self._initial(state, direction, batch, x)
             # All time steps' input projections in one matmul, hoisted out of the loop. unbind (not
             # x_proj[t]) so backward assembles the gradient once instead of once per step.
-            x_proj = F.linear(inputs.transpose(0, 1), w_ih, b_ih).unbind(0)
-            h = self._initial(state, direction, batch, x)
+            previous = None
+            if self.cell != "gru" and torch.is_grad_enabled() and w_hh.requires_grad:
+                previous = []  # h_{t-1} of every step, for W_hh's gradient in one matmul
+                x_proj = _HoistedProjection.apply(inputs.transpose(0, 1), w_ih, b_ih, w_hh, b_hh, previous)
+                w_hh, b_hh = w_hh.detach(), None
+            else:
+                x_proj = F.linear(inputs.transpose(0, 1), w_ih, b_ih)
             steps, step_gates = [], []
-            for t, x_t in enumerate(x_proj):
+            for t, x_t in enumerate(x_proj.unbind(0)):
+                if previous is not None:
+                    previous.append((h[0] if isinstance(h, tuple) else h).detach())
                 new, g = recur(x_t, h, w_hh, b_hh, *extra)
                 if mask is not None:  # finished sequences keep their last state
                     keep = mask[t]
