@@ -1,13 +1,17 @@
-"""What every task module shares: a checkpoint that knows which class rebuilds it."""
+"""What every task module shares: one optimiser recipe, gradient clipping, and a checkpoint that
+knows which class rebuilds it."""
 
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, List, Optional, Type
 
 import lightning as L
 import torch
+
+from zoo.optim import warmup_cosine
 
 TASK_KEY = "zoo_task"
 
@@ -18,6 +22,48 @@ class TaskModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
+    # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
+    def param_groups(self) -> List[Dict[str, Any]]:
+        """Weight decay on matrices only; biases, norms and embeddings' 1-D parameters are exempt.
+        A task with parameters that need their own rate (a fine-tuned encoder) overrides this."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = self.hparams.get("weight_decay", 0.0)
+        return [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.AdamW([g for g in self.param_groups() if g["params"]], lr=hp.lr)
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else None
+        scheduler = warmup_cosine(optimizer, hp.get("warmup_steps", 0), total, hp.get("min_lr_ratio", 0.1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.get("grad_clip")
+        if clip:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            self.log("train/grad_norm", torch.nn.utils.clip_grad_norm_(params, clip))
+
+    def save_pretrained(self, directory: str | Path, dtype: Optional[torch.dtype] = None) -> Path:
+        """Write this module as a pretrained folder (``config.json`` + ``model.safetensors`` + its
+        tokenizer files; see :mod:`zoo.hub`). ``dtype=torch.float16`` halves the size; the weights
+        load back as float32."""
+        from zoo.hub import save_pretrained
+
+        return save_pretrained(self, directory, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> "TaskModule":
+        """Load a pretrained folder, registered name, URL or Hub repo id (see
+        :func:`zoo.hub.load_pretrained`); the model must be an instance of ``cls``."""
+        from zoo.hub import load_pretrained
+
+        return load_pretrained(name_or_path, expected=None if cls is TaskModule else cls, **kwargs)
 
 
 def load_task(path: str | Path, expected: Optional[Type[L.LightningModule]] = None, map_location: str = "cpu") -> L.LightningModule:

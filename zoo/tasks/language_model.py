@@ -13,7 +13,6 @@ optimization, gradient clipping and mixed precision working as usual.)
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional
 
 
@@ -25,7 +24,6 @@ from torchmetrics.text import Perplexity
 from datamodules.char_corpus import decode, encode
 from zoo.cells import State
 from zoo.decoding import sample_next
-from zoo.optim import warmup_cosine
 from zoo.recurrent import Recurrent
 from zoo.tasks.base import TaskModule
 
@@ -156,25 +154,6 @@ class CharLanguageModel(TaskModule):
         self._carry["val"] = detach_state(state)
         nll = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
         return {"nll": nll, "targets": batch["targets"]}
-
-    # ---- optimisation ------------------------------------------------------------------------
-    def configure_optimizers(self):
-        hp = self.hparams
-        decay = [p for p in self.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
-        )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
-        if clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
-            self.log("train/grad_norm", norm)
 
     # ---- generation --------------------------------------------------------------------------
     @torch.no_grad()
