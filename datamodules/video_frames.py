@@ -1,0 +1,846 @@
+"""Video clips for per-frame (many-to-many) and per-clip (many-to-one) classification.
+
+Four layouts, one kind of batch:
+
+``frames``   extracted frames, one folder per video: ``root/<video>/<number>.jpg`` (any depth:
+             the video id is the folder's path relative to ``root``, e.g. ``Archery/v_Archery_g01_c01``).
+             Frame numbers are the digits at the end of each file name; they must run without gaps
+             (``allow_gaps=True`` takes the frames in order instead).
+``videos``   video files under ``root`` (``.mp4 .avi .mkv .mov .webm ...``), decoded with PyAV
+             (FFmpeg), ``num_frames`` frames sampled every ``stride`` frames or at ``fps``.
+``features`` precomputed per-frame features: ``root/<video>.npy``, float ``(frames, dim)`` (written
+             by :func:`zoo.tasks.frame_classifier.save_features`; read without unpickling).
+``ucf101``   the UCF101 release: ``root/ucfTrainTestlist/{classInd,trainlist0N,testlist0N}.txt``
+             and the videos anywhere under ``root`` (or their frames, extracted by
+             ``zoo extract-frames``, under ``frames_dir``). ``download=True`` fetches both
+             (sha256-checked) through :mod:`datamodules.download`.
+
+Labels (``labels=``, a CSV with a header row):
+
+- per clip: ``video,label`` — one label for the clip (the many-to-one target, and the label of
+  every frame when the model predicts per frame);
+- per frame: ``video,frame,label`` — ``frame`` is the number in the file name (``frames`` layout)
+  or the 0-based decoded frame index (``videos`` and ``features`` layouts). Frames without a row are
+  unlabelled (``-100``: ignored by the loss and the metrics). A row for a frame that does not exist
+  is an error naming the CSV line. An optional ``needs_memory`` column (0/1) marks frames whose
+  label cannot be read from the frame alone; batches then carry ``needs_memory`` and the frame
+  classifier reports ``val/memory_acc`` on them.
+- an optional ``split`` column (``train``/``val``/``test``); without it ``val_fraction`` of the
+  videos (chosen by ``seed``) are held out for validation, also used for testing.
+- without a CSV the label is the name of the folder holding each video (``root/<class>/<video>``).
+
+A batch is a dict: ``frames`` uint8 ``(B, T, 3, H, W)`` (or ``features`` float ``(B, T, F)``),
+``lengths`` ``(B,)``, ``labels`` ``(B, T)`` (``-100`` at padding and unlabelled frames),
+``clip_labels`` ``(B,)``, ``video`` (list of ids). Clips of different lengths are zero-padded at the
+end; ``lengths`` tell the model where each clip stops, and nothing at a padded step reaches a real
+one. Frames are resized (short side ``size``) and centre-cropped to ``size`` x ``size``;
+normalisation is the model's job (it knows its backbone), so the data stay model-free.
+
+Bad input fails with the file at fault in the message: an unreadable or zero-length video, a frame
+folder with gaps, a label for a frame or video that does not exist, an empty folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .download import data_dir, extract, fetch
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IGNORE = -100
+LAYOUTS = ("auto", "frames", "videos", "features", "ucf101")
+
+# UCF101 (Soomro, Zamir & Shah 2012). The split lists come from the dataset's home. The videos are
+# published there only as a RAR archive (UCF101.rar, 6.5 GB) with no checksum, which the zoo cannot
+# unpack safely without an external tool; we fetch the zip of the same videos that TensorFlow
+# Datasets uses, so that download.extract's safe unzip applies. Both sha256 values are the ones
+# TensorFlow Datasets records for these URLs; they could not be verified on the machine that wrote
+# this (no network): see docs/results_video.md.
+UCF101_SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
+UCF101_SPLITS_SHA256 = "5c0d1a53b8ed364a2ac830a73f405e51bece7d98ce1254fd19ed4a36b224bd27"
+UCF101_VIDEOS_URL = "https://storage.googleapis.com/thumos14_files/UCF101_videos.zip"
+UCF101_VIDEOS_SHA256 = "dabf56f573cd19c79e096563529fec8126a2a34e18e10c72eb621dd687532b0d"
+UCF101_RAR_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"  # the original; unpack it into root yourself
+
+
+class VideoDecodeError(ValueError):
+    """A video file could not be opened or decoded, or holds no frames."""
+
+
+# ---- decoding ----------------------------------------------------------------------------------
+def _import_av():
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency
+        raise ImportError("decoding videos needs PyAV: pip install av") from None
+    return av
+
+
+def _scaled(width: int, height: int, size: Optional[int]) -> Tuple[int, int]:
+    """Width and height after resizing the short side to ``size`` (even numbers are not needed)."""
+    if size is None:
+        return width, height
+    scale = size / min(width, height)
+    return max(size, round(width * scale)), max(size, round(height * scale))
+
+
+def _center_crop(image: np.ndarray, size: Optional[int]) -> np.ndarray:
+    if size is None:
+        return image
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    frames: int  # from the container; 0 when it does not say
+    fps: float
+    duration: float  # seconds; 0.0 when unknown
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """What the container says about its first video stream (no decoding)."""
+    av = _import_av()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream in the file")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            duration = float(stream.duration * stream.time_base) if stream.duration else (
+                container.duration / 1e6 if container.duration else 0.0
+            )
+            return VideoInfo(path, stream.width, stream.height, int(stream.frames or 0), fps, duration)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
+
+
+def decode_video(
+    path: str | Path,
+    num_frames: Optional[int] = None,
+    stride: int = 1,
+    fps: Optional[float] = None,
+    start: int = 0,
+    size: Optional[int] = None,
+    threads: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Decode frames of ``path`` with PyAV: ``(frames uint8 (T, H, W, 3), indices (T,))`` where
+    ``indices`` are the 0-based numbers of the decoded frames that were kept.
+
+    Sampling: from frame ``start`` keep every ``stride``-th frame, or, with ``fps``, the first frame
+    at or after each of the times ``start/fps_video + k / fps``; stop after ``num_frames`` (``None``:
+    to the end). ``size``: resize the short side to ``size`` (in FFmpeg's scaler, during decoding)
+    and centre-crop to ``size`` x ``size``. ``threads``: FFmpeg decoding threads (0 = its default).
+
+    Raises :class:`VideoDecodeError` naming the file when it cannot be read or holds no frames.
+    """
+    av = _import_av()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video {path} does not exist")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    frames: List[np.ndarray] = []
+    kept: List[int] = []
+    decoded = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream in the file")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if threads:
+                stream.codec_context.thread_count = threads
+            rate = float(stream.average_rate or stream.guessed_rate or 30.0)
+            start_time = start / rate
+            next_time = start_time
+            width = height = None
+            for index, frame in enumerate(container.decode(stream)):
+                decoded += 1
+                if index < start:
+                    continue
+                if fps is not None:
+                    time = frame.time if frame.time is not None else index / rate
+                    if time + 1e-6 < next_time:
+                        continue
+                    while next_time <= time + 1e-6:
+                        next_time += 1.0 / fps
+                elif (index - start) % stride:
+                    continue
+                if width is None:
+                    width, height = _scaled(frame.width, frame.height, size)
+                image = frame.to_ndarray(format="rgb24", width=width, height=height)
+                frames.append(_center_crop(image, size))
+                kept.append(index)
+                if num_frames is not None and len(frames) >= num_frames:
+                    break
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
+    if not frames:
+        if decoded == 0:
+            raise VideoDecodeError(f"{path}: the video holds no decodable frames (zero-length or corrupt)")
+        raise VideoDecodeError(f"{path}: no frame at or after frame {start} ({decoded} frames decoded)")
+    return np.stack(frames), np.asarray(kept, dtype=np.int64)
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames in a video, by decoding it (containers' own counts can be missing or wrong)."""
+    _, indices = decode_video(path, size=16)
+    return int(indices[-1]) + 1
+
+
+# ---- frame folders -----------------------------------------------------------------------------
+_NUMBER = re.compile(r"(\d+)$")
+
+
+def list_frames(folder: str | Path, allow_gaps: bool = False) -> List[Tuple[int, Path]]:
+    """The image files of a frame folder as ``(number, path)``, in number order. The number is the
+    run of digits that ends the file name (``000017.jpg`` -> 17, ``img_00017.jpg`` -> 17)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise FileNotFoundError(f"frame folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    numbered: Dict[int, Path] = {}
+    for path in files:
+        match = _NUMBER.search(path.stem)
+        if match is None:
+            raise ValueError(f"{path}: frame file names must end in a frame number (e.g. 000001.jpg)")
+        number = int(match.group(1))
+        if number in numbered:
+            raise ValueError(f"{folder}: two files for frame {number}: {numbered[number].name} and {path.name}")
+        numbered[number] = path
+    numbers = sorted(numbered)
+    first, last = numbers[0], numbers[-1]
+    if not allow_gaps and last - first + 1 != len(numbers):
+        missing = sorted(set(range(first, last + 1)) - set(numbers))
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(
+            f"{folder}: frame numbering has gaps ({len(missing)} missing between {first} and {last}: "
+            f"{shown}); re-extract the frames, or pass allow_gaps=True to use the frames in order"
+        )
+    return [(n, numbered[n]) for n in numbers]
+
+
+def load_image(path: Path, size: Optional[int]) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if size is not None:
+                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
+            image = image.convert("RGB")
+            if size is not None:
+                image = image.resize(_scaled(image.width, image.height, size), Image.BILINEAR, reducing_gap=2.0)
+            return _center_crop(np.asarray(image), size)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read image ({e})") from None
+
+
+# ---- clips, labels -----------------------------------------------------------------------------
+@dataclass
+class Clip:
+    video: str  # id: path relative to root, posix, without suffix
+    path: Path  # frame folder, video file or .npy file
+    kind: str  # "frames" | "video" | "features"
+    label: Optional[str] = None  # the clip's label (a class name)
+    frame_labels: Dict[int, str] = field(default_factory=dict)  # frame number -> class name
+    memory_frames: Optional[set] = None  # frames whose label needs memory (CSV column needs_memory)
+    split: Optional[str] = None
+
+
+def _video_id(path: Path, root: Path) -> str:
+    rel = path.relative_to(root)
+    return (rel.with_suffix("") if path.is_file() else rel).as_posix()
+
+
+def _walk(root: Path) -> Iterable[Tuple[Path, List[str]]]:
+    """``(folder, file names)`` under ``root``, hidden files and folders skipped, in sorted order."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield Path(dirpath), sorted(f for f in filenames if not f.startswith("."))
+
+
+def scan(root: Path, layout: str) -> Tuple[str, Dict[str, Clip]]:
+    """Find the clips under ``root``: ``(layout, {video id: Clip})``. ``auto`` picks ``ucf101`` when
+    ``root/ucfTrainTestlist`` exists, else whichever of videos, ``.npy`` files or images it finds."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"video root {root} is not a folder")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
+    if layout == "auto" and (root / "ucfTrainTestlist").is_dir():
+        layout = "ucf101"
+    videos: List[Path] = []
+    arrays: List[Path] = []
+    folders: List[Path] = []
+    for folder, names in _walk(root):
+        suffixes = {os.path.splitext(n)[1].lower() for n in names}
+        videos += [folder / n for n in names if os.path.splitext(n)[1].lower() in VIDEO_SUFFIXES]
+        arrays += [folder / n for n in names if n.endswith(".npy")]
+        if suffixes & set(IMAGE_SUFFIXES):
+            folders.append(folder)
+    if layout == "auto":
+        layout = "videos" if videos else "features" if arrays else "frames" if folders else ""
+        if not layout:
+            raise FileNotFoundError(f"{root} holds no videos ({', '.join(VIDEO_SUFFIXES)}), frame folders or .npy features")
+    if layout in ("videos", "ucf101"):
+        clips = {_video_id(p, root): Clip(_video_id(p, root), p, "video") for p in videos}
+    elif layout == "features":
+        clips = {_video_id(p, root): Clip(_video_id(p, root), p, "features") for p in arrays}
+    else:
+        clips = {_video_id(p, root): Clip(_video_id(p, root), p, "frames") for p in folders}
+    if not clips and layout != "ucf101":
+        raise FileNotFoundError(f"no clips found under {root} (layout {layout!r})")
+    return layout, clips
+
+
+def _lookup(clips: Dict[str, Clip], name: str) -> Optional[Clip]:
+    """A clip by its id (``Archery/v_01``), or by its file name under root (``Archery/v_01.avi``)."""
+    name = name.strip().replace("\\", "/").strip("/")
+    if name in clips:
+        return clips[name]
+    path = Path(name)
+    if path.suffix.lower() in VIDEO_SUFFIXES + (".npy",):
+        return clips.get(path.with_suffix("").as_posix())
+    return None
+
+
+def read_labels(csv_path: Path, clips: Dict[str, Clip]) -> None:
+    """Attach the labels of a CSV (``video,label`` or ``video,frame,label``, optional ``split``) to
+    ``clips``. Videos the CSV does not name are dropped; names it gives that are not there fail."""
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"labels file {csv_path} does not exist")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or [])
+        if not {"video", "label"} <= columns:
+            raise ValueError(
+                f"{csv_path}: the header must name the columns video,label (per clip) or "
+                f"video,frame,label (per frame), optionally split; got {reader.fieldnames}"
+            )
+        per_frame = "frame" in columns
+        named = set()
+        for row in reader:
+            line = reader.line_num
+            clip = _lookup(clips, row["video"] or "")
+            if clip is None:
+                raise FileNotFoundError(f"{csv_path}:{line}: video {row['video']!r} is not among the clips found")
+            label = (row["label"] or "").strip()
+            if not label:
+                raise ValueError(f"{csv_path}:{line}: empty label")
+            if per_frame:
+                try:
+                    number = int(row["frame"])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{csv_path}:{line}: frame must be an integer, got {row['frame']!r}") from None
+                if number in clip.frame_labels and clip.frame_labels[number] != label:
+                    raise ValueError(f"{csv_path}:{line}: frame {number} of {clip.video} labelled twice, differently")
+                clip.frame_labels[number] = label
+                if "needs_memory" in columns:
+                    clip.memory_frames = clip.memory_frames or set()
+                    if (row["needs_memory"] or "0").strip() not in ("0", "1"):
+                        raise ValueError(f"{csv_path}:{line}: needs_memory must be 0 or 1, got {row['needs_memory']!r}")
+                    if row["needs_memory"].strip() == "1":
+                        clip.memory_frames.add(number)
+            else:
+                if clip.label is not None and clip.label != label:
+                    raise ValueError(f"{csv_path}:{line}: video {clip.video} labelled twice, differently")
+                clip.label = label
+            split = (row.get("split") or "").strip() or None
+            if split is not None:
+                if split not in ("train", "val", "test"):
+                    raise ValueError(f"{csv_path}:{line}: split must be train, val or test, got {split!r}")
+                clip.split = split
+            named.add(clip.video)
+    for video in [v for v in clips if v not in named]:
+        del clips[video]
+    if not clips:
+        raise ValueError(f"{csv_path}: no rows")
+    if per_frame:
+        check_frame_labels(clips.values(), csv_path)
+
+
+def check_frame_labels(clips: Iterable[Clip], csv_path: Path) -> None:
+    """Every labelled frame must exist: frame folders are listed, features read by shape, videos
+    decoded (counted once)."""
+    for clip in clips:
+        if not clip.frame_labels:
+            continue
+        if clip.kind == "frames":
+            numbers = [n for n, _ in list_frames(clip.path, allow_gaps=True)]
+            have = set(numbers)
+            span = f"frames {numbers[0]}..{numbers[-1]}"
+        elif clip.kind == "features":
+            count = np.load(clip.path, mmap_mode="r").shape[0]
+            have, span = set(range(count)), f"{count} frames, numbered from 0"
+        else:
+            count = count_frames(clip.path)
+            have, span = set(range(count)), f"{count} frames, numbered from 0"
+        missing = sorted(set(clip.frame_labels) - have)
+        if missing:
+            raise ValueError(
+                f"{csv_path}: labels for frames {missing[:10]} of video {clip.video}, but {clip.path} has no "
+                f"such frames ({span})"
+            )
+
+
+def read_ucf101_split(root: Path, split: int, clips: Dict[str, Clip]) -> List[str]:
+    """Label ``clips`` from UCF101's official lists; returns the class names in classInd order.
+    Videos are matched by file name, case-insensitively (the lists and some archives disagree on
+    the case of ``HandStandPushups``)."""
+    lists = root / "ucfTrainTestlist"
+    class_file = lists / "classInd.txt"
+    if not class_file.is_file():
+        raise FileNotFoundError(f"{class_file} is missing: not a UCF101 root (download=True fetches the lists)")
+    classes: Dict[int, str] = {}
+    for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise ValueError(f"{class_file}:{line_no}: expected '<index> <ClassName>', got {line!r}")
+        classes[int(parts[0])] = parts[1]
+    names = [classes[i] for i in sorted(classes)]
+    by_lower = {name.lower(): name for name in names}
+    by_file = {}
+    for clip in clips.values():
+        by_file[Path(clip.video).name.lower()] = clip
+    labelled: Dict[str, Clip] = {}
+    for split_name, file_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
+        list_file = lists / file_name
+        if not list_file.is_file():
+            raise FileNotFoundError(f"{list_file} is missing (UCF101 has splits 1, 2 and 3)")
+        for line_no, line in enumerate(list_file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            entry = line.split()[0]
+            folder, _, file = entry.rpartition("/")
+            stem = Path(file).stem.lower()
+            clip = by_file.get(stem)
+            if clip is None:
+                raise FileNotFoundError(f"{list_file}:{line_no}: {entry} not found under {root}")
+            label = by_lower.get(folder.lower())
+            if label is None:
+                raise ValueError(f"{list_file}:{line_no}: class folder {folder!r} is not in {class_file}")
+            clip.label, clip.split = label, split_name
+            labelled[clip.video] = clip
+    clips.clear()
+    clips.update(labelled)
+    return names
+
+
+def download_ucf101(root: Optional[str | Path] = None, videos: bool = True) -> Path:
+    """Fetch UCF101's split lists (and the videos) into ``root`` (default ``data_dir()/ucf101``)."""
+    root = Path(root) if root is not None else data_dir() / "ucf101"
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "ucfTrainTestlist" / "classInd.txt").is_file():
+        archive = fetch(UCF101_SPLITS_URL, UCF101_SPLITS_SHA256, folder=root)
+        unpacked = extract(archive, root / ".splits")
+        shutil.copytree(unpacked / "ucfTrainTestlist", root / "ucfTrainTestlist", dirs_exist_ok=True)
+    if videos and not any(root.rglob("*.avi")):
+        archive = fetch(UCF101_VIDEOS_URL, UCF101_VIDEOS_SHA256, folder=root)
+        extract(archive, root / "videos")
+    return root
+
+
+# ---- datasets ----------------------------------------------------------------------------------
+class VideoClips(Dataset):
+    """Clips as dicts: ``frames`` (T, 3, H, W) uint8 or ``features`` (T, F), ``labels`` (T,),
+    ``clip_label`` (), ``video``."""
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        class_index: Dict[str, int],
+        num_frames: int = 16,
+        stride: int = 1,
+        fps: Optional[float] = None,
+        sampling: str = "center",
+        size: Optional[int] = 112,
+        allow_gaps: bool = False,
+    ) -> None:
+        if sampling not in ("random", "center", "start"):
+            raise ValueError(f"sampling must be random, center or start, got {sampling!r}")
+        if num_frames < 1 or stride < 1:
+            raise ValueError(f"num_frames and stride must be >= 1, got {num_frames}, {stride}")
+        self.clips, self.class_index = list(clips), class_index
+        self.num_frames, self.stride, self.fps, self.sampling = num_frames, stride, fps, sampling
+        self.size, self.allow_gaps = size, allow_gaps
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _start(self, total: int, span: int) -> int:
+        room = max(0, total - span)
+        if self.sampling == "start" or room == 0:
+            return 0
+        if self.sampling == "center":
+            return room // 2
+        return int(torch.randint(room + 1, ()).item())
+
+    def _load(self, clip: Clip) -> Tuple[Tensor, np.ndarray]:
+        span = (self.num_frames - 1) * self.stride + 1
+        if clip.kind == "frames":
+            frames = list_frames(clip.path, self.allow_gaps)
+            start = self._start(len(frames), span)
+            chosen = frames[start : start + span : self.stride][: self.num_frames]
+            images = np.stack([load_image(path, self.size) for _, path in chosen])
+            shapes = {img.shape for img in images} if self.size is None else set()
+            if len(shapes) > 1:
+                raise ValueError(f"{clip.path}: frames differ in size {sorted(shapes)}; set size to resize them")
+            return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), np.array([n for n, _ in chosen])
+        if clip.kind == "features":
+            array = np.load(clip.path, mmap_mode="r", allow_pickle=False)
+            if array.ndim != 2 or array.shape[0] == 0:
+                raise ValueError(f"{clip.path}: features must be a non-empty (frames, dim) array, got shape {array.shape}")
+            start = self._start(array.shape[0], span)
+            index = np.arange(start, min(array.shape[0], start + span), self.stride)[: self.num_frames]
+            return torch.from_numpy(np.ascontiguousarray(array[index], dtype=np.float32)), index
+        # video
+        start = 0
+        if self.sampling != "start":
+            info = probe_video(clip.path)
+            total = info.frames or int(info.duration * info.fps)
+            if self.fps is not None and info.fps:
+                span = int(round((self.num_frames - 1) * info.fps / self.fps)) + 1
+            start = self._start(total, span) if total else 0
+        images, index = decode_video(clip.path, self.num_frames, self.stride, self.fps, start, self.size)
+        return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), index
+
+    def __getitem__(self, i: int) -> Dict[str, object]:
+        clip = self.clips[i]
+        data, numbers = self._load(clip)
+        clip_label = self.class_index[clip.label] if clip.label is not None else IGNORE
+        if clip.frame_labels:
+            labels = [self.class_index[clip.frame_labels[n]] if n in clip.frame_labels else IGNORE for n in numbers.tolist()]
+            labels = torch.tensor(labels, dtype=torch.long)
+        else:
+            labels = torch.full((len(numbers),), clip_label, dtype=torch.long)
+        key = "features" if clip.kind == "features" else "frames"
+        item = {key: data, "labels": labels, "clip_label": torch.tensor(clip_label), "video": clip.video}
+        if clip.memory_frames is not None:
+            item["needs_memory"] = torch.tensor([n in clip.memory_frames for n in numbers.tolist()], dtype=torch.bool)
+        return item
+
+
+def pad_clips(items: List[Dict[str, object]]) -> Dict[str, object]:
+    """Collate clips of different lengths: pad at the end with zeros (labels with ``-100``,
+    ``needs_memory`` with False) and give the true ``lengths``."""
+    key = "frames" if "frames" in items[0] else "features"
+    lengths = torch.tensor([item[key].shape[0] for item in items], dtype=torch.long)
+    T = int(lengths.max())
+    first = items[0][key]
+    shapes = {tuple(item[key].shape[1:]) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"clips in a batch differ in frame shape {sorted(shapes)}; set the datamodule's size")
+    data = first.new_zeros((len(items), T, *first.shape[1:]))
+    labels = torch.full((len(items), T), IGNORE, dtype=torch.long)
+    for b, item in enumerate(items):
+        n = int(lengths[b])
+        data[b, :n] = item[key]
+        labels[b, :n] = item["labels"]
+    batch: Dict[str, object] = {key: data, "lengths": lengths, "labels": labels}
+    batch["clip_labels"] = torch.stack([torch.as_tensor(item["clip_label"]) for item in items])
+    if any("needs_memory" in item for item in items):
+        mask = torch.zeros(len(items), T, dtype=torch.bool)
+        for b, item in enumerate(items):
+            if "needs_memory" in item:
+                mask[b, : int(lengths[b])] = item["needs_memory"]
+        batch["needs_memory"] = mask
+    if "video" in items[0]:
+        batch["video"] = [item["video"] for item in items]
+    return batch
+
+
+class VideoFramesDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        layout: str = "auto",
+        labels: Optional[str] = None,
+        frames_dir: Optional[str] = None,
+        ucf101_split: int = 1,
+        download: bool = False,
+        num_frames: int = 16,
+        stride: int = 1,
+        fps: Optional[float] = None,
+        size: Optional[int] = 112,
+        train_sampling: str = "random",
+        eval_sampling: str = "center",
+        allow_gaps: bool = False,
+        val_fraction: float = 0.2,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            root: the data folder (see the module doc for the layouts); with ``layout: ucf101`` and
+                ``download: true``, ``None`` means ``data_dir()/ucf101``.
+            layout: ``auto`` (guess from the files), ``frames``, ``videos``, ``features`` or ``ucf101``.
+            labels: CSV of per-clip (``video,label``) or per-frame (``video,frame,label``) labels,
+                optional ``split`` column; ``None``: the parent folder's name is the label.
+            frames_dir: ``ucf101`` only: read the clips from frames extracted here by
+                ``zoo extract-frames`` instead of decoding the videos.
+            ucf101_split: which official split (1, 2, 3): train on trainlist0N, validate and test
+                on testlist0N.
+            download: ``ucf101`` only: fetch the lists and videos (sha256-checked) if absent.
+            num_frames: frames per clip (at most; shorter clips stay shorter and are padded).
+            stride: take every ``stride``-th frame; ``fps``: sample at this frame rate instead
+                (videos only).
+            size: resize the short side to ``size`` and centre-crop square; ``None``: as stored.
+            train_sampling, eval_sampling: where the window of a longer clip starts: ``random``,
+                ``center`` or ``start``.
+            allow_gaps: take frame folders with gaps in their numbering in order instead of failing.
+            val_fraction: videos held out for validation when the CSV has no split column.
+        """
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
+        if fps is not None and layout in ("frames", "features"):
+            raise ValueError("fps sampling needs decoded videos; for frame folders and features use stride")
+        self.save_hyperparameters()
+        self.classes: Optional[List[str]] = None
+        self.splits: Dict[str, List[Clip]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        if self.classes is None:
+            self.setup()
+        return len(self.classes)
+
+    def _root(self) -> Path:
+        hp = self.hparams
+        if hp.root is None:
+            if hp.layout == "ucf101" and hp.download:
+                return data_dir() / "ucf101"
+            raise ValueError("VideoFramesDataModule needs root (a folder of frames, videos or features)")
+        return Path(hp.root).expanduser()
+
+    def prepare_data(self) -> None:
+        if self.hparams.download:
+            if self.hparams.layout != "ucf101":
+                raise ValueError("download: true is for layout: ucf101 only")
+            frames_dir = self.hparams.frames_dir
+            download_ucf101(self._root(), videos=not (frames_dir and Path(frames_dir).expanduser().is_dir()))
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.classes is not None:
+            return
+        hp = self.hparams
+        root = self._root()
+        ucf101 = hp.layout == "ucf101" or (hp.layout == "auto" and (root / "ucfTrainTestlist").is_dir())
+        if ucf101 and hp.frames_dir is not None:  # the clips are frame folders elsewhere
+            if not Path(hp.frames_dir).expanduser().is_dir():
+                raise FileNotFoundError(
+                    f"frames_dir {hp.frames_dir} does not exist: extract the frames first "
+                    f"(zoo extract-frames {root} {hp.frames_dir} --fps 10 --size 128), or set frames_dir: null "
+                    "to decode the videos directly"
+                )
+            layout, (_, clips) = "ucf101", scan(Path(hp.frames_dir).expanduser(), "frames")
+        else:
+            layout, clips = scan(root, hp.layout)
+        if layout == "ucf101":
+            self.classes = read_ucf101_split(root, hp.ucf101_split, clips)
+            for clip in clips.values():
+                clip.split = "val" if clip.split == "test" else clip.split
+        else:
+            if hp.labels is not None:
+                read_labels(Path(hp.labels).expanduser(), clips)
+            else:
+                for clip in clips.values():
+                    parent = Path(clip.video).parent
+                    if parent == Path("."):
+                        raise ValueError(
+                            f"{clip.path}: no labels file given and the clip is not in a class folder "
+                            "(root/<class>/<video>); pass labels: a CSV"
+                        )
+                    clip.label = parent.name
+            names = {c.label for c in clips.values() if c.label is not None}
+            names |= {label for c in clips.values() for label in c.frame_labels.values()}
+            self.classes = sorted(names)
+        class_index = {name: i for i, name in enumerate(self.classes)}
+        ordered = [clips[k] for k in sorted(clips)]
+        if any(c.split for c in ordered):
+            splits = {s: [c for c in ordered if (c.split or "train") == s] for s in ("train", "val", "test")}
+            if not splits["test"]:
+                splits["test"] = splits["val"]
+        else:
+            order = np.random.default_rng(hp.seed).permutation(len(ordered))
+            n_val = max(1, int(round(len(ordered) * hp.val_fraction))) if len(ordered) > 1 else 0
+            val = {int(i) for i in order[:n_val]}
+            splits = {
+                "train": [c for i, c in enumerate(ordered) if i not in val],
+                "val": [c for i, c in enumerate(ordered) if i in val],
+            }
+            splits["test"] = splits["val"]
+        self.splits = splits
+        common = dict(
+            class_index=class_index, num_frames=hp.num_frames, stride=hp.stride, fps=hp.fps,
+            size=hp.size, allow_gaps=hp.allow_gaps,
+        )
+        self.datasets = {
+            "train": VideoClips(splits["train"], sampling=hp.train_sampling, **common),
+            "val": VideoClips(splits["val"], sampling=hp.eval_sampling, **common),
+            "test": VideoClips(splits["test"], sampling=hp.eval_sampling, **common),
+        }
+        self.feature_dim = None
+        if layout == "features" and ordered:
+            self.feature_dim = int(np.load(ordered[0].path, mmap_mode="r").shape[1])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        if len(dataset) == 0:
+            raise ValueError(f"the {split} split has no clips (root {self._root()})")
+        return DataLoader(
+            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
+            collate_fn=pad_clips, persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+# ---- zoo extract-frames ------------------------------------------------------------------------
+def find_videos(source: Path) -> List[Path]:
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} is neither a video file nor a folder")
+    return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def extract_frames(
+    video: str | Path,
+    dest: str | Path,
+    fps: Optional[float] = None,
+    size: Optional[int] = None,
+    quality: int = 90,
+    progress=None,
+) -> int:
+    """Write the frames of ``video`` to ``dest/000001.jpg, 000002.jpg, ...`` (numbered from 1 without
+    gaps). ``fps``: sample at this rate (``None`` = every frame); ``size``: resize the short side
+    (no crop). The folder appears only when complete. Returns the number of frames written."""
+    from PIL import Image
+
+    av = _import_av()
+    video, dest = Path(video), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    count = 0
+    try:
+        try:
+            with av.open(str(video)) as container:
+                if not container.streams.video:
+                    raise VideoDecodeError(f"{video}: no video stream in the file")
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                rate = float(stream.average_rate or stream.guessed_rate or 30.0)
+                next_time = 0.0
+                width = height = None
+                for index, frame in enumerate(container.decode(stream)):
+                    if fps is not None:
+                        time = frame.time if frame.time is not None else index / rate
+                        if time + 1e-6 < next_time:
+                            continue
+                        while next_time <= time + 1e-6:
+                            next_time += 1.0 / fps
+                    if width is None:
+                        width, height = _scaled(frame.width, frame.height, size)
+                    image = frame.to_ndarray(format="rgb24", width=width, height=height)
+                    count += 1
+                    Image.fromarray(image).save(tmp / f"{count:06d}.jpg", quality=quality)
+                    if progress is not None:
+                        progress.update(1)
+        except av.FFmpegError as e:
+            raise VideoDecodeError(f"{video}: cannot decode video ({type(e).__name__}: {e})") from None
+        if count == 0:
+            raise VideoDecodeError(f"{video}: the video holds no decodable frames (zero-length or corrupt)")
+        tmp.chmod(0o755)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return count
+
+
+def extract_frames_command(argv: List[str]) -> int:
+    """``zoo extract-frames SOURCE DEST``: a folder of videos (or one video) -> ``DEST/<video>/000001.jpg``."""
+    parser = argparse.ArgumentParser(
+        prog="zoo extract-frames",
+        description="Extract the frames of videos into the frame-folder layout DEST/<video>/000001.jpg "
+        "(the video's path under SOURCE, without its suffix, names its folder).",
+    )
+    parser.add_argument("source", help="a video file or a folder searched recursively for videos")
+    parser.add_argument("dest", help="output folder")
+    parser.add_argument("--fps", type=float, default=None, help="frames per second to keep (default: every frame)")
+    parser.add_argument("--size", type=int, default=None, help="resize the short side to SIZE pixels (default: as stored)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
+    parser.add_argument("--overwrite", action="store_true", help="re-extract videos whose folder already exists")
+    parser.add_argument("--keep-going", action="store_true", help="report unreadable videos and go on (exit status 1 at the end)")
+    args = parser.parse_args(argv)
+    from tqdm import tqdm
+
+    source, dest = Path(args.source).expanduser(), Path(args.dest).expanduser()
+    try:
+        videos = find_videos(source)
+    except FileNotFoundError as e:
+        parser.exit(2, f"zoo extract-frames: error: {e}\n")
+    if not videos:
+        parser.exit(2, f"zoo extract-frames: error: no videos ({', '.join(VIDEO_SUFFIXES)}) under {source}\n")
+    base = source if source.is_dir() else source.parent
+    failed: List[str] = []
+    total = 0
+    with tqdm(videos, desc="videos", unit="video", file=sys.stderr) as bar:
+        for video in bar:
+            out = dest / video.relative_to(base).with_suffix("")
+            if out.is_dir() and not args.overwrite:
+                continue
+            bar.set_postfix_str(video.name)
+            try:
+                total += extract_frames(video, out, args.fps, args.size, args.quality)
+            except (VideoDecodeError, FileNotFoundError) as e:
+                if not args.keep_going:
+                    bar.close()
+                    print(f"zoo extract-frames: error: {e}", file=sys.stderr)
+                    return 1
+                failed.append(str(e))
+    print(f"wrote {total} frames of {len(videos) - len(failed)} videos to {dest}")
+    for message in failed:
+        print(f"failed: {message}", file=sys.stderr)
+    return 1 if failed else 0
