@@ -26,7 +26,6 @@ statistics in training mode, which mixes frames of a batch: eval mode is the onl
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -37,7 +36,6 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.encoders import ImageEncoder
-from zoo.optim import warmup_cosine
 from zoo.recurrent import Recurrent
 from zoo.tasks.base import TaskModule
 
@@ -315,27 +313,6 @@ class FrameClassifier(TaskModule):
             video = batch["video"][b] if "video" in batch else b
             out.append({"video": video, "probs": p.cpu(), "labels": labels})
         return out
-
-    # ---- optimisation ------------------------------------------------------------------------
-    def configure_optimizers(self):
-        hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
-        )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
-        if clip:
-            params = [p for p in self.parameters() if p.grad is not None]
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            self.log("train/grad_norm", norm)
 
 
 @torch.no_grad()
