@@ -92,7 +92,6 @@ def load_model_arg(parser: argparse.ArgumentParser, args: argparse.Namespace, ex
 EXTRA_COMMANDS: Dict[str, str] = {
     "sample": "zoo.cli:sample_command",
     "classify": "zoo.tasks.classifier:classify_command",
-    "translate": "zoo.tasks.seq2seq:translate_command",
     "caption": "zoo.tasks.captioner:caption_command",
     "visualize": "zoo.viz:visualize_command",
     "export": "zoo.hub:export_command",
