@@ -1,0 +1,321 @@
+"""IMDB and AG News datamodules on format-faithful fixtures made here, bad input, the real-data slices
+in ../shared/data (skipped where absent), and the CLI end to end (skipped until zoo.cli exists)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import random
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.ag_news import AGNewsDataModule, clean
+from datamodules.imdb import IMDBDataModule
+from datamodules.text import DataFormatError, padding_fraction
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+IMDB_DEV = SHARED / "imdb" / "aclImdb_dev.tar.gz"
+AG_SAMPLE = SHARED / "ag_news" / "sample.csv"
+
+POS_WORDS = ["great", "wonderful", "loved", "superb", "moving"]
+NEG_WORDS = ["awful", "boring", "hated", "dull", "worst"]
+FILLER = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "a", "was"]
+
+
+def review(label: str, rng: random.Random, n: int = 30) -> str:
+    words = [rng.choice(FILLER) for _ in range(n)] + [rng.choice(POS_WORDS if label == "pos" else NEG_WORDS) for _ in range(4)]
+    rng.shuffle(words)
+    return " ".join(words[: n // 2]) + ".<br /><br />" + " ".join(words[n // 2 :]).capitalize() + "!"
+
+
+def imdb_members(per_class: int = 12, seed: int = 0) -> dict:
+    """``{member name: bytes}`` in the aclImdb_v1 layout, with the files a real archive also holds."""
+    rng = random.Random(seed)
+    members = {"aclImdb/README": b"Large Movie Review Dataset v1.0\n", "aclImdb/imdb.vocab": b"the\nand\n",
+               "aclImdb/imdbEr.txt": b"0.1\n", "aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0453418/\n",
+               "aclImdb/train/labeledBow.feat": b"9 0:9 1:1\n", "aclImdb/train/unsup/0_0.txt": b"unlabeled review"}
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            for i in range(per_class):
+                rating = rng.choice([7, 8, 9, 10] if label == "pos" else [1, 2, 3, 4])
+                members[f"aclImdb/{split}/{label}/{i}_{rating}.txt"] = review(label, rng).encode()
+    return members
+
+
+def write_tar(path: Path, members: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_folder(root: Path, members: dict) -> Path:
+    for name, data in members.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def imdb(root, tmp_path, **kw) -> IMDBDataModule:
+    kw.setdefault("min_frequency", 1)
+    kw.setdefault("val_fraction", 0.25)
+    dm = IMDBDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4, **kw)
+    dm.setup()
+    return dm
+
+
+# ---- IMDB -----------------------------------------------------------------------------------------
+def test_imdb_tarball_and_folder_agree(tmp_path):
+    members = imdb_members()
+    from_tar = imdb(write_tar(tmp_path / "aclImdb_v1.tar.gz", members), tmp_path)
+    from_dir = imdb(write_folder(tmp_path / "x", members), tmp_path / "other")
+    assert {k: len(v) for k, v in from_tar.datasets.items()} == {"train": 18, "val": 6, "test": 24}
+    assert from_tar.label_names == ["neg", "pos"]
+    assert from_tar.datasets["val"].labels.bincount().tolist() == [3, 3]  # stratified
+    assert from_tar.datasets["test"].labels.tolist() == [0] * 12 + [1] * 12
+    assert from_tar.tokenizer_json == from_dir.tokenizer_json  # "unsup", README, ... ignored alike
+    for split in ("train", "val", "test"):
+        assert from_tar.datasets[split].ids.equal(from_dir.datasets[split].ids)
+    assert "unlabeled" not in from_tar.tokenizer_json and "<br" not in from_tar.tokenizer_json
+    assert imdb(tmp_path / "x" / "aclImdb", tmp_path / "third").datasets["train"].ids.equal(from_dir.datasets["train"].ids)
+    batch = next(iter(from_tar.train_dataloader()))
+    assert set(batch) == {"ids", "lengths", "labels"} and batch["ids"].shape[0] == 4
+
+
+def test_imdb_cache_second_run_and_invalidation(tmp_path):
+    archive = write_tar(tmp_path / "a.tar.gz", imdb_members())
+    first = imdb(archive, tmp_path)
+    entries = list((tmp_path / "cache").glob("imdb-*.pt"))
+    assert len(entries) == 1
+    second = IMDBDataModule(root=str(archive), cache_dir=str(tmp_path / "cache"), min_frequency=1, val_fraction=0.25)
+    second.read = None  # a cache hit must not read the files again
+    second.setup()
+    assert second.datasets["train"].ids.equal(first.datasets["train"].ids)
+    imdb(archive, tmp_path, vocab_size=10)  # another tokenizer setting: another entry
+    assert len(list((tmp_path / "cache").glob("imdb-*.pt"))) == 2
+    write_tar(archive, imdb_members(seed=1))  # the file changed: rebuilt
+    assert not imdb(archive, tmp_path).datasets["train"].ids.equal(first.datasets["train"].ids)
+
+
+def test_imdb_truncation_of_a_100000_word_review(tmp_path):
+    members = imdb_members()
+    members["aclImdb/train/pos/999_10.txt"] = ("I loved it. " + "great " * 100_000 + "The end, awful ending.").encode()
+    dm = imdb(write_tar(tmp_path / "a.tar.gz", members), tmp_path, max_tokens=40, truncation="head_tail")
+    full = torch.cat([dm.datasets[s].full_lengths for s in ("train", "val")])
+    assert int(full.max()) > 100_000
+    ds = dm.datasets["train"] if int(dm.datasets["train"].full_lengths.max()) > 100_000 else dm.datasets["val"]
+    i = int(ds.full_lengths.argmax())
+    item = ds[i]
+    assert len(item["ids"]) == 40 and ds.lengths[i] == 40
+    from datamodules.text import load_tokenizer
+    words = load_tokenizer(dm.tokenizer_json).decode(item["ids"].tolist()).split()
+    assert words[:5] == ["i", "loved", "it", ".", "great"] and words[-6:] == ["the", "end", ",", "awful", "ending", "."]
+
+
+def test_imdb_bad_input(tmp_path):
+    members = imdb_members()
+    members["aclImdb/train/neg/5_1.txt"] = b"fine so far\nsecond line \xff\xfe broken"
+    archive = write_tar(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(DataFormatError, match=r"bad\.tar\.gz:aclImdb/train/neg/5_1\.txt:2: invalid UTF-8"):
+        imdb(archive, tmp_path)
+    assert not list((tmp_path / "cache").glob("*"))  # nothing cached, not even half
+    dm = imdb(archive, tmp_path, encoding_errors="replace")
+    from datamodules.text import load_tokenizer
+    assert any("\ufffd" in t for t in load_tokenizer(dm.tokenizer_json).get_vocab())  # bad bytes, replaced
+
+    members = imdb_members()
+    members["aclImdb/test/pos/3_9.txt"] = b"  \n"
+    with pytest.raises(DataFormatError, match=r"aclImdb/test/pos/3_9\.txt: empty review"):
+        imdb(write_tar(tmp_path / "empty.tar.gz", members), tmp_path)
+    members["aclImdb/test/pos/3_9.txt"] = b"<br /><br />"
+    with pytest.raises(DataFormatError, match=r"3_9\.txt: no tokens left"):
+        imdb(write_tar(tmp_path / "markup.tar.gz", members), tmp_path)
+
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no reviews"):
+        imdb(tmp_path / "nothing", tmp_path)
+    no_neg = {k: v for k, v in imdb_members().items() if "/test/neg/" not in k}
+    with pytest.raises(FileNotFoundError, match=r"aclImdb/test/neg/"):
+        imdb(write_tar(tmp_path / "noneg.tar.gz", no_neg), tmp_path)
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(DataFormatError, match="junk.tar.gz: not a readable tar archive"):
+        imdb(tmp_path / "junk.tar.gz", tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        imdb(tmp_path / "missing", tmp_path)
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+# ---- AG News --------------------------------------------------------------------------------------
+AG_TEXT = {1: ["Iraq elections", "UN talks on Iran"], 2: ["Yankees win the series", "Olympic gold for sprinter"],
+           3: ["Stocks fall as oil #36;50", "Fed raises rates"], 4: ["New Linux kernel", "NASA probe reaches Mars"]}
+
+
+def ag_rows(per_class: int = 10, seed: int = 0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(per_class):
+        for label, titles in AG_TEXT.items():
+            title = rng.choice(titles)
+            rows.append([str(label), f"{title} ({i})", f"AP - {title.lower()}, reports say.\\Details \"quoted\" follow."])
+    return rows
+
+
+def write_csv(path: Path, rows) -> Path:
+    with open(path, "w", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
+    return path
+
+
+def ag(root, tmp_path, **kw) -> AGNewsDataModule:
+    kw.setdefault("min_frequency", 1)
+    dm = AGNewsDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4, **kw)
+    dm.setup()
+    return dm
+
+
+def test_ag_news_folder_single_csv_and_tarball(tmp_path):
+    folder = tmp_path / "ag_news_csv"
+    folder.mkdir()
+    write_csv(folder / "train.csv", ag_rows(10))
+    write_csv(folder / "test.csv", ag_rows(3, seed=1))
+    (folder / "classes.txt").write_text("World\nSports\nBusiness\nSci/Tech\n")
+    dm = ag(folder, tmp_path)
+    assert dm.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 36, "val": 4, "test": 12}
+    assert dm.datasets["val"].labels.bincount().tolist() == [1, 1, 1, 1]
+    assert "$" in dm.tokenizer_json and '"\\\\"' not in dm.tokenizer_json  # #36; decoded, backslash gone
+
+    single = ag(write_csv(tmp_path / "slice.csv", ag_rows(10)), tmp_path, test_fraction=0.2)
+    assert {k: len(v) for k, v in single.datasets.items()} == {"train": 28, "val": 4, "test": 8}
+    assert single.datasets["test"].labels.bincount().tolist() == [2, 2, 2, 2]
+    assert single.label_names == ["World", "Sports", "Business", "Sci/Tech"]  # no classes.txt: the defaults
+
+    with tarfile.open(tmp_path / "ag_news_csv.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="ag_news_csv")
+    from_tar = ag(tmp_path / "ag_news_csv.tar.gz", tmp_path / "t")
+    assert from_tar.tokenizer_json == dm.tokenizer_json
+    assert from_tar.datasets["test"].ids.equal(dm.datasets["test"].ids)
+
+
+def test_ag_news_text_rule():
+    assert clean('Oil hits #36;50 \\ a &lt;b&gt;record&lt;/b&gt; high') == "Oil hits $50 a <b>record</b> high"
+    from datamodules.ag_news import join
+    assert join(" Title ", "First\\line") == "Title\nFirst line"
+
+
+@pytest.mark.parametrize("row,error", [
+    (["1", "only two"], r"bad\.csv:3: expected 3 columns"),
+    (["1", "a", "b", "c"], r"bad\.csv:3: expected 3 columns"),
+    (["5", "title", "text"], r"bad\.csv:3: class must be an integer in 1\.\.4, got '5'"),
+    (["0", "title", "text"], r"bad\.csv:3: class must be"),
+    (["World", "title", "text"], r"bad\.csv:3: class must be"),
+    (["2", "", " "], r"bad\.csv:3: empty title and description"),
+])
+def test_ag_news_bad_rows_name_file_and_line(tmp_path, row, error):
+    rows = ag_rows(2)
+    rows.insert(2, row)
+    with pytest.raises(DataFormatError, match=error):
+        ag(write_csv(tmp_path / "bad.csv", rows), tmp_path)
+    assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_ag_news_bad_files(tmp_path):
+    path = write_csv(tmp_path / "enc.csv", ag_rows(2))
+    path.write_bytes(path.read_bytes() + b'"1","caf\xe9","latin-1 bytes"\n')
+    with pytest.raises(DataFormatError, match=r"enc\.csv:9: invalid UTF-8"):
+        ag(path, tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks train.csv and test.csv"):
+        ag(tmp_path / "empty", tmp_path)
+    write_csv(tmp_path / "blank.csv", [])
+    with pytest.raises(DataFormatError, match="blank.csv: no rows"):
+        ag(tmp_path / "blank.csv", tmp_path)
+    rows = ag_rows(3)
+    path = write_csv(tmp_path / "withblank.csv", rows)
+    path.write_text(path.read_text().replace("\n", "\n\n", 1))  # a blank line is skipped
+    assert len(ag(path, tmp_path).datasets["test"]) == 4
+
+
+# ---- real data (../shared/data) -------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.skipif(not IMDB_DEV.is_file(), reason=f"{IMDB_DEV} not present")
+def test_real_imdb_dev_tarball(tmp_path_factory):
+    # CPU seconds of this process (all its threads), not wall time: on the shared machine other jobs may
+    # pause or slow this one down; wall-clock numbers on an idle machine are in docs/results.md.
+    cache = tmp_path_factory.mktemp("imdb-cache")
+    start = time.process_time()
+    dm = IMDBDataModule(root=str(IMDB_DEV), cache_dir=str(cache), max_tokens=400)
+    dm.setup()
+    first = time.process_time() - start
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 22500, "val": 2500, "test": 2000}
+    assert dm.datasets["test"].labels.bincount().tolist() == [1000, 1000]
+    assert dm.datasets["val"].labels.bincount().tolist() == [1250, 1250]
+    vocab = len(__import__("json").loads(dm.tokenizer_json)["model"]["vocab"])
+    assert vocab == 30_000
+    start = time.process_time()
+    again = IMDBDataModule(root=str(IMDB_DEV), cache_dir=str(cache), max_tokens=400)
+    again.setup()
+    assert time.process_time() - start < 2.0, "a cached IMDB must load in under 2 s"
+    assert again.datasets["test"].ids.equal(dm.datasets["test"].ids)
+    assert first < 40
+    ds = dm.datasets["train"]
+    bucketed = list(dm.train_dataloader().batch_sampler)
+    random_batches = [p.tolist() for p in torch.randperm(len(ds)).split(64)]
+    assert padding_fraction(bucketed, ds.lengths) < 0.10 < padding_fraction(random_batches, ds.lengths)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not AG_SAMPLE.is_file(), reason=f"{AG_SAMPLE} not present")
+def test_real_ag_news_sample(tmp_path):
+    dm = ag(AG_SAMPLE, tmp_path, min_frequency=2)
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 1440, "val": 160, "test": 400}
+    assert dm.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert dm.datasets["test"].labels.bincount().tolist() == [100] * 4
+    assert "#36;" not in dm.tokenizer_json
+
+
+# ---- CLI end to end -------------------------------------------------------------------------------
+needs_cli = pytest.mark.skipif(importlib.util.find_spec("zoo.cli") is None, reason="zoo/cli.py not there yet")
+needs_ag = pytest.mark.skipif(not AG_SAMPLE.is_file(), reason=f"{AG_SAMPLE} not present")
+
+
+def zoo(tmp_path, *args):
+    """``python -m zoo.cli ...`` run in tmp_path (the recipe's checkpoints/ and runs/ land there)."""
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@needs_cli
+@needs_ag
+def test_cli_fast_dev_run_agnews(tmp_path):
+    zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--trainer.fast_dev_run", "true",
+        "--trainer.enable_progress_bar", "false", "--data.init_args.root", str(AG_SAMPLE),
+        "--data.init_args.cache_dir", str(tmp_path / "cache"))
+
+
+@needs_cli
+@needs_ag
+def test_cli_fit_then_test_from_checkpoint(tmp_path):
+    """A short real fit (loggers on: Lightning merges the model's and datamodule's hyperparameters), then
+    ``zoo test`` from the checkpoint it wrote."""
+    common = ["--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--trainer.enable_progress_bar", "false",
+              "--data.root", str(AG_SAMPLE), "--data.cache_dir", str(tmp_path / "cache"),
+              "--model.hidden_size", "16", "--model.embedding_dim", "16"]
+    zoo(tmp_path, "fit", *common, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2")
+    ckpt = tmp_path / "checkpoints" / "agnews_gru" / "last.ckpt"
+    assert ckpt.is_file() and list((tmp_path / "runs" / "agnews_gru").rglob("hparams.yaml"))
+    result = zoo(tmp_path, "test", *common, "--trainer.logger", "false", "--ckpt_path", str(ckpt))
+    assert "test/acc" in result.stdout and "test/f1" in result.stdout

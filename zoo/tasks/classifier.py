@@ -1,0 +1,296 @@
+"""`SequenceClassifier`: many-to-one — read a whole sequence, emit one label.
+
+    e_t = E[w_t]                                   (learned embedding, no pretraining)
+    h_1..h_T = Recurrent(e_1..e_T)                 (any cell family, deep, bi-directional)
+    s = pool(h_1..h_T)                             last | mean | max | attention
+    p(y | w) = softmax(W s + b)
+
+Pooling over the real steps only (``lengths``), so padding never changes a prediction:
+
+- ``last``: the final state of each direction of the top layer — the forward direction's state after
+  the last real token, the backward direction's after reading back to the first token.
+- ``mean``: the average of the top layer's outputs over the real steps.
+- ``max``: the element-wise maximum over the real steps (padded steps set to -inf first).
+- ``attention``: additive self-attention, ``a_t = softmax_t(v^T tanh(W h_t))`` over the real steps,
+  ``s = sum_t a_t h_t``.
+
+The tokenizer travels with the model: ``tokenizer_json`` (the Hugging Face tokenizer as a JSON string),
+``label_names`` and the datamodule's ``max_tokens`` and ``truncation`` (as ``text_max_tokens`` and
+``text_truncation``: Lightning refuses to log a module and a datamodule hyperparameter of the same name
+with different values) are hyperparameters, filled in from the datamodule at ``setup`` when not given,
+so a checkpoint classifies raw strings by itself (:meth:`predict`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from datamodules.text import UNK_ID, encode_texts, load_tokenizer, pad_collate, truncate
+from zoo.optim import warmup_cosine
+from zoo.recurrent import Recurrent
+from zoo.tasks.base import TaskModule
+
+POOLS = ("last", "mean", "max", "attention")
+
+
+def lengths_mask(lengths: Tensor, time: int) -> Tensor:
+    """``(batch, time)`` bool, True at real steps."""
+    return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class AttentionPool(nn.Module):
+    """Additive self-attention pooling: ``a = softmax(v^T tanh(W h))`` over the real steps."""
+
+    def __init__(self, size: int, attention_size: Optional[int] = None) -> None:
+        super().__init__()
+        self.proj = nn.Linear(size, attention_size or size)
+        self.score = nn.Linear(attention_size or size, 1, bias=False)
+
+    def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        return torch.einsum("bt,btd->bd", weights, h), weights
+
+
+class SequenceClassifier(TaskModule):
+    def __init__(
+        self,
+        tokenizer_json: Optional[str] = None,
+        label_names: Optional[List[str]] = None,
+        text_max_tokens: Optional[int] = None,
+        text_truncation: Optional[str] = None,
+        cell: str = "gru",
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        pool: str = "max",
+        dropout: float = 0.3,
+        embedding_dropout: float = 0.2,
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.05,
+        grad_clip: Optional[float] = 1.0,
+        label_smoothing: float = 0.0,
+        backend: str = "native",
+    ) -> None:
+        """
+        Args:
+            tokenizer_json: the Hugging Face tokenizer as a JSON string; ``None`` = the datamodule's
+                (``tokenizer_json``) at setup. Sets the vocabulary size.
+            label_names: class names; ``None`` = the datamodule's (``label_names``) at setup.
+            text_max_tokens, text_truncation: how :meth:`predict` cuts long texts (as in training);
+                ``None`` = the datamodule's ``max_tokens`` and ``truncation`` at setup.
+            cell: ``rnn`` | ``gru`` | ``lstm``; ``num_layers`` deep, ``bidirectional`` or not.
+            embedding_dim, hidden_size: widths of the embedding and of each recurrent direction.
+            pool: ``last`` | ``mean`` | ``max`` | ``attention`` (see the module docstring).
+            dropout: between recurrent layers and before the output layer.
+            embedding_dropout: dropout on the embedded tokens.
+            lr, weight_decay: AdamW (no decay on biases and norms); linear warm-up over
+                ``warmup_steps``, then a cosine down to ``min_lr_ratio * lr`` over the planned steps.
+            grad_clip: clip the global gradient norm to this (``None`` = no clipping).
+            label_smoothing: for the cross-entropy loss.
+            backend: ``native`` (torch's fused RNNs) or ``cells`` (ours, every gate inspectable).
+        """
+        super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}")
+        self.save_hyperparameters()
+        self._tokenizer = None
+        self.built = False
+        if tokenizer_json is not None and label_names is not None:
+            self._build()
+
+    # ---- construction ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        hp = self.hparams
+        vocab_size = self.tokenizer.get_vocab_size()
+        num_classes = len(hp.label_names)
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got label_names={hp.label_names}")
+        self.embed = nn.Embedding(vocab_size, hp.embedding_dim, padding_idx=0)
+        self.embed_drop = nn.Dropout(hp.embedding_dropout)
+        self.rnn = Recurrent(
+            hp.embedding_dim, hp.hidden_size, hp.cell, hp.num_layers,
+            bidirectional=hp.bidirectional, dropout=hp.dropout, backend=hp.backend,
+        )
+        size = self.rnn.output_size
+        self.attention = AttentionPool(size) if hp.pool == "attention" else None
+        self.drop = nn.Dropout(hp.dropout)
+        self.head = nn.Linear(size, num_classes)
+        metrics = lambda: nn.ModuleDict({  # noqa: E731
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        })
+        self.metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
+        self.built = True
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None)
+        hp = self.hparams
+        for key, theirs_key in (("tokenizer_json",) * 2, ("label_names",) * 2, ("text_max_tokens", "max_tokens"), ("text_truncation", "truncation")):
+            theirs = getattr(datamodule, theirs_key, None)
+            theirs = list(theirs) if isinstance(theirs, tuple) else theirs
+            if hp[key] is None:
+                hp[key] = theirs  # recorded in the hyperparameters: the checkpoint rebuilds itself
+            elif key in ("tokenizer_json", "label_names") and theirs is not None and theirs != hp[key]:
+                raise ValueError(
+                    f"the model's {key} differs from the datamodule's: the model was built for other data "
+                    "(another vocabulary or label set); use the datamodule settings it was trained with"
+                )
+        for key in ("tokenizer_json", "label_names"):
+            if hp[key] is None:
+                raise ValueError(
+                    f"SequenceClassifier needs {key}: pass it, or train with a datamodule that exposes "
+                    f"`{key}` after its setup (datamodules.imdb.IMDBDataModule, datamodules.ag_news.AGNewsDataModule)"
+                )
+        if not self.built:
+            self._build()
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.hparams.tokenizer_json is None:
+                raise RuntimeError("this SequenceClassifier has no tokenizer yet (it is set at setup from the datamodule)")
+            self._tokenizer = load_tokenizer(self.hparams.tokenizer_json)
+        return self._tokenizer
+
+    @property
+    def label_names(self) -> List[str]:
+        return list(self.hparams.label_names)
+
+    # ---- the model -------------------------------------------------------------------------------
+    def forward(self, ids: Tensor, lengths: Optional[Tensor] = None, return_attention: bool = False):
+        """``ids`` ``(batch, time)``, ``lengths`` ``(batch,)`` → logits ``(batch, classes)`` (and the
+        attention weights ``(batch, time)`` when asked for, ``pool="attention"`` only)."""
+        if lengths is None:
+            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
+        out = self.rnn(self.embed_drop(self.embed(ids)), lengths=lengths)
+        pooled, weights = self.pool(out, lengths)
+        logits = self.head(self.drop(pooled))
+        return (logits, weights) if return_attention else logits
+
+    def pool(self, out, lengths: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        h = out.output  # (B, T, D*H), zeros at padded steps
+        mask = lengths_mask(lengths.to(h.device), h.shape[1])
+        pool = self.hparams.pool
+        if pool == "last":
+            state = out.state[0] if isinstance(out.state, tuple) else out.state  # (L*D, B, H)
+            D = self.rnn.num_directions
+            return state[-D:].transpose(0, 1).reshape(h.shape[0], -1), None
+        if pool == "mean":
+            return h.sum(1) / lengths.to(h.device, h.dtype)[:, None], None
+        if pool == "max":
+            return h.masked_fill(~mask[..., None], float("-inf")).amax(1), None
+        return self.attention(h, mask)
+
+    # ---- training --------------------------------------------------------------------------------
+    def _step(self, batch: Dict[str, Tensor], split: str) -> Tensor:
+        logits = self(batch["ids"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing)
+        size = batch["labels"].shape[0]
+        if split == "train":
+            self.log("train/loss", loss, prog_bar=True, batch_size=size)
+            self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean(), batch_size=size)
+        else:
+            self.log(f"{split}/loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
+            for name, metric in self.metrics[split].items():
+                metric.update(logits, batch["labels"])
+                self.log(f"{split}/{name}", metric, prog_bar=name == "acc")
+        return loss
+
+    def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int = 0) -> List[Dict]:
+        probs = torch.softmax(self(batch["ids"], batch["lengths"]).float(), -1)
+        return self._describe(probs)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay = [p for p in self.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
+        )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else None
+        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
+
+    # ---- inference on raw text -------------------------------------------------------------------
+    def _describe(self, probs: Tensor) -> List[Dict]:
+        names = self.label_names
+        return [
+            {"label": names[int(p.argmax())], "probs": {n: float(v) for n, v in zip(names, p.tolist())}}
+            for p in probs.cpu()
+        ]
+
+    def encode(self, texts: List[str]) -> List[Tensor]:
+        """Token ids as the model saw them in training: tokenized, then cut to ``text_max_tokens`` by the
+        ``text_truncation`` policy. A text with no tokens (empty, or only markup) becomes ``[<unk>]``."""
+        hp = self.hparams
+        ids = encode_texts(self.tokenizer, texts)
+        return [truncate(torch.tensor(x or [UNK_ID], dtype=torch.long), hp.text_max_tokens, hp.text_truncation or "head_tail") for x in ids]
+
+    @torch.no_grad()
+    def predict(self, texts: List[str], batch_size: int = 64) -> List[Dict]:
+        """Classify raw strings: ``[{"label": name, "probs": {name: probability}}]``, one per text."""
+        if isinstance(texts, str):
+            texts = [texts]
+        was_training = self.training
+        self.eval()
+        results: List[Dict] = []
+        encoded = self.encode(list(texts))
+        for start in range(0, len(encoded), batch_size):
+            batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
+            results.extend(self.predict_step({k: v.to(self.device) for k, v in batch.items()}))
+        self.train(was_training)
+        return results
+
+
+# ---- `zoo classify` ------------------------------------------------------------------------------
+def classify_command(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="zoo classify",
+        description="Classify raw texts with a SequenceClassifier: one line per text, label and probabilities.",
+    )
+    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
+    parser.add_argument("texts", nargs="*", help="texts to classify; none = one text per line of stdin")
+    parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (instead of a model name)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
+    args = parser.parse_args(argv)
+    if args.ckpt and args.model is not None:  # with --ckpt, every positional argument is a text
+        args.texts, args.model = [args.model, *args.texts], None
+    from zoo.cli import load_model_arg
+
+    model = load_model_arg(parser, args, SequenceClassifier)
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    for text, result in zip(texts, model.predict(texts)):
+        if args.json:
+            print(json.dumps({"text": text, **result}), flush=True)
+        else:
+            probs = " ".join(f"{name}={p:.3f}" for name, p in result["probs"].items())
+            print(f"{result['label']}\t{probs}\t{text[:80]}", flush=True)
+    return 0
