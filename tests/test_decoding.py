@@ -1,0 +1,185 @@
+"""Greedy decoding and batched beam search on small hand-made models whose best sequence is known."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from zoo.decoding import beam_search, greedy_decode, length_penalty, sample_next
+
+PAD, BOS, EOS = 0, 1, 2
+V = 5  # tokens 3 and 4 are the "words"
+WORDS = (3, 4)
+
+
+class TableModel:
+    """A language model given by a table: the next-token distribution depends on the whole prefix,
+    drawn at random (seeded) for every prefix, so greedy and beam search disagree in places. The state
+    is the prefix itself, one row per hypothesis (tensor, first dim = rows)."""
+
+    def __init__(self, seed: int, max_len: int, batch: int = 1, eos_bias: float = 0.0) -> None:
+        self.seed, self.max_len, self.eos_bias = seed, max_len, eos_bias
+        self.calls = 0
+
+    def dist(self, b: int, prefix: tuple) -> torch.Tensor:
+        g = torch.Generator().manual_seed(hash((self.seed, b, prefix)) % (2**31))
+        logits = torch.randn(V, generator=g) * 2
+        logits[EOS] += self.eos_bias
+        logits[PAD] = logits[BOS] = float("-inf")
+        return torch.log_softmax(logits, -1)
+
+    def initial(self, batch: int):
+        # state: (rows, max_len + 1) prefix tokens (-1 = empty) and the input index of each row
+        return (torch.full((batch, self.max_len + 1), -1, dtype=torch.long), torch.arange(batch))
+
+    def step(self, tokens, state):
+        self.calls += 1
+        prefix, which = state
+        prefix = prefix.clone()
+        rows = []
+        for r in range(len(tokens)):
+            filled = int((prefix[r] >= 0).sum())
+            if int(tokens[r]) != BOS or filled > 0:
+                prefix[r, filled] = tokens[r]
+            p = tuple(int(x) for x in prefix[r] if x >= 0)
+            rows.append(self.dist(int(which[r]), p))
+        last = torch.tensor([float(t) for t in tokens]).unsqueeze(1)  # the input token as an "extra"
+        return torch.stack(rows), (prefix, which), {"prev": last, "two": last.repeat(1, 2)}
+
+    def brute_force(self, b: int, max_len: int, alpha: float = 0.0):
+        """Best (score, tokens) over every sequence: words then eos, or max_len words unfinished."""
+        best = (-math.inf, None)
+        for n in range(max_len + 1):
+            for words in itertools.product(WORDS, repeat=n):
+                logp = 0.0
+                for i, w in enumerate(words):
+                    logp += float(self.dist(b, tuple(words[:i]))[w])
+                if n < max_len:  # finish with eos
+                    logp += float(self.dist(b, tuple(words))[EOS])
+                    seq, length = (*words, EOS), n + 1
+                else:
+                    seq, length = words, n
+                score = logp / length_penalty(length, alpha)
+                if score > best[0]:
+                    best = (score, seq)
+        return best
+
+
+def run_beam(model: TableModel, batch: int, beam: int, max_len: int, alpha: float = 0.0):
+    return beam_search(model.step, model.initial(batch), batch, BOS, EOS, max_len, beam_size=beam, alpha=alpha, pad_id=PAD)
+
+
+def as_seq(decoded, b):
+    return tuple(int(x) for x in decoded.tokens[b, : int(decoded.lengths[b])])
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_wide_beam_finds_the_exact_best_sequence(seed: int, alpha: float) -> None:
+    max_len, batch = 4, 3
+    model = TableModel(seed, max_len)
+    out = run_beam(model, batch, beam=2**max_len, max_len=max_len, alpha=alpha)
+    for b in range(batch):
+        score, seq = model.brute_force(b, max_len, alpha)
+        assert as_seq(out, b) == seq
+        assert float(out.scores[b]) == pytest.approx(score, abs=1e-4)
+        assert bool(out.finished[b]) == (seq[-1] == EOS)
+
+
+def test_beam_beats_greedy_where_greedy_is_wrong() -> None:
+    # A hand-made model: greedy takes "a" (0.6) but every continuation of "a" is poor; "b" (0.4)
+    # continues with eos at 0.9, so "b eos" (0.36) beats the best "a ..." (0.6 * 0.5 = 0.30).
+    table = {
+        (): {3: 0.6, 4: 0.4},
+        (3,): {EOS: 0.5, 3: 0.25, 4: 0.25},
+        (4,): {EOS: 0.9, 3: 0.05, 4: 0.05},
+    }
+
+    def step(tokens, prefix):
+        rows, new = [], []
+        for t, p in zip(tokens.tolist(), prefix):
+            p = p if t == BOS else (*p, t)
+            probs = torch.full((V,), 1e-9)
+            for k, v in table.get(p, {EOS: 1.0}).items():
+                probs[k] = v
+            rows.append(probs.log())
+            new.append(p)
+        return torch.stack(rows), new, {}
+
+    def reorder(state, index):
+        return [state[i] for i in index.tolist()]
+
+    greedy = greedy_decode(step, [()], 1, BOS, EOS, 5)
+    beam = beam_search(step, [(), ()], 1, BOS, EOS, 5, beam_size=2, reorder_state=reorder, expand_state=False)
+    assert greedy.tokens[0, : int(greedy.lengths[0])].tolist() == [3, EOS]
+    assert beam.tokens[0, : int(beam.lengths[0])].tolist() == [4, EOS]
+    assert float(beam.log_probs[0]) == pytest.approx(math.log(0.36), abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_of_one_equals_greedy(seed: int) -> None:
+    max_len, batch = 6, 4
+    model = TableModel(seed, max_len, eos_bias=-1.0)
+    greedy = greedy_decode(model.step, model.initial(batch), batch, BOS, EOS, max_len, pad_id=PAD)
+    beam = run_beam(model, batch, beam=1, max_len=max_len)
+    assert torch.equal(greedy.lengths, beam.lengths)
+    for b in range(batch):
+        assert as_seq(greedy, b) == as_seq(beam, b)
+    assert torch.allclose(greedy.log_probs, beam.log_probs, atol=1e-5)
+    assert torch.equal(greedy.finished, beam.finished)
+    T = int(greedy.lengths.max())
+    assert torch.allclose(greedy.extras["prev"][:, :T], beam.extras["prev"][:, :T])
+
+
+def test_a_beam_that_never_ends_returns_its_best_hypothesis() -> None:
+    max_len, batch = 5, 2
+    model = TableModel(3, max_len, eos_bias=-50.0)  # eos is practically impossible
+    out = run_beam(model, batch, beam=3, max_len=max_len)
+    assert not out.finished.any()
+    assert out.lengths.tolist() == [max_len] * batch
+    assert (out.tokens != EOS).all() and (out.tokens != PAD).all()
+    assert torch.isfinite(out.scores).all()
+    greedy = greedy_decode(model.step, model.initial(batch), batch, BOS, EOS, max_len)
+    assert not greedy.finished.any() and greedy.lengths.tolist() == [max_len] * batch
+    assert (out.log_probs >= greedy.log_probs - 1e-5).all()  # the beam is at least as good as greedy
+
+
+def test_extras_line_up_with_the_tokens_they_produced() -> None:
+    max_len, batch = 6, 3
+    model = TableModel(11, max_len)
+    for out in (run_beam(model, batch, 4, max_len), greedy_decode(model.step, model.initial(batch), batch, BOS, EOS, max_len)):
+        assert out.extras["prev"].shape == (batch, out.tokens.shape[1], 1)
+        assert out.extras["two"].shape == (batch, out.tokens.shape[1], 2)
+        for b in range(batch):
+            n = int(out.lengths[b])
+            prev = out.extras["prev"][b, :n, 0].tolist()
+            assert prev == [float(BOS)] + [float(t) for t in out.tokens[b, : n - 1]]
+            assert (out.extras["prev"][b, n:] == 0).all()
+            assert (out.tokens[b, n:] == PAD).all()
+
+
+def test_beam_scores_are_sorted_and_length_penalty_favours_long() -> None:
+    max_len, batch = 6, 4
+    model = TableModel(5, max_len)
+    short = run_beam(model, batch, 4, max_len, alpha=0.0)
+    long = run_beam(model, batch, 4, max_len, alpha=2.0)
+    assert long.lengths.float().mean() >= short.lengths.float().mean()
+    assert (short.log_probs >= long.log_probs - 1e-5).all()  # alpha=0 maximises log P itself
+
+
+def test_bad_arguments() -> None:
+    model = TableModel(0, 3)
+    with pytest.raises(ValueError, match="beam_size"):
+        run_beam(model, 1, 0, 3)
+    with pytest.raises(ValueError, match="max_len"):
+        greedy_decode(model.step, model.initial(1), 1, BOS, EOS, 0)
+
+
+def test_sample_next_unchanged() -> None:
+    logits = torch.tensor([[0.0, 5.0, 1.0]])
+    assert int(sample_next(logits, 0)) == 1
+    torch.manual_seed(0)
+    assert int(sample_next(logits, 1.0, top_k=1)) == 1
