@@ -2,6 +2,7 @@
 
 from zoo.cells import GRUCell, LSTMCell, RNNCell
 from zoo.recurrent import Recurrent, RecurrentOutput
+from zoo.hub import list_models, create_model, load_pretrained
 
 __version__ = "0.1.0"
 

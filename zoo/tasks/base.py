@@ -49,13 +49,13 @@ class TaskModule(L.LightningModule):
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.clip_grad_norm_(params, clip))
 
-    def save_pretrained(self, directory: str | Path, dtype: Optional[torch.dtype] = None) -> Path:
+    def save_pretrained(self, directory: str | Path, dtype: Optional[torch.dtype] = None, quantize: Any = None) -> Path:
         """Write this module as a pretrained folder (``config.json`` + ``model.safetensors`` + its
         tokenizer files; see :mod:`zoo.hub`). ``dtype=torch.float16`` halves the size; the weights
-        load back as float32."""
+        load back as float32. ``quantize="embeddings"`` also stores embedding tables as int8 rows."""
         from zoo.hub import save_pretrained
 
-        return save_pretrained(self, directory, dtype=dtype)
+        return save_pretrained(self, directory, dtype=dtype, quantize=quantize)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> "TaskModule":
