@@ -1,0 +1,399 @@
+"""Pictures of what a recurrent network does inside.
+
+- Hidden-unit heatmaps (Karpathy, Johnson & Fei-Fei 2015): a text with every character coloured by
+  one unit's activation after reading it — red high, blue low, white in the middle — as HTML
+  (:func:`heatmap_html`) and PNG (:func:`heatmap_png`).
+- Finding interpretable units automatically (:func:`discover_units`): correlate every hidden unit
+  and LSTM cell with features of the text (:mod:`zoo.features`) and draw the best unit of each.
+- Gradient-through-time plots (:func:`plot_gradient_curves`) for :mod:`zoo.gradients`.
+
+Command line::
+
+    zoo visualize --ckpt model.ckpt --text some.py --unit 17 --kind cell --out viz/   # one unit
+    zoo visualize --ckpt model.ckpt --text some.py --out viz/                         # discover units
+
+Units are read with the model's recurrent stack switched to ``backend="cells"`` (the parameters are
+the same tensors; only the cells backend exposes the gates and the LSTM cell state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from zoo.features import FEATURES, UnitMatch, best_units, correlate, text_features
+
+CMAP = "RdBu_r"  # blue = low, white = middle, red = high
+NEWLINE_GLYPH = "\u21b5"  # ↵ : a newline has an activation too, so it gets a visible cell
+GATE_KINDS = {"input", "forget", "output", "reset", "update"}  # sigmoid: in [0, 1]
+
+
+# ---- colours -----------------------------------------------------------------------------------
+def value_range(values: np.ndarray, kind: str = "hidden") -> Tuple[float, float]:
+    """The colour scale of a kind of activation: gates [0, 1]; tanh-bounded kinds [-1, 1]; anything
+    else (the LSTM cell, a ReLU RNN) symmetric around 0 up to the 99th percentile of the magnitude
+    (a few outliers would otherwise wash every other character out to white)."""
+    if kind in GATE_KINDS:
+        return 0.0, 1.0
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    if kind in ("hidden", "candidate") and (not values.size or values.max() <= 1.0):
+        return -1.0, 1.0
+    biggest = float(np.percentile(values, 99)) if values.size else 1.0
+    biggest = biggest or float(values.max()) or 1.0
+    return -biggest, biggest
+
+
+def unit_colors(values: Sequence[float], vmin: float, vmax: float, cmap: str = CMAP) -> np.ndarray:
+    """RGBA colours ``(n, 4)`` in [0, 1] for the values on a ``vmin..vmax`` scale."""
+    import matplotlib
+
+    scale = (np.asarray(values, dtype=np.float64) - vmin) / ((vmax - vmin) or 1.0)
+    return np.asarray(matplotlib.colormaps[cmap](np.clip(scale, 0.0, 1.0)))
+
+
+def _hex(rgba) -> str:
+    return "#" + "".join(f"{int(round(c * 255)):02x}" for c in rgba[:3])
+
+
+def _ink(rgba) -> str:
+    """Black text on light backgrounds, white on dark ones."""
+    luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+    return "#000000" if luminance > 0.5 else "#ffffff"
+
+
+# ---- HTML --------------------------------------------------------------------------------------
+def heatmap_html(
+    text: str,
+    values: Sequence[float],
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+    title: str = "",
+    kind: str = "hidden",
+) -> str:
+    """A standalone HTML page: ``text`` with each character's background coloured by ``values``
+    (one per character); hovering a character shows its value."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) != len(text):
+        raise ValueError(f"{len(text)} characters but {len(values)} values: need one value per character")
+    if vmin is None or vmax is None:
+        lo, hi = value_range(values, kind)
+        vmin, vmax = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+    colors = unit_colors(values, vmin, vmax)
+    spans = []
+    for ch, v, rgba in zip(text, values, colors):
+        shown = NEWLINE_GLYPH + "\n" if ch == "\n" else html.escape(ch)
+        spans.append(f'<span style="background-color:{_hex(rgba)};color:{_ink(rgba)}" title="{v:.3f}">{shown}</span>')
+    low, mid, high = (_hex(c) for c in unit_colors([vmin, (vmin + vmax) / 2, vmax], vmin, vmax))
+    legend = (
+        f'<p class="legend"><span style="background-color:{low};color:#fff">&nbsp;{vmin:.2f}&nbsp;</span>'
+        f'<span style="background-color:{mid}">&nbsp;{(vmin + vmax) / 2:.2f}&nbsp;</span>'
+        f'<span style="background-color:{high};color:#fff">&nbsp;{vmax:.2f}&nbsp;</span></p>'
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
+        + html.escape(title or "hidden unit")
+        + "</title><style>body{font-family:sans-serif} pre{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;"
+        "font-size:13px;line-height:1.35;white-space:pre-wrap;word-break:break-all}</style></head><body>\n"
+        + (f"<h3>{html.escape(title)}</h3>\n" if title else "")
+        + legend
+        + "\n<pre>"
+        + "".join(spans)
+        + "</pre>\n</body></html>\n"
+    )
+
+
+# ---- PNG ---------------------------------------------------------------------------------------
+def layout(text: str, width: int = 80) -> List[Tuple[int, int]]:
+    """``(row, column)`` of every character when ``text`` is drawn ``width`` columns wide: a newline
+    occupies the cell after its line's last character and then starts a new row; long lines wrap."""
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    cells, row, col = [], 0, 0
+    for ch in text:
+        if col >= width:
+            row, col = row + 1, 0
+        cells.append((row, col))
+        if ch == "\n":
+            row, col = row + 1, 0
+        else:
+            col += 1
+    return cells
+
+
+CELL_W, CELL_H = 0.09, 0.2  # inches per character cell
+TITLE_H = 0.35  # inches above the text when there is a title
+
+
+def heatmap_png(
+    text: str,
+    values: Sequence[float],
+    path: str | Path,
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
+    title: str = "",
+    kind: str = "hidden",
+    width: int = 80,
+    max_rows: Optional[int] = 60,
+    dpi: int = 100,
+) -> Path:
+    """Draw ``text`` in a monospace grid ``width`` columns wide, each character's cell coloured by its
+    value, and save it as a PNG. Rows beyond ``max_rows`` are cut. Without a title, character
+    ``(row, col)`` of :func:`layout` covers pixels ``[col*CELL_W*dpi, (col+1)*CELL_W*dpi)`` ×
+    ``[row*CELL_H*dpi, (row+1)*CELL_H*dpi)``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) != len(text):
+        raise ValueError(f"{len(text)} characters but {len(values)} values: need one value per character")
+    if vmin is None or vmax is None:
+        lo, hi = value_range(values, kind)
+        vmin, vmax = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+    cells = layout(text, width)
+    rows = (cells[-1][0] + 1) if cells else 1
+    if max_rows is not None and rows > max_rows:
+        keep = sum(1 for r, _ in cells if r < max_rows)
+        text, values, cells, rows = text[:keep], values[:keep], cells[:keep], max_rows
+    colors = unit_colors(values, vmin, vmax)
+    grid = np.ones((rows, width, 4))
+    for (r, c), rgba in zip(cells, colors):
+        grid[r, c] = rgba
+    head = TITLE_H if title else 0.0
+    fig_h = rows * CELL_H + head
+    fig = plt.figure(figsize=(width * CELL_W, fig_h), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, rows * CELL_H / fig_h))
+    ax.imshow(grid, extent=(0, width, rows, 0), interpolation="nearest", aspect="auto")
+    ax.set_xlim(0, width)
+    ax.set_ylim(rows, 0)
+    ax.axis("off")
+    fontsize = CELL_H * 72 * 0.62
+    for ch, (r, c), rgba in zip(text, cells, colors):
+        if ch == " ":
+            continue
+        glyph = NEWLINE_GLYPH if ch == "\n" else ch
+        ink = "#999999" if ch == "\n" else _ink(rgba)
+        ax.text(c + 0.5, r + 0.5, glyph, ha="center", va="center", family="DejaVu Sans Mono", fontsize=fontsize, color=ink)
+    if title:
+        fig.text(0.005, 1 - (TITLE_H * 0.5) / fig_h, f"{title}   [blue {vmin:.2f} … red {vmax:.2f}]", va="center", ha="left", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+# ---- reading a model's units -------------------------------------------------------------------
+@torch.no_grad()
+def activations(model, text: str, chunk: int = 2000) -> Dict[Tuple[str, int], np.ndarray]:
+    """Run a :class:`~zoo.tasks.language_model.CharLanguageModel` over ``text`` (from a zero state,
+    carrying the state across chunks of ``chunk`` characters) and return every layer's hidden states
+    and gates: ``{(kind, layer): (len(text), units)}``, kind ``hidden`` or a gate name (LSTM:
+    ``input forget candidate output cell``; GRU: ``reset update candidate``)."""
+    from datamodules.char_corpus import encode
+
+    if not text:
+        raise ValueError("no text to visualize")
+    ids = encode(text, model.vocab).to(model.device)[None]
+    rnn = model.rnn
+    backend, rnn.backend = rnn.backend, "cells"  # same parameters; the cells backend exposes gates
+    was_training = model.training
+    model.eval()
+    parts: Dict[Tuple[str, int], List[np.ndarray]] = {}
+    state = None
+    try:
+        for start in range(0, ids.shape[1], chunk):
+            _, state, out = model(ids[:, start : start + chunk], state, return_hidden=True, return_gates=True)
+            for layer, (hidden, gates) in enumerate(zip(out.hidden, out.gates)):
+                parts.setdefault(("hidden", layer), []).append(hidden[0].float().cpu().numpy())
+                for name, value in gates.items():
+                    parts.setdefault((name, layer), []).append(value[0].float().cpu().numpy())
+    finally:
+        rnn.backend = backend
+        model.train(was_training)
+    return {key: np.concatenate(chunks) for key, chunks in parts.items()}
+
+
+def discover_units(
+    acts: Mapping[Tuple[str, int], np.ndarray],
+    features: Mapping[str, np.ndarray],
+    kinds: Sequence[str] = ("hidden", "cell"),
+    split: float = 0.5,
+    skip: int = 50,
+) -> List[dict]:
+    """The unit that follows each feature best, chosen on the first ``split`` of the text and checked
+    on the rest (so a high correlation is not an artefact of picking the best of many units).
+
+    Returns one row per feature: ``feature, kind, layer, unit, r_select, r_heldout`` (Pearson), sorted
+    by ``|r_heldout|``. The first ``skip`` characters (the state is still warming up from zero) are left
+    out. A feature constant on either part is skipped.
+    """
+    chosen = {k: v for k, v in acts.items() if k[0] in kinds}
+    if not chosen:
+        raise ValueError(f"no activations of kinds {list(kinds)} (have {sorted({k[0] for k in acts})})")
+    n = len(next(iter(chosen.values())))
+    cut = skip + int((n - skip) * split)
+    first = {k: v[skip:cut] for k, v in chosen.items()}
+    second = {k: v[cut:] for k, v in chosen.items()}
+    rows = []
+    for name, values in features.items():
+        a, b = np.asarray(values)[skip:cut], np.asarray(values)[cut:]
+        if a.std() == 0 or b.std() == 0:
+            continue
+        match: UnitMatch = best_units(first, {name: a})[name][0]
+        r_held = float(correlate(second[(match.kind, match.layer)][:, [match.unit]], {name: b})[name][0])
+        rows.append({**match.as_dict(), "r_select": match.r, "r_heldout": r_held})
+        del rows[-1]["r"]
+    return sorted(rows, key=lambda row: -abs(row["r_heldout"]))
+
+
+def report_markdown(rows: List[dict], images: Optional[Mapping[str, str]] = None) -> str:
+    lines = [
+        "| feature | unit | r (selection half) | r (held-out half) | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        unit = f"{row['kind']} L{row['layer']} #{row['unit']}"
+        lines.append(
+            f"| {row['feature']} | {unit} | {row['r_select']:+.3f} | {row['r_heldout']:+.3f} | {FEATURES.get(row['feature'], '')} |"
+        )
+    if images:
+        lines.append("")
+        for name, image in images.items():
+            lines.append(f"![{name}]({image})")
+    return "\n".join(lines) + "\n"
+
+
+def show_window(text: str, values: np.ndarray, start: int = 0, chars: int = 1500) -> Tuple[str, np.ndarray]:
+    """The slice of text to draw: ``chars`` characters from ``start``, extended to a line start."""
+    begin = text.rfind("\n", 0, start) + 1 if start else 0
+    return text[begin : begin + chars], values[begin : begin + chars]
+
+
+# ---- gradient-through-time plots ---------------------------------------------------------------
+def plot_gradient_curves(curves: Mapping[str, np.ndarray], path: str | Path, title: str = "", relative: bool = False) -> Path:
+    r"""One line per label: :math:`\lVert\partial L/\partial h_t\rVert` (log scale) against the distance
+    from the loss. ``relative`` divides each curve by its value at distance 0."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+    for label, curve in curves.items():
+        curve = np.asarray(curve, dtype=np.float64)
+        if relative:
+            curve = curve / (curve[0] or 1.0)
+        ax.semilogy(np.arange(len(curve)), np.maximum(curve, 1e-30), label=label)
+    ax.set_xlabel("distance from the loss (steps back in time)")
+    ax.set_ylabel(r"$\|\partial L/\partial h_t\|$" + (" / value at distance 0" if relative else ""))
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---- the command -------------------------------------------------------------------------------
+def _unit_title(kind: str, layer: int, unit: int, extra: str = "") -> str:
+    return f"{kind} layer {layer} unit {unit}" + (f" — {extra}" if extra else "")
+
+
+def write_unit(
+    text: str, values: np.ndarray, out: Path, stem: str, kind: str, title: str,
+    start: int = 0, chars: int = 1500, width: int = 80,
+) -> Tuple[Path, Path]:
+    """Write ``out/stem.html`` and ``out/stem.png``: the window of ``chars`` characters from ``start``,
+    on the colour scale of the unit's values over the whole text (so windows are comparable)."""
+    vmin, vmax = value_range(values, kind)
+    shown, shown_values = show_window(text, values, start, chars)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path = out / f"{stem}.html"
+    html_path.write_text(heatmap_html(shown, shown_values, vmin, vmax, title, kind), encoding="utf-8")
+    png_path = heatmap_png(shown, shown_values, out / f"{stem}.png", vmin, vmax, title, kind, width=width)
+    return html_path, png_path
+
+
+def visualize_command(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="zoo visualize",
+        description="Colour a text by the activations of a character language model's hidden units. "
+        "With --unit: draw that unit. Without: correlate every hidden unit and LSTM cell with features "
+        "of the text (inside a string, indentation, column, bracket depth, ...) and draw the best unit per feature.",
+    )
+    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
+    parser.add_argument("--ckpt", help="a Lightning checkpoint of a CharLanguageModel written by `zoo fit`")
+    parser.add_argument("--text", required=True, help="the text file to run the model over")
+    parser.add_argument("--unit", type=int, default=None, help="the unit to draw (default: discover units)")
+    parser.add_argument("--layer", type=int, default=0, help="layer of the unit (default 0)")
+    parser.add_argument(
+        "--kind", default="hidden",
+        help="hidden | cell | input | forget | output | candidate (LSTM) | reset | update (GRU) (default hidden)",
+    )
+    parser.add_argument("--out", default="viz", help="output folder (default ./viz)")
+    parser.add_argument("--max_chars", type=int, default=20000, help="read at most this many characters of --text (default 20000)")
+    parser.add_argument("--show_start", type=int, default=0, help="first character of the window drawn (default 0)")
+    parser.add_argument("--show_chars", type=int, default=1500, help="characters drawn in each picture (default 1500)")
+    parser.add_argument("--width", type=int, default=80, help="columns of the PNG before wrapping (default 80)")
+    args = parser.parse_args(argv)
+
+    from zoo.cli import load_model_arg
+    from zoo.tasks.language_model import CharLanguageModel
+
+    text_path = Path(args.text)
+    if not text_path.is_file():
+        parser.exit(2, f"zoo visualize: error: --text {text_path} is not a file\n")
+    try:
+        text = text_path.read_text(encoding="utf-8")[: args.max_chars]
+    except UnicodeDecodeError as e:
+        parser.exit(2, f"zoo visualize: error: {text_path}: not UTF-8 text (byte {e.start}: {e.reason})\n")
+    if not text:
+        parser.exit(2, f"zoo visualize: error: {text_path} is empty\n")
+    model = load_model_arg(parser, args, CharLanguageModel)
+    acts = activations(model, text)
+    kinds = sorted({k for k, _ in acts})
+    layers = model.rnn.num_layers
+    out = Path(args.out)
+
+    if args.unit is not None:
+        if args.kind not in kinds:
+            parser.exit(2, f"zoo visualize: error: --kind {args.kind!r} is not available for a {model.rnn.cell} (choose from {', '.join(kinds)})\n")
+        if not 0 <= args.layer < layers:
+            parser.exit(2, f"zoo visualize: error: --layer {args.layer} out of range (the model has {layers} layer(s): 0..{layers - 1})\n")
+        units = acts[(args.kind, args.layer)].shape[1]
+        if not 0 <= args.unit < units:
+            parser.exit(2, f"zoo visualize: error: --unit {args.unit} out of range ({args.kind} has {units} units: 0..{units - 1})\n")
+        values = acts[(args.kind, args.layer)][:, args.unit]
+        paths = write_unit(
+            text, values, out, f"{args.kind}_L{args.layer}_u{args.unit}", args.kind,
+            _unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width,
+        )
+        print("\n".join(f"wrote {p}" for p in paths))
+        return 0
+
+    features = text_features(text)
+    rows = discover_units(acts, features, kinds=[k for k in ("hidden", "cell") if k in kinds])
+    images = {}
+    for row in rows:
+        values = acts[(row["kind"], row["layer"])][:, row["unit"]]
+        stem = f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}"
+        title = _unit_title(row["kind"], row["layer"], row["unit"], f"{row['feature']} r={row['r_heldout']:+.2f}")
+        write_unit(text, values, out, stem, row["kind"], title, args.show_start, args.show_chars, args.width)
+        images[row["feature"]] = f"{stem}.png"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "units.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    (out / "units.md").write_text(report_markdown(rows, images), encoding="utf-8")
+    print(report_markdown(rows))
+    print(f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}")
+    return 0
