@@ -71,7 +71,7 @@ LAYOUTS = ("auto", "frames", "videos", "features", "ucf101")
 # unpack safely without an external tool; we fetch the zip of the same videos that TensorFlow
 # Datasets uses, so that download.extract's safe unzip applies. Both sha256 values are the ones
 # TensorFlow Datasets records for these URLs; they could not be verified on the machine that wrote
-# this (no network): see docs/results_video.md.
+# this (no network): see docs/results.md (video section).
 UCF101_SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
 UCF101_SPLITS_SHA256 = "5c0d1a53b8ed364a2ac830a73f405e51bece7d98ce1254fd19ed4a36b224bd27"
 UCF101_VIDEOS_URL = "https://storage.googleapis.com/thumos14_files/UCF101_videos.zip"
