@@ -82,7 +82,7 @@ def load_model_arg(parser: argparse.ArgumentParser, args: argparse.Namespace, ex
             return load_task(args.ckpt, expected)
         from zoo import hub
 
-        return hub.load_pretrained(args.model)
+        return hub.load_pretrained(args.model, expected=expected)
     except (FileNotFoundError, ValueError, KeyError) as e:
         parser.exit(2, f"zoo {parser.prog.split()[-1]}: error: {e}\n")
 
