@@ -71,10 +71,19 @@ def main() -> None:
     skip = 50
     cut = skip + (len(text) - skip) // 2
     is_space = np.array([c == " " for c in text], dtype=np.float64)
+    spaces = is_space[cut:] > 0
     for row in rows:
         unit = acts[(row["kind"], row["layer"])][cut:, [row["unit"]]]
-        row["r_is_space"] = float(correlate(unit, {"s": is_space[cut:]})["s"][0])
-        row["feature_r_is_space"] = float(correlate(features[row["feature"]][cut:, None], {"s": is_space[cut:]})["s"][0])
+        feature = features[row["feature"]][cut:]
+        r_us = float(correlate(unit, {"s": is_space[cut:]})["s"][0])
+        r_fs = float(correlate(feature[:, None], {"s": is_space[cut:]})["s"][0])
+        r_uf = row["r_heldout"]
+        row["r_is_space"], row["feature_r_is_space"] = r_us, r_fs
+        # partial correlation of unit and feature with "is a space" held fixed
+        row["r_partial_space"] = (r_uf - r_us * r_fs) / float(np.sqrt(max(1e-12, (1 - r_us**2) * (1 - r_fs**2))))
+        # and the plain correlation among the space characters alone (None where the feature is constant there)
+        r_sp = correlate(unit[spaces], {"f": feature[spaces]})["f"][0] if feature[spaces].std() > 0 else None
+        row["r_heldout_spaces_only"] = None if r_sp is None else float(r_sp)
     out = Path(args.out)
     for row in rows:
         values = acts[(row["kind"], row["layer"])][:, row["unit"]]
@@ -94,10 +103,12 @@ def main() -> None:
     hp = dict(model.hparams)
     hp.pop("vocab", None)
     save_json("units", {"ckpt": args.ckpt, "model": hp, "text": {"start": TEXT_START, "chars": len(text)}, "rows": rows})
-    header = ["feature", "best unit", "r (selection half)", "r (held-out half)", "control: unit vs 'is a space'", "control: feature vs 'is a space'"]
+    header = ["feature", "best unit", "r (selection half)", "r (held-out half)", "unit vs 'is a space'",
+              "feature vs 'is a space'", "partial r, 'is a space' fixed", "r among spaces only"]
     print(markdown_table(header, [
         [r["feature"], f"{r['kind']} L{r['layer']} #{r['unit']}", f"{r['r_select']:+.3f}", f"{r['r_heldout']:+.3f}",
-         f"{r['r_is_space']:+.3f}", f"{r['feature_r_is_space']:+.3f}"]
+         f"{r['r_is_space']:+.3f}", f"{r['feature_r_is_space']:+.3f}", f"{r['r_partial_space']:+.3f}",
+         "–" if r["r_heldout_spaces_only"] is None else f"{r['r_heldout_spaces_only']:+.3f}"]
         for r in rows
     ]))
 

@@ -22,7 +22,7 @@ def model(tokenizer_json, **kw):
     return SequenceClassifier(tokenizer_json, ["neg", "pos"], embedding_dim=8, hidden_size=6, **kw).eval()
 
 
-@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("pool", [*POOLS, "last+max+mean"])
 @pytest.mark.parametrize("cell,layers,bi", [("lstm", 2, True), ("gru", 1, False), ("rnn", 1, True)])
 def test_padding_never_changes_a_prediction(tokenizer_json, pool, cell, layers, bi):
     m = model(tokenizer_json, pool=pool, cell=cell, num_layers=layers, bidirectional=bi, dropout=0.1)
@@ -53,8 +53,9 @@ def test_attention_weights_ignore_padding(tokenizer_json):
 
 
 def test_unknown_pool_is_rejected():
-    with pytest.raises(ValueError, match="pool"):
-        SequenceClassifier(pool="median")
+    for bad in ("median", "max+", ""):
+        with pytest.raises(ValueError, match="pool"):
+            SequenceClassifier(pool=bad)
 
 
 def test_predict_on_raw_strings(tokenizer_json):

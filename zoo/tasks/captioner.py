@@ -132,6 +132,7 @@ class ImageCaptioner(TaskModule):
         hidden_size: int = 512,
         attention_dim: int = 512,
         feature_dim: Optional[int] = None,
+        feature_layers: int = 1,
         coordinates: bool = False,
         dropout: float = 0.5,
         gate: bool = True,
@@ -168,6 +169,7 @@ class ImageCaptioner(TaskModule):
             embedding_dim, hidden_size, attention_dim: word embedding, decoder state, attention MLP widths.
             feature_dim: project each grid location to this size with a learned LayerNorm + Linear + ReLU
                 (``None``: use the encoder's channels as they are).
+            feature_layers: Linear + ReLU layers in that projection (2 = a small MLP per location).
             coordinates: append each location's (x, y) in [-1, 1] to its features (before the
                 projection), so attention can pick a place by position, not only by content ("the
                 top-left object", "above"). Off in the paper; CNN features carry position only
@@ -204,7 +206,10 @@ class ImageCaptioner(TaskModule):
         extra = 2 if coordinates else 0
         M = feature_dim or C + extra
         self.norm = nn.LayerNorm(C) if feature_dim else nn.Identity()
-        self.project = nn.Sequential(nn.Linear(C + extra, M), nn.ReLU()) if feature_dim else nn.Identity()
+        layers: List[nn.Module] = []
+        for k in range(max(1, feature_layers) if feature_dim else 0):
+            layers += [nn.Linear(C + extra if k == 0 else M, M), nn.ReLU()]
+        self.project = nn.Sequential(*layers) if layers else nn.Identity()
         self.memory_size = M
         self.register_buffer("baseline", torch.zeros(()), persistent=True)  # hard attention's moving average
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool), persistent=True)

@@ -13,6 +13,7 @@ Pooling over the real steps only (``lengths``), so padding never changes a predi
 - ``max``: the element-wise maximum over the real steps (padded steps set to -inf first).
 - ``attention``: additive self-attention, ``a_t = softmax_t(v^T tanh(W h_t))`` over the real steps,
   ``s = sum_t a_t h_t``.
+- several joined by ``+`` (e.g. ``last+max+mean``, ULMFiT's "concat pooling"): their concatenation.
 
 The tokenizer travels with the model: ``tokenizer_json`` (the Hugging Face tokenizer as a JSON string),
 ``label_names`` and the datamodule's ``max_tokens`` and ``truncation`` (as ``text_max_tokens`` and
@@ -93,7 +94,8 @@ class SequenceClassifier(TaskModule):
                 ``None`` = the datamodule's ``max_tokens`` and ``truncation`` at setup.
             cell: ``rnn`` | ``gru`` | ``lstm``; ``num_layers`` deep, ``bidirectional`` or not.
             embedding_dim, hidden_size: widths of the embedding and of each recurrent direction.
-            pool: ``last`` | ``mean`` | ``max`` | ``attention`` (see the module docstring).
+            pool: ``last`` | ``mean`` | ``max`` | ``attention``, or several joined by ``+`` (concatenated;
+                see the module docstring).
             dropout: between recurrent layers and before the output layer.
             embedding_dropout: dropout on the embedded tokens.
             lr, weight_decay: AdamW (no decay on biases and norms); linear warm-up over
@@ -103,8 +105,8 @@ class SequenceClassifier(TaskModule):
             backend: ``native`` (torch's fused RNNs) or ``cells`` (ours, every gate inspectable).
         """
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}")
+        if not pool or any(p not in POOLS for p in pool.split("+")):
+            raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}, or several joined by '+'")
         self.save_hyperparameters()
         self._tokenizer = None
         self.built = False
@@ -125,9 +127,10 @@ class SequenceClassifier(TaskModule):
             bidirectional=hp.bidirectional, dropout=hp.dropout, backend=hp.backend,
         )
         size = self.rnn.output_size
-        self.attention = AttentionPool(size) if hp.pool == "attention" else None
+        pools = hp.pool.split("+")
+        self.attention = AttentionPool(size) if "attention" in pools else None
         self.drop = nn.Dropout(hp.dropout)
-        self.head = nn.Linear(size, num_classes)
+        self.head = nn.Linear(size * len(pools), num_classes)
         metrics = lambda: nn.ModuleDict({  # noqa: E731
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
@@ -172,7 +175,7 @@ class SequenceClassifier(TaskModule):
     # ---- the model -------------------------------------------------------------------------------
     def forward(self, ids: Tensor, lengths: Optional[Tensor] = None, return_attention: bool = False):
         """``ids`` ``(batch, time)``, ``lengths`` ``(batch,)`` → logits ``(batch, classes)`` (and the
-        attention weights ``(batch, time)`` when asked for, ``pool="attention"`` only)."""
+        attention weights ``(batch, time)`` when asked for; ``None`` unless the pool includes ``attention``)."""
         if lengths is None:
             lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
         out = self.rnn(self.embed_drop(self.embed(ids)), lengths=lengths)
@@ -181,18 +184,22 @@ class SequenceClassifier(TaskModule):
         return (logits, weights) if return_attention else logits
 
     def pool(self, out, lengths: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """The summary vector ``(batch, pools * D * H)`` and the attention weights (or ``None``)."""
         h = out.output  # (B, T, D*H), zeros at padded steps
         mask = lengths_mask(lengths.to(h.device), h.shape[1])
-        pool = self.hparams.pool
-        if pool == "last":
-            state = out.state[0] if isinstance(out.state, tuple) else out.state  # (L*D, B, H)
-            D = self.rnn.num_directions
-            return state[-D:].transpose(0, 1).reshape(h.shape[0], -1), None
-        if pool == "mean":
-            return h.sum(1) / lengths.to(h.device, h.dtype)[:, None], None
-        if pool == "max":
-            return h.masked_fill(~mask[..., None], float("-inf")).amax(1), None
-        return self.attention(h, mask)
+        parts, weights = [], None
+        for pool in self.hparams.pool.split("+"):
+            if pool == "last":  # final state of each direction of the top layer
+                state = out.state[0] if isinstance(out.state, tuple) else out.state  # (L*D, B, H)
+                parts.append(state[-self.rnn.num_directions :].transpose(0, 1).reshape(h.shape[0], -1))
+            elif pool == "mean":
+                parts.append(h.sum(1) / lengths.to(h.device, h.dtype)[:, None])
+            elif pool == "max":
+                parts.append(h.masked_fill(~mask[..., None], float("-inf")).amax(1))
+            else:
+                summary, weights = self.attention(h, mask)
+                parts.append(summary)
+        return torch.cat(parts, -1) if len(parts) > 1 else parts[0], weights
 
     # ---- training --------------------------------------------------------------------------------
     def _step(self, batch: Dict[str, Tensor], split: str) -> Tensor:
