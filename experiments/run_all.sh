@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every experiment of docs/experiments.md, one after the other (about 12 minutes on 1 CPU core).
+# Every experiment of docs/experiments.md, one after the other (about 7 minutes on 1 CPU core).
 # Each one alone: python -m experiments.<name>. Logs go to experiments/results/logs/.
 set -u
 cd "$(dirname "$0")/.."

@@ -27,7 +27,7 @@ each step's state.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import lightning as L
 import torch
@@ -85,8 +85,9 @@ def gradient_through_time(
     unidirectional :class:`~zoo.recurrent.Recurrent`, where ``L = loss_fn(top_layer_output)`` and the
     output is ``(batch, time, hidden)``.
 
-    Returns one dict per layer, ``{"hidden": (batch, time)}`` (plus ``"cell"`` for an LSTM). The
-    parameters' ``.grad`` are left untouched (the backward pass only fills the states' gradients).
+    Returns one dict per layer, ``{"hidden": (batch, time)}`` (plus ``"cell"`` for an LSTM: the total
+    :math:`\lVert\partial L/\partial c_t\rVert`, the path through :math:`h_t = o_t \odot \tanh(c_t)`
+    included). The parameters' ``.grad`` are left as they were.
     """
     if rnn.bidirectional:
         raise ValueError("gradient_through_time measures unidirectional networks (a reverse direction has no single 'distance from the loss')")
