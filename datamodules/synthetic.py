@@ -27,7 +27,7 @@ SHAPE_COLOURS: Dict[str, Tuple[int, int, int]] = {
     "yellow": (230, 210, 40),
 }
 SHAPE_KINDS: Tuple[str, ...] = ("circle", "square", "triangle")
-SHAPES_VERSION = 1  # bump when the images or captions change: cached features are keyed by it
+SHAPES_VERSION = 2  # bump when the images or captions change: cached features are keyed by it
 BACKGROUND = (30, 30, 30)
 
 
@@ -43,7 +43,7 @@ class ShapeObject:
 def shapes_scene(seed: int, index: int, image_size: int = 128, layout: int = 4, max_objects: int = 3) -> List[ShapeObject]:
     """The objects of image ``index`` of the set drawn with ``seed``: 1..``max_objects`` shapes, each in
     its own cell of a ``layout`` x ``layout`` grid, in reading order (top row first, left to right).
-    Each shape is 50-75% of a cell wide and shifted at most so far that its box still holds the cell's
+    Each shape is 60-85% of a cell wide and shifted at most so far that its box still holds the cell's
     centre. Deterministic: the same (seed, index) always gives the same scene."""
     rng = np.random.default_rng([seed, index])
     count = int(rng.integers(1, max_objects + 1))
@@ -54,7 +54,7 @@ def shapes_scene(seed: int, index: int, image_size: int = 128, layout: int = 4, 
         row, col = divmod(c, layout)
         colour = list(SHAPE_COLOURS)[int(rng.integers(len(SHAPE_COLOURS)))]
         kind = SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
-        size = float(rng.uniform(0.5, 0.75)) * cell
+        size = float(rng.uniform(0.6, 0.85)) * cell
         shift = max(0.0, min((cell - size) / 2, size / 2 - 2))
         cx = (col + 0.5) * cell + float(rng.uniform(-shift, shift))
         cy = (row + 0.5) * cell + float(rng.uniform(-shift, shift))

@@ -306,6 +306,7 @@ def test_cli_fast_dev_run_agnews(tmp_path):
         "--data.init_args.cache_dir", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 @needs_cli
 @needs_ag
 def test_cli_fit_then_test_from_checkpoint(tmp_path):
