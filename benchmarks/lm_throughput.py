@@ -3,6 +3,7 @@
 
     python benchmarks/lm_throughput.py                 # both comparisons, LSTM and GRU
     python benchmarks/lm_throughput.py --only lightning
+    python benchmarks/lm_throughput.py --only cells --cell lstm --against HEAD   # + the cells backend as of HEAD
 
 Model: embedding 128 -> LSTM 512 -> linear; batches of 64 streams x 128 characters; 2 threads.
 Each number is tokens (characters) per second over `--steps` timed steps after `--warmup` steps;
@@ -12,8 +13,14 @@ the reported ratio is of the medians over `--repeats` interleaved rounds.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import types
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -29,10 +36,27 @@ def make_data(batch: int, seq: int) -> CharCorpusDataModule:
     return dm
 
 
-def plain_loop(dm, cell: str, backend: str, steps: int, warmup: int, compile_cells: bool = False) -> float:
-    """The same model and optimisation written as a bare PyTorch loop: no Lightning."""
+def load_recurrent_at(ref: str):
+    """``zoo.recurrent.Recurrent`` as it was at git revision ``ref`` (with that revision's ``zoo.cells``),
+    imported under another name, so an earlier cells backend can be timed beside the current one."""
+    repo = Path(__file__).resolve().parents[1]
+    package = Path(tempfile.mkdtemp()) / "zoo_at_ref"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("recurrent", "cells"):
+        source = subprocess.run(["git", "show", f"{ref}:zoo/{name}.py"], cwd=repo, check=True, capture_output=True, text=True)
+        (package / f"{name}.py").write_text(source.stdout)
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("zoo_at_ref.recurrent").Recurrent
+
+
+def plain_loop(dm, cell: str, backend: str, steps: int, warmup: int, compile_cells: bool = False, old=None) -> float:
+    """The same model and optimisation written as a bare PyTorch loop: no Lightning. ``old``: a
+    ``Recurrent`` class from :func:`load_recurrent_at` whose cells time loop replaces the current one."""
     torch.manual_seed(0)
     model = CharLanguageModel(vocab=dm.vocab, cell=cell, backend=backend).train()
+    if old is not None:
+        model.rnn._run_cells = types.MethodType(old._run_cells, model.rnn)
     if compile_cells:
         model.rnn._run_cells = torch.compile(model.rnn._run_cells, dynamic=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -90,6 +114,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["lightning", "cells"], default=None)
     parser.add_argument("--compile", action="store_true", help="also time the cells backend under torch.compile")
+    parser.add_argument("--cell", choices=["lstm", "gru"], default=None, help="only this cell in the cells comparison")
+    parser.add_argument("--against", metavar="GIT_REF", default=None, help="also time the cells backend as of this git revision")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dm = make_data(64, 128)
@@ -105,12 +131,17 @@ def main() -> None:
         print(f"LIGHTNING  plain loop {p:.0f} tok/s | zoo fit {z:.0f} tok/s | wrapper cost {100 * (p / z - 1):+.1f}%")
 
     if args.only in (None, "cells"):
-        for cell in ("lstm", "gru"):
+        old = load_recurrent_at(args.against) if args.against else None
+        for cell in [args.cell] if args.cell else ["lstm", "gru"]:
             variants = ["native", "cells"] + (["cells+compile"] if args.compile else [])
+            variants += [f"cells@{args.against}"] if old is not None else []
             results = {v: [] for v in variants}
             for _ in range(args.repeats):
                 for v in variants:
-                    results[v].append(plain_loop(dm, cell, v.split("+")[0], args.steps, args.warmup, "compile" in v))
+                    backend = v.split("+")[0].split("@")[0]
+                    results[v].append(
+                        plain_loop(dm, cell, backend, args.steps, args.warmup, "compile" in v, old if "@" in v else None)
+                    )
                 print("  " + "  ".join(f"{v} {results[v][-1]:8.0f}" for v in variants), flush=True)
             med = {v: statistics.median(r) for v, r in results.items()}
             line = " | ".join(f"{v} {med[v]:.0f} tok/s ({med['native'] / med[v]:.2f}x native step time)" for v in variants)
