@@ -64,6 +64,22 @@ def test_padding_is_ignored(score: str) -> None:
         assert torch.allclose(c[0], context[b], atol=1e-6)
 
 
+@pytest.mark.parametrize("score", ["additive", "dot", "general"])
+def test_many_queries_at_once_equal_one_at_a_time(score: str) -> None:
+    """A decoder's T queries in one call (B, T, Q) give what T calls of (B, Q) give, padding masked."""
+    att = make(score)
+    T = 4
+    queries = torch.randn(B, T, att.query_size)
+    memory = torch.randn(B, L, M)
+    mask = lengths_to_mask(torch.tensor([7, 4, 1]), L)
+    context, weights = att(queries, memory, mask)
+    assert context.shape == (B, T, M) and weights.shape == (B, T, L)
+    assert torch.allclose(weights.sum(-1), torch.ones(B, T)) and (weights.masked_select(~mask.unsqueeze(1)) == 0).all()
+    for t in range(T):
+        c, w = att(queries[:, t], memory, mask)
+        assert torch.allclose(w, weights[:, t], atol=1e-6) and torch.allclose(c, context[:, t], atol=1e-6)
+
+
 def test_gradients_never_reach_padding() -> None:
     att = make("additive")
     memory = torch.randn(B, L, M, requires_grad=True)
@@ -99,7 +115,7 @@ def test_bad_configuration_errors() -> None:
         Attention(4, 5, "cosine")
     att = make("additive")
     with pytest.raises(ValueError, match="expected query"):
-        att(torch.randn(B, 1, Q), torch.randn(B, L, M))
+        att(torch.randn(B, 1, 1, Q), torch.randn(B, L, M))
     with pytest.raises(ValueError, match="mask shape"):
         att(torch.randn(B, Q), torch.randn(B, L, M), torch.ones(B, L + 1, dtype=torch.bool))
 

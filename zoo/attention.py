@@ -89,20 +89,30 @@ class Attention(nn.Module):
         return memory if self.score == "dot" else self.memory_proj(memory)
 
     def scores(self, query: Tensor, memory: Tensor, projected: Optional[Tensor] = None) -> Tensor:
-        """Unnormalised scores ``e`` ``(B, L)``."""
-        if query.dim() != 2 or memory.dim() != 3 or query.shape[0] != memory.shape[0]:
-            raise ValueError(f"expected query (B, Q) and memory (B, L, M); got {tuple(query.shape)} and {tuple(memory.shape)}")
+        """Unnormalised scores ``e``: ``(B, L)`` for one query per row, ``(B, T, L)`` for ``T`` queries
+        per row (every step of a decoder at once)."""
+        if query.dim() not in (2, 3) or memory.dim() != 3 or query.shape[0] != memory.shape[0]:
+            raise ValueError(f"expected query (B, Q) or (B, T, Q) and memory (B, L, M); got {tuple(query.shape)} and {tuple(memory.shape)}")
         keys = self.project(memory) if projected is None else projected
+        steps = query.dim() == 3
+        queries = query if steps else query.unsqueeze(1)  # (B, T, Q)
         if self.score == "additive":
-            return self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
-        e = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # q . k_i for every slot
-        return e / math.sqrt(keys.shape[-1]) if self.scale else e
+            e = self.v(torch.tanh(keys.unsqueeze(1) + self.query_proj(queries).unsqueeze(2))).squeeze(-1)
+        else:
+            e = torch.bmm(queries, keys.transpose(1, 2))  # q_t . k_i for every step and slot
+            e = e / math.sqrt(keys.shape[-1]) if self.scale else e
+        return e if steps else e.squeeze(1)
 
     def forward(self, query: Tensor, memory: Tensor, mask: Optional[Tensor] = None, projected: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """``query`` (B, Q), ``memory`` (B, L, M), ``mask`` (B, L) bool with True at real slots (None =
         all real) → ``(context (B, M), weights (B, L))``; weights sum to 1 over the real slots and are
-        0 on padding."""
-        weights = masked_softmax(self.scores(query, memory, projected), mask)
+        0 on padding. A query ``(B, T, Q)`` (T steps at once) gives ``(B, T, M)`` and ``(B, T, L)``."""
+        scores = self.scores(query, memory, projected)
+        if mask is not None and scores.dim() == 3:
+            mask = mask.unsqueeze(1).expand_as(scores)
+        weights = masked_softmax(scores, mask)
+        if weights.dim() == 3:
+            return torch.bmm(weights, memory), weights
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
         return context, weights
 

@@ -62,6 +62,8 @@ from urllib.parse import unquote, urlparse
 
 import torch
 
+from datamodules.download import write_atomic
+
 __all__ = [
     "FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME",
     "ModelCard", "ModelConfig", "ModelEntry",
@@ -307,20 +309,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a published file is readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _zoo_version() -> str:
     try:
         from zoo import __version__  # absent when zoo is imported as a namespace package (stale editable install)
@@ -413,11 +401,11 @@ def save_pretrained(model, directory: Union[str, Path], dtype: Optional[torch.dt
     task = _task_path(model)
     # One metadata key only: safetensors writes the metadata map in arbitrary order, and the file's
     # sha256 (on the model card) must not change from one export to the next.
-    _write_atomic(directory / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+    write_atomic(directory / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
 
     names = [WEIGHTS_NAME]
     for name, (_, value) in text_files(init_args).items():
-        _write_atomic(directory / name, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        write_atomic(directory / name, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         names.append(name)
     stored = {str(t.dtype).replace("torch.", "") for k, t in tensors.items() if t.is_floating_point() or k in quantized}
     config = {
@@ -431,7 +419,7 @@ def save_pretrained(model, directory: Union[str, Path], dtype: Optional[torch.dt
     }
     if quantized:
         config["quantized"] = quantized
-    _write_atomic(directory / CONFIG_NAME, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_atomic(directory / CONFIG_NAME, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return directory
 
 

@@ -397,3 +397,52 @@ def visualize_command(argv: List[str]) -> int:
     print(report_markdown(rows))
     print(f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}")
     return 0
+
+
+# ---- attention alignments ------------------------------------------------------------------------
+def figure_array(fig) -> np.ndarray:
+    """A matplotlib figure as an ``(H, W, 3)`` uint8 array (what loggers' ``log_image`` takes); closes it."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return array
+
+
+def alignment_figure(
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    weights,
+    path: Optional[str | Path] = None,
+    title: str = "",
+):
+    """The attention alignment of one translation (Bahdanau et al. 2015, figure 3): row ``t`` is the
+    distribution over the source tokens when target token ``t`` was emitted, dark = high weight.
+    ``weights`` ``(len(target_tokens), len(source_tokens))``. Written to ``path`` (PNG) when given;
+    returns the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(torch.as_tensor(weights, dtype=torch.float32).cpu())
+    if weights.shape != (len(target_tokens), len(source_tokens)):
+        raise ValueError(f"weights of shape {weights.shape} for {len(target_tokens)} target and {len(source_tokens)} source tokens")
+    width = max(3.0, 0.42 * len(source_tokens) + 1.6)
+    height = max(2.5, 0.34 * len(target_tokens) + 1.4)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source_tokens)), list(source_tokens), rotation=90)
+    ax.set_yticks(range(len(target_tokens)), list(target_tokens))
+    ax.xaxis.tick_top()
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    return fig

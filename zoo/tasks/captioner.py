@@ -707,13 +707,9 @@ def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optiona
 
 def attention_figure_array(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor]) -> np.ndarray:
     """:func:`attention_figure` as an ``(H, W, 3)`` uint8 array (for loggers)."""
-    import matplotlib.pyplot as plt
+    from zoo.viz import figure_array
 
-    fig = attention_figure(image, words, attention)
-    fig.canvas.draw()
-    array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return array
+    return figure_array(attention_figure(image, words, attention))
 
 
 # ---- `zoo caption` ------------------------------------------------------------------------------------
