@@ -43,7 +43,7 @@ from .download import zoo_home
 __all__ = [
     "BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "SPECIAL_TOKENS", "TRUNCATION_POLICIES",
     "BucketBatchSampler", "DataFormatError", "EncodedTexts", "TextClassificationDataModule",
-    "build_tokenizer", "cached", "encode_texts", "file_identity", "load_tokenizer", "pad_collate",
+    "build_tokenizer", "cached", "datamodule_world", "length_bucketed_loader", "encode_texts", "file_identity", "load_tokenizer", "pad_collate",
     "padding_fraction", "stratified_split", "train_tokenizer", "truncate",
 ]
 
@@ -357,6 +357,32 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> Tuple
 
 
 # ---- the shared datamodule ------------------------------------------------------------------------
+def datamodule_world(datamodule: L.LightningDataModule) -> Tuple[int, int]:
+    """``(world size, rank)`` of the trainer a datamodule is attached to; ``(1, 0)`` without one."""
+    trainer = getattr(datamodule, "trainer", None)
+    if trainer is None:
+        return 1, 0
+    return trainer.world_size, trainer.global_rank
+
+
+def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, collate_fn: Callable, shuffle: bool) -> DataLoader:
+    """The loader every text datamodule serves: ``dataset`` (with a ``lengths`` tensor) in batches of
+    ``hparams.batch_size`` (training) or ``eval_batch_size`` (default 2x), bucketed by length when
+    ``hparams.bucket`` (:class:`BucketBatchSampler`, seeded, sharded across DDP ranks). Call it from a
+    ``*_dataloader`` hook: Lightning records the sampler's arguments there to re-create it under DDP."""
+    hp = datamodule.hparams
+    batch_size = hp.batch_size if shuffle else (hp.eval_batch_size or 2 * hp.batch_size)
+    common = dict(collate_fn=collate_fn, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
+    if not hp.bucket:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
+    world, rank = datamodule_world(datamodule)
+    sampler = BucketBatchSampler(
+        None, batch_size, False, lengths=dataset.lengths, shuffle=shuffle, seed=hp.seed,
+        num_replicas=world, rank=rank, bucket_batches=hp.bucket_batches,
+    )
+    return DataLoader(dataset, batch_sampler=sampler, **common)
+
+
 @dataclass
 class RawSplit:
     """Texts as read from the files: ``sources[i]`` says where text ``i`` came from (``file:line``)."""
@@ -517,26 +543,9 @@ class TextClassificationDataModule(L.LightningDataModule):
         return len(self.label_names)
 
     # -- loaders ------------------------------------------------------------------------------------
-    def _world(self) -> Tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return trainer.world_size, trainer.global_rank
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        dataset = self.datasets[split]
-        hp = self.hparams
-        batch_size = hp.batch_size if shuffle else (hp.eval_batch_size or 2 * hp.batch_size)
-        common = dict(collate_fn=pad_collate, num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0)
-        if not hp.bucket:
-            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
-        world, rank = self._world()
-        sampler = BucketBatchSampler(
-            None, batch_size, False, lengths=dataset.lengths, shuffle=shuffle, seed=hp.seed,
-            num_replicas=world, rank=rank, bucket_batches=hp.bucket_batches,
-        )
-        return DataLoader(dataset, batch_sampler=sampler, **common)
+        return length_bucketed_loader(self, self.datasets[split], pad_collate, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
