@@ -93,6 +93,7 @@ EXTRA_COMMANDS: Dict[str, str] = {
     "sample": "zoo.cli:sample_command",
     "classify": "zoo.tasks.classifier:classify_command",
     "caption": "zoo.tasks.captioner:caption_command",
+    "translate": "zoo.tasks.seq2seq:translate_command",
     "visualize": "zoo.viz:visualize_command",
     "export": "zoo.hub:export_command",
     "extract-frames": "datamodules.video_frames:extract_frames_command",
