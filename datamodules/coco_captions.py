@@ -58,7 +58,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .download import zoo_home
-from .text import BOS_ID, EOS_ID, PAD_ID, encode_texts, load_tokenizer, train_tokenizer
+from .text import BOS_ID, EOS_ID, PAD_ID, encode_texts, train_tokenizer
 
 __all__ = [
     "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "CaptionDataModule", "CaptionRecord",
@@ -704,7 +704,7 @@ class COCOCaptionsDataModule(CaptionDataModule):
         if lines:
             raise MissingDataError(
                 f"COCO 2014 captions are not (all) in {self.root.resolve()}. Missing:\n" + "\n".join(lines)
-                + f"\nPut them there (or pass --data.root DIR where they are), then run again. "
+                + "\nPut them there (or pass --data.root DIR where they are), then run again. "
                 "For a run without any download use recipes/caption_attn_shapes.yaml."
             )
         json_path = Path(self.karpathy_json).expanduser() if self.karpathy_json else self.root / "dataset_coco.json"

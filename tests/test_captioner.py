@@ -3,7 +3,6 @@ cache, bad input, the CLI, and a real-image run on the Flickr8k sample in ../sha
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys

@@ -5,9 +5,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 import torch
 
 from tests.conftest import REPO

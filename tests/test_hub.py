@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import io
 import json
 import pickle
-import shutil
 import tarfile
 import threading
 import zipfile
