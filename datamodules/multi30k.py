@@ -102,11 +102,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .download import data_dir, fetch
 from .text import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, DataFormatError, cached, encode_texts, length_bucketed_loader,
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, BucketedLoaders, DataFormatError, cached, encode_texts,
     load_tokenizer, pack,
 )
 
@@ -324,7 +324,7 @@ def _line_list(numbers: Sequence[int], limit: int = 10) -> str:
 
 
 # ---- the datamodule -------------------------------------------------------------------------------
-class Multi30kDataModule(L.LightningDataModule):
+class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
     """Multi30k task-1 sentence pairs → padded translation batches (see the module docstring).
 
     After ``setup`` it exposes ``source_tokenizer_json`` / ``target_tokenizer_json`` (the same string
@@ -334,6 +334,8 @@ class Multi30kDataModule(L.LightningDataModule):
     """
 
     name = "multi30k"
+
+    collate_fn = staticmethod(translation_collate)
 
     def __init__(
         self,
@@ -572,24 +574,3 @@ class Multi30kDataModule(L.LightningDataModule):
     @property
     def target_vocab_size(self) -> int:
         return self.target_tokenizer.get_vocab_size()
-
-    # -- loaders ------------------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return length_bucketed_loader(self, self.datasets[split], translation_collate, shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test split in file order (predictions line up with the test files' lines), not bucketed."""
-        self.setup()
-        hp = self.hparams
-        return DataLoader(self.datasets["test"], batch_size=hp.eval_batch_size or 2 * hp.batch_size,
-                          shuffle=False, collate_fn=translation_collate, num_workers=hp.num_workers)

@@ -42,7 +42,7 @@ from .download import zoo_home
 
 __all__ = [
     "BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "SPECIAL_TOKENS", "TRUNCATION_POLICIES",
-    "BucketBatchSampler", "DataFormatError", "EncodedTexts", "TextClassificationDataModule",
+    "BucketBatchSampler", "BucketedLoaders", "DataFormatError", "EncodedTexts", "TextClassificationDataModule",
     "build_tokenizer", "cached", "datamodule_world", "length_bucketed_loader", "encode_texts", "file_identity", "load_tokenizer", "pad_collate",
     "padding_fraction", "stratified_split", "train_tokenizer", "truncate",
 ]
@@ -383,6 +383,35 @@ def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, 
     return DataLoader(dataset, batch_sampler=sampler, **common)
 
 
+class BucketedLoaders:
+    """The four dataloaders of a text datamodule that keeps its splits in ``self.datasets``
+    (``train``/``val``/``test``, each with a ``lengths`` tensor) and batches them with
+    ``collate_fn``: bucketed by length (:func:`length_bucketed_loader`), the test split in file order
+    for ``predict``."""
+
+    collate_fn: Callable = staticmethod(pad_collate)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        return length_bucketed_loader(self, self.datasets[split], self.collate_fn, shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split in file order (predictions line up with the test file's lines), not bucketed."""
+        self.setup()
+        hp = self.hparams
+        return DataLoader(self.datasets["test"], batch_size=hp.eval_batch_size or 2 * hp.batch_size,
+                          shuffle=False, collate_fn=self.collate_fn, num_workers=hp.num_workers)
+
+
 @dataclass
 class RawSplit:
     """Texts as read from the files: ``sources[i]`` says where text ``i`` came from (``file:line``)."""
@@ -395,7 +424,7 @@ class RawSplit:
         return RawSplit([self.texts[i] for i in idx], [self.labels[i] for i in idx], [self.sources[i] for i in idx])
 
 
-class TextClassificationDataModule(L.LightningDataModule):
+class TextClassificationDataModule(BucketedLoaders, L.LightningDataModule):
     """Shared by :class:`~datamodules.imdb.IMDBDataModule` and :class:`~datamodules.ag_news.AGNewsDataModule`.
 
     A subclass says where its files are (:meth:`input_files`, downloading them if needed) and how to read
@@ -541,24 +570,3 @@ class TextClassificationDataModule(L.LightningDataModule):
         if self.label_names is None:
             self.setup()
         return len(self.label_names)
-
-    # -- loaders ------------------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        return length_bucketed_loader(self, self.datasets[split], pad_collate, shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test split in file order (predictions line up with the test files), not bucketed."""
-        self.setup()
-        hp = self.hparams
-        return DataLoader(self.datasets["test"], batch_size=hp.eval_batch_size or 2 * hp.batch_size,
-                          shuffle=False, collate_fn=pad_collate, num_workers=hp.num_workers)

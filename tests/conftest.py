@@ -20,6 +20,14 @@ def shared_data(*parts: str) -> Path:
 
 
 @pytest.fixture
+def zoo_home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``$ZOO_HOME`` in tmp_path: downloads and default caches never land in the real ~/.cache/zoo."""
+    home = tmp_path / "zoo_home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+@pytest.fixture
 def tiny_corpus(tmp_path: Path) -> Path:
     """A small real-looking text file (a few thousand characters of verse-like lines)."""
     import random

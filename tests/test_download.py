@@ -82,11 +82,8 @@ def server(tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
-def zoo_home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # Never let a test write into the real ~/.cache/zoo.
-    home = tmp_path / "zoo_home"
-    monkeypatch.setenv("ZOO_HOME", str(home))
-    return home
+def _isolated_home(zoo_home_env: Path) -> Path:
+    return zoo_home_env
 
 
 @pytest.fixture

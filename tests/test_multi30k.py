@@ -74,11 +74,8 @@ def lines_of(data: bytes) -> List[str]:
 
 
 @pytest.fixture(autouse=True)
-def zoo_home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # Downloads and the default cache must never land in the real ~/.cache/zoo.
-    home = tmp_path / "zoo_home"
-    monkeypatch.setenv("ZOO_HOME", str(home))
-    return home
+def _isolated_home(zoo_home_env: Path) -> Path:
+    return zoo_home_env
 
 
 @pytest.fixture

@@ -71,6 +71,26 @@ def sample_command(argv: List[str]) -> int:
     return 0
 
 
+def inference_parser(prog: str, description: str, inputs: Optional[str] = None, inputs_help: str = "") -> argparse.ArgumentParser:
+    """The arguments every inference command shares: a pretrained ``model`` name/folder or ``--ckpt``,
+    and (with ``inputs``) positional inputs; see :func:`parse_inference_args`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
+    if inputs:
+        parser.add_argument(inputs, nargs="*", help=inputs_help)
+    parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (instead of a model name)")
+    return parser
+
+
+def parse_inference_args(parser: argparse.ArgumentParser, argv: List[str], inputs: str) -> argparse.Namespace:
+    """Parse; with ``--ckpt`` every positional argument is an input (the first is not a model name)."""
+    args = parser.parse_args(argv)
+    if args.ckpt and args.model is not None:
+        setattr(args, inputs, [args.model, *getattr(args, inputs)])
+        args.model = None
+    return args
+
+
 def load_model_arg(parser: argparse.ArgumentParser, args: argparse.Namespace, expected: type):
     """Load the model an inference command names: ``--ckpt PATH`` or a pretrained name/folder."""
     if bool(args.ckpt) == bool(args.model):

@@ -131,7 +131,7 @@ class _LSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-        T, H = x.shape[0], h0.shape[-1]
+        T = x.shape[0]
         bias = b_ih + b_hh if b_ih is not None else None
         x_proj = F.linear(x, w_ih, bias).contiguous()  # W_i x_t + b_i + b_h, all steps in one matmul
         act = x_proj  # each step's activated gates overwrite its x_proj once it is used

@@ -24,7 +24,6 @@ so a checkpoint classifies raw strings by itself (:meth:`predict`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -279,19 +278,12 @@ class SequenceClassifier(TaskModule):
 
 # ---- `zoo classify` ------------------------------------------------------------------------------
 def classify_command(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zoo classify",
-        description="Classify raw texts with a SequenceClassifier: one line per text, label and probabilities.",
-    )
-    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
-    parser.add_argument("texts", nargs="*", help="texts to classify; none = one text per line of stdin")
-    parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (instead of a model name)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
-    args = parser.parse_args(argv)
-    if args.ckpt and args.model is not None:  # with --ckpt, every positional argument is a text
-        args.texts, args.model = [args.model, *args.texts], None
-    from zoo.cli import load_model_arg
+    from zoo.cli import inference_parser, load_model_arg, parse_inference_args
 
+    parser = inference_parser("zoo classify", "Classify raw texts with a SequenceClassifier: one line per text, label and probabilities.",
+                              "texts", "texts to classify; none = one text per line of stdin")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
+    args = parse_inference_args(parser, argv, "texts")
     model = load_model_arg(parser, args, SequenceClassifier)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
     for text, result in zip(texts, model.predict(texts)):

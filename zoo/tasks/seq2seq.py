@@ -43,7 +43,6 @@ the datamodule at setup), so a checkpoint translates raw sentences by itself.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -435,28 +434,21 @@ class Seq2Seq(TaskModule):
 
 # ---- `zoo translate` ----------------------------------------------------------------------------------
 def translate_command(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zoo translate",
-        description="Translate sentences with a Seq2Seq checkpoint: one translation per line.",
-    )
-    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
-    parser.add_argument("sentences", nargs="*", help="sentences to translate; none = --input, or one per line of stdin")
-    parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (instead of a model name)")
+    from zoo.cli import inference_parser, load_model_arg, parse_inference_args
+
+    parser = inference_parser("zoo translate", "Translate sentences with a Seq2Seq checkpoint: one translation per line.",
+                              "sentences", "sentences to translate; none = --input, or one per line of stdin")
     parser.add_argument("--input", help="a text file with one sentence per line")
     parser.add_argument("--output", help="write the translations here (one per line) instead of stdout")
     parser.add_argument("--beam_size", type=int, default=None, help="beam width (1 = greedy; default: the model's)")
     parser.add_argument("--batch_size", type=int, default=64, help="sentences translated at once (default 64)")
     parser.add_argument("--alignment", help="write the attention alignment of the first sentence as a PNG here")
     parser.add_argument("--json", action="store_true", help="print one JSON object per sentence")
-    args = parser.parse_args(argv)
-    if args.ckpt and args.model is not None:  # with --ckpt, every positional argument is a sentence
-        args.sentences, args.model = [args.model, *args.sentences], None
+    args = parse_inference_args(parser, argv, "sentences")
     if args.beam_size is not None and args.beam_size < 1:
         parser.error(f"--beam_size must be >= 1, got {args.beam_size}")
     if args.sentences and args.input:
         parser.error("give sentences as arguments or --input FILE, not both")
-    from zoo.cli import load_model_arg
-
     model = load_model_arg(parser, args, Seq2Seq)
     if args.input:
         path = Path(args.input)
