@@ -100,13 +100,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from .download import data_dir, fetch
 from .text import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, BucketedLoaders, DataFormatError, cached, encode_texts,
+    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, BucketedLoaders, DataFormatError, cached, encode_texts, fit_tokenizer,
     load_tokenizer, pack,
 )
 
@@ -217,15 +217,7 @@ def train_translation_tokenizer(
     """Train a ``bpe`` or ``word`` tokenizer on ``texts`` (training sentences only). ``vocab_size``
     counts the 4 special tokens, which are ids 0-3; merges (BPE) or words seen fewer than
     ``min_frequency`` times are left out. BPE keeps every character of ``texts`` in its vocabulary."""
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
-    tokenizer = build_translation_tokenizer(kind, lowercase)
-    common = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    trainer = trainers.BpeTrainer(**common) if kind == "bpe" else trainers.WordLevelTrainer(**common)
-    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
-    if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
-        raise AssertionError(f"special tokens {SPECIAL_TOKENS} must be ids 0-3")
-    return tokenizer
+    return fit_tokenizer(build_translation_tokenizer(kind, lowercase), texts, vocab_size, min_frequency)
 
 
 def encode_sentence(tokenizer: Tokenizer, text: str) -> List[int]:

@@ -43,7 +43,7 @@ from .download import zoo_home
 __all__ = [
     "BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "SPECIAL_TOKENS", "TRUNCATION_POLICIES",
     "BucketBatchSampler", "BucketedLoaders", "DataFormatError", "EncodedTexts", "TextClassificationDataModule",
-    "build_tokenizer", "cached", "datamodule_world", "length_bucketed_loader", "encode_texts", "file_identity", "load_tokenizer", "pad_collate",
+    "build_tokenizer", "cached", "fit_tokenizer", "datamodule_world", "length_bucketed_loader", "encode_texts", "file_identity", "load_tokenizer", "pad_collate",
     "padding_fraction", "stratified_split", "train_tokenizer", "truncate",
 ]
 
@@ -88,14 +88,20 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train on ``texts`` (the training split only). ``vocab_size`` counts the 4 special tokens; words
     (word-level) or merges (BPE) seen fewer than ``min_frequency`` times are left out."""
+    return fit_tokenizer(build_tokenizer(kind, lowercase), texts, vocab_size, min_frequency)
+
+
+def fit_tokenizer(tokenizer: Tokenizer, texts: Sequence[str], vocab_size: int, min_frequency: int) -> Tokenizer:
+    """Train an untrained word-level or BPE ``tokenizer`` on ``texts``, in place; the special tokens
+    become ids 0-3 and ``vocab_size`` counts them."""
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
-    tokenizer = build_tokenizer(kind, lowercase)
     common = dict(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    trainer = trainers.WordLevelTrainer(**common) if kind == "word" else trainers.BpeTrainer(**common)
+    is_bpe = isinstance(tokenizer.model, models.BPE)
+    trainer = trainers.BpeTrainer(**common) if is_bpe else trainers.WordLevelTrainer(**common)
     tokenizer.train_from_iterator(texts, trainer, length=len(texts))
-    vocab = tokenizer.get_vocab()
-    assert all(vocab[t] == i for i, t in enumerate(SPECIAL_TOKENS)), "special tokens must be ids 0-3"
+    if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
+        raise AssertionError(f"special tokens {SPECIAL_TOKENS} must be ids 0-3")
     return tokenizer
 
 
