@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--compare_unbatched", type=int, default=0, help="beam width to time batched vs one sentence at a time (0 = skip)")
+    parser.add_argument("--length_penalty", type=float, default=None, help="override the model's GNMT alpha")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the translations and scores as JSON here")
     args = parser.parse_args()
@@ -46,14 +47,18 @@ def main() -> None:
     sources = read_lines(data / f"{args.test_set}.{args.source}.gz")
     references = read_lines(data / f"{args.test_set}.{args.target}.gz")
     model = load_task(args.ckpt, Seq2Seq)
+    if args.length_penalty is not None:
+        model.hparams.length_penalty = args.length_penalty
     tokenize = model.hparams.bleu_tokenize
-    report = {"ckpt": args.ckpt, "test_set": args.test_set, "sentences": len(sources), "attention": model.hparams.attention, "runs": {}}
+    report = {"ckpt": args.ckpt, "test_set": args.test_set, "sentences": len(sources), "attention": model.hparams.attention,
+              "length_penalty": model.hparams.length_penalty, "runs": {}}
     for beam in args.beams:
         start = time.perf_counter()
         hyps = [r["translation"] for r in model.translate(sources, beam_size=beam, batch_size=args.batch_size)]
         seconds = time.perf_counter() - start
-        bleu = sacrebleu.corpus_bleu(hyps, [references], tokenize=tokenize)
-        report["runs"][f"beam{beam}"] = {"bleu": round(bleu.score, 2), "signature": str(sacrebleu.BLEU(tokenize=tokenize).get_signature()),
+        metric = sacrebleu.BLEU(tokenize=tokenize)
+        bleu = metric.corpus_score(hyps, [references])
+        report["runs"][f"beam{beam}"] = {"bleu": round(bleu.score, 2), "signature": str(metric.get_signature()),
                                          "seconds": round(seconds, 1), "translations": hyps}
         print(f"beam {beam}: BLEU {bleu.score:.2f}  ({bleu})  {seconds:.1f} s", flush=True)
     if args.compare_unbatched:

@@ -979,20 +979,34 @@ def imdb_bilstm() -> ModelConfig:
 MULTI30K_DE_EN_ATTN_GRU = ModelCard(
     task="German -> English translation of image descriptions",
     data="Multi30k task 1 (de-en): 29,000 train, 1,014 val, 1,000 test_2016_flickr sentence pairs",
-    split="test_2016_flickr",
-    metrics={},
-    scorer="",
-    recipe="",
-    command="",
+    split="test_2016_flickr (1,000 sentences)",
+    metrics={"test_bleu_beam5": 37.06, "test_bleu_greedy": 35.76},
+    scorer=("benchmarks/translate_bleu.py: every raw test sentence through model.translate (what `zoo translate` "
+            "does), corpus sacreBLEU 2.6 on the detokenized cased output against the raw references, tokenize 13a "
+            "(signature nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp); beam 5 with GNMT length penalty 1.0 (chosen on "
+            "val), greedy = beam 1. Command: `python benchmarks/translate_bleu.py --ckpt CKPT --data "
+            "../shared/data/multi30k --beams 1 5 --length_penalty 1.0`"),
+    recipe="recipes/multi30k_attn.yaml",
+    command="zoo fit --config recipes/multi30k_attn.yaml --data.root ../shared/data/multi30k --trainer.enable_progress_bar false",
+    params=6_863_424,
     data_license="Multi30k (Elliott et al., 2016), built on Flickr30k image descriptions: research use",
-    notes="No weights yet. The translator (zoo/tasks/seq2seq.py) has not landed: these init args are provisional.",
+    notes=("Trained here (15 epochs, 61 min wall clock on 2 CPU cores, about 11 of them paused for other "
+           "measurements); the checkpoint kept is the best validation BLEU (epoch 10, step 4994). No weights ship: "
+           "`zoo export --fp16` makes a 13.8 MB model.safetensors, over the 5 MB budget for weights inside the "
+           "package, and no host for a URL or Hub repo is reachable from this machine. Train it with the command "
+           "above (or publish the exported folder and set `url`)."),
 )
 
 
 @register_model(card=MULTI30K_DE_EN_ATTN_GRU)
 def multi30k_de_en_attn_gru() -> ModelConfig:
-    """GRU encoder-decoder with additive (Bahdanau) attention, German to English on Multi30k."""
-    return ModelConfig("zoo.tasks.seq2seq.Seq2Seq", dict(cell="gru", attention="additive"))
+    """Bidirectional GRU encoder, GRU decoder with Luong "general" attention, German to English on Multi30k."""
+    return ModelConfig("zoo.tasks.seq2seq.Seq2Seq", dict(
+        cell="gru", embedding_dim=256, hidden_size=256, encoder_layers=1, bidirectional=True, decoder_layers=1,
+        attention="general", dropout=0.3, embedding_dropout=0.1, label_smoothing=0.1, tie_embeddings=True,
+        beam_size=5, length_penalty=1.0, lr=0.002, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05,
+        grad_clip=1.0,
+    ))
 
 
 # ---- scorers: how the cards' numbers are measured ------------------------------------------------
