@@ -272,3 +272,15 @@ def test_validate_logs_sacrebleu_times_100_and_perplexity(tmp_path):
     expected = sacrebleu.corpus_bleu(hyps, [list(references)]).score
     assert metrics["val/bleu"] == pytest.approx(expected, abs=0.05)
     assert metrics["val/ppl"] == pytest.approx(float(torch.exp(torch.tensor(metrics["val/loss"]))), rel=1e-4)
+
+    # `zoo predict`: the test split in file order, written as JSON lines by the PredictionWriter callback
+    from zoo.callbacks import PredictionWriter
+
+    writer = PredictionWriter(str(tmp_path / "out" / "predictions.jsonl"))
+    L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[writer]).predict(
+        model, datamodule=dm, return_predictions=False)
+    lines = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    test_sources = [s for s, _ in toy_pairs(10, seed=12)]
+    assert [x["index"] for x in lines] == list(range(10)) and [x["source"] for x in lines] == test_sources
+    assert [x["translation"] for x in lines] == [r["translation"] for r in model.translate(test_sources)]
+    assert not (tmp_path / "out" / "predictions.jsonl.partial").exists()

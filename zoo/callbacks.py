@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, TextIO
 
 import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -32,3 +36,34 @@ class SampleText(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._show(trainer, pl_module, "end of training")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``zoo predict`` writes what ``predict_step`` returns (a list of dicts per batch: translations,
+    labels and probabilities, ...) to ``output`` as JSON lines, one per example, in the loader's order.
+    The file appears only when prediction finishes (written to ``output + ".partial"``, then renamed),
+    so a crash never leaves a half-written file under the real name. Under DDP each rank writes
+    ``<output>.rank<r>``."""
+
+    def __init__(self, output: str = "predictions.jsonl") -> None:
+        super().__init__(write_interval="batch")
+        self.output = output
+        self._file: Optional[TextIO] = None
+        self._path: Optional[Path] = None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = Path(self.output)
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.name}.rank{trainer.global_rank}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._file = open(f"{path}.partial", "w", encoding="utf-8")
+
+    def write_on_batch_end(self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx: int, dataloader_idx: int) -> None:
+        for item in prediction if isinstance(prediction, list) else [prediction]:
+            self._file.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._file.close()
+        os.replace(f"{self._path}.partial", self._path)
+        print(f"predictions written to {self._path}", flush=True)
