@@ -991,7 +991,7 @@ MULTI30K_DE_EN_ATTN_GRU = ModelCard(
     params=6_863_424,
     data_license="Multi30k (Elliott et al., 2016), built on Flickr30k image descriptions: research use",
     notes=("Trained here (15 epochs, 61 min wall clock on 2 CPU cores, about 11 of them paused for other "
-           "measurements); the checkpoint kept is the best validation BLEU (epoch 10, step 4994). No weights ship: "
+           "measurements); the checkpoint kept is the best validation BLEU (11th epoch, step 4994). No weights ship: "
            "`zoo export --fp16` makes a 13.8 MB model.safetensors, over the 5 MB budget for weights inside the "
            "package, and no host for a URL or Hub repo is reachable from this machine. Train it with the command "
            "above (or publish the exported folder and set `url`)."),
