@@ -62,7 +62,6 @@ from zoo.cells import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
 from zoo.encoders import ImageEncoder
 from zoo.metrics import caption_metrics, normalize_caption
-from zoo.optim import warmup_cosine
 from zoo.recurrent import Recurrent
 from zoo.tasks.base import TaskModule
 
@@ -638,28 +637,19 @@ class ImageCaptioner(TaskModule):
                 warnings.warn(f"could not log attention figures to {type(logger).__name__}: {err}")
 
     # ---- optimisation ------------------------------------------------------------------------------
-    def configure_optimizers(self):
+    def param_groups(self) -> List[Dict[str, Any]]:
+        """The shared AdamW groups (:class:`TaskModule`), plus the trainable encoder at ``encoder_lr``."""
         hp = self.hparams
-        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
         groups = [
             {"params": [p for p in rest if p.dim() >= 2], "weight_decay": hp.weight_decay, "lr": hp.lr},
             {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr": hp.lr},
         ]
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
         if encoder_params:
             groups.append({"params": encoder_params, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
-        if clip:
-            norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip)
-            self.log("train/grad_norm", norm)
+        return groups
 
 
 # ---- the paper's figure ---------------------------------------------------------------------------------

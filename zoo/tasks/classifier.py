@@ -25,7 +25,6 @@ so a checkpoint classifies raw strings by itself (:meth:`predict`).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Dict, List, Optional
 
@@ -35,7 +34,6 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from datamodules.text import UNK_ID, encode_texts, load_tokenizer, pad_collate, truncate
-from zoo.optim import warmup_cosine
 from zoo.recurrent import Recurrent
 from zoo.tasks.base import TaskModule
 
@@ -227,23 +225,6 @@ class SequenceClassifier(TaskModule):
     def predict_step(self, batch: Dict[str, Tensor], batch_idx: int = 0) -> List[Dict]:
         probs = torch.softmax(self(batch["ids"], batch["lengths"]).float(), -1)
         return self._describe(probs)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        decay = [p for p in self.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
-        )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.grad_clip
-        if clip:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), clip)
 
     # ---- inference on raw text -------------------------------------------------------------------
     def _describe(self, probs: Tensor) -> List[Dict]:
