@@ -591,14 +591,15 @@ def test_shipped_char_lstm_rechecks_its_number(one_thread) -> None:
     assert text.startswith("ROMEO:") and len(text) == 206
 
 
-def test_shipped_imdb_rechecks_its_number(one_thread) -> None:
-    if "imdb_bigru" not in SHIPPED:
-        pytest.skip("imdb_bigru weights are not shipped")
+@pytest.mark.parametrize("name", ["imdb_bigru", "imdb_bilstm"])
+def test_shipped_imdb_rechecks_its_number(name: str, one_thread) -> None:
+    if name not in SHIPPED:
+        pytest.skip(f"{name} weights are not shipped")
     archive = SHARED_DATA / "imdb" / "aclImdb_dev.tar.gz"
     if not archive.is_file():
         pytest.skip(f"real data not available: {archive} is absent")
-    check = hub.model_entry("imdb_bigru").card.slice_check
-    model = load_pretrained("imdb_bigru")
+    check = hub.model_entry(name).card.slice_check
+    model = load_pretrained(name)
     result = hub.score_classifier(model, *hub.imdb_test_reviews(archive, per_label=check["per_label"]))
     assert result["reviews"] == 2 * check["per_label"]
     assert result["test_acc"] == pytest.approx(check["test_acc"], abs=1e-9)
