@@ -177,6 +177,26 @@ def test_reinforce_gradient_sign_on_a_toy_case() -> None:
     assert torch.all(logits.grad == 0) and reward.grad is None
 
 
+def test_hard_attention_reward_is_per_word(shapes_batch) -> None:
+    """Captions of different lengths that the decoder predicts equally well (the same log-likelihood per
+    word) must get the same REINFORCE advantage: a per-caption sum would reward short captions and
+    push attention away from the objects of long ones."""
+    dm, batch = shapes_batch
+    lengths = (batch["ids"][:, 1:] != 0).sum(1)
+    assert len(set(lengths.tolist())) > 1, "the fixture needs captions of different lengths"
+    model = tiny_model("hard", dm.tokenizer_json).train()
+    B, T = batch["ids"][:, 1:].shape
+    log_p_s = torch.zeros(B, T, requires_grad=True)
+    out = {
+        "logits": torch.zeros(B, T, model.vocab_size),  # uniform: log V nats for every word
+        "alphas": torch.full((B, T, 4), 0.25),
+        "log_p_s": log_p_s,
+        "use_soft": torch.zeros(B, dtype=torch.bool),
+    }
+    model.losses(batch, out)["reinforce"].backward()
+    assert log_p_s.grad.abs().max() < 1e-6
+
+
 def test_hard_attention_learns_where_to_look() -> None:
     """A toy where one location holds the answer: REINFORCE steps move attention onto it."""
     from zoo.attention import Attention, hard_attention
