@@ -16,6 +16,14 @@ from zoo.optim import warmup_cosine
 TASK_KEY = "zoo_task"
 
 
+def decay_groups(params: List[torch.nn.Parameter], weight_decay: float) -> List[Dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only; biases, norms and other 1-D parameters are exempt."""
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 class TaskModule(L.LightningModule):
     """Base of the zoo's task modules. Records its own class in every checkpoint, so
     :func:`load_task` can rebuild any of them from the file alone."""
@@ -26,14 +34,9 @@ class TaskModule(L.LightningModule):
     # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
     # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
     def param_groups(self) -> List[Dict[str, Any]]:
-        """Weight decay on matrices only; biases, norms and embeddings' 1-D parameters are exempt.
-        A task with parameters that need their own rate (a fine-tuned encoder) overrides this."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = self.hparams.get("weight_decay", 0.0)
-        return [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
+        """AdamW's groups (:func:`decay_groups` over every trainable parameter). A task with parameters
+        that need their own rate (a fine-tuned encoder) overrides this."""
+        return decay_groups([p for p in self.parameters() if p.requires_grad], self.hparams.get("weight_decay", 0.0))
 
     def configure_optimizers(self):
         hp = self.hparams

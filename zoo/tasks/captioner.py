@@ -65,7 +65,7 @@ from zoo.decoding import Decoded, beam_search, greedy_decode
 from zoo.encoders import ImageEncoder
 from zoo.metrics import caption_metrics, normalize_caption
 from zoo.recurrent import Recurrent
-from zoo.tasks.base import TaskModule
+from zoo.tasks.base import TaskModule, decay_groups
 
 ATTENTION_KINDS = ("none", "soft", "hard")
 DECODERS = ("sat", "luong")
@@ -648,10 +648,7 @@ class ImageCaptioner(TaskModule):
         hp = self.hparams
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
-        groups = [
-            {"params": [p for p in rest if p.dim() >= 2], "weight_decay": hp.weight_decay, "lr": hp.lr},
-            {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr": hp.lr},
-        ]
+        groups = decay_groups(rest, hp.weight_decay)
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
         if encoder_params:
             groups.append({"params": encoder_params, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
