@@ -54,7 +54,7 @@ def main() -> None:
               "length_penalty": model.hparams.length_penalty, "runs": {}}
     for beam in args.beams:
         start = time.perf_counter()
-        hyps = [r["translation"] for r in model.translate(sources, beam_size=beam, batch_size=args.batch_size)]
+        hyps = [r["translation"] for r in model.predict(sources, beam_size=beam, batch_size=args.batch_size)]
         seconds = time.perf_counter() - start
         metric = sacrebleu.BLEU(tokenize=tokenize)
         bleu = metric.corpus_score(hyps, [references])
@@ -64,10 +64,10 @@ def main() -> None:
     if args.compare_unbatched:
         k = args.compare_unbatched
         start = time.perf_counter()
-        batched = [r["translation"] for r in model.translate(sources, beam_size=k, batch_size=args.batch_size)]
+        batched = [r["translation"] for r in model.predict(sources, beam_size=k, batch_size=args.batch_size)]
         t_batched = time.perf_counter() - start
         start = time.perf_counter()
-        alone = [model.translate([s], beam_size=k)[0]["translation"] for s in sources]
+        alone = [model.predict([s], beam_size=k)[0]["translation"] for s in sources]
         t_alone = time.perf_counter() - start
         same = sum(a == b for a, b in zip(batched, alone))
         report["speed"] = {"beam": k, "batch_size": args.batch_size, "batched_s": round(t_batched, 2), "one_at_a_time_s": round(t_alone, 2),

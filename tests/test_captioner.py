@@ -24,12 +24,9 @@ from datamodules.coco_captions import (
 )
 from datamodules.synthetic import ShapesCaptions, caption_word_objects, shapes_caption, shapes_scene
 from zoo.metrics import bleu_scores, caption_metrics, cider_d, normalize_caption
-from zoo.tasks.captioner import (
-    ImageCaptioner,
-    attention_figure,
-    doubly_stochastic_penalty,
-    reinforce_loss,
-)
+from zoo.attention import doubly_stochastic_penalty, reinforce_loss
+from zoo.tasks.captioner import ImageCaptioner
+from zoo.viz import attention_figure
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -89,7 +86,7 @@ def test_shapes_of_every_path(shapes_batch, attention, decoder, coordinates, cel
     assert all(p.grad is None for p in model.encoder.parameters())  # frozen
     # decoding: greedy and beam, with one attention row per word
     for beam in (1, 3):
-        results = model.generate(batch, beam_size=beam, max_len=6)
+        results = model.caption_batch(batch, beam_size=beam, max_len=6)
         assert len(results) == B
         for r in results:
             assert len(r["words"]) <= 6
@@ -130,7 +127,7 @@ def test_beam_one_equals_greedy_in_the_model(shapes_batch) -> None:
 
 
 def test_grid_coordinates() -> None:
-    from zoo.tasks.captioner import grid_coordinates
+    from zoo.encoders import grid_coordinates
 
     xy = grid_coordinates(4, torch.zeros(1))
     assert xy.tolist() == [[[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]]  # row-major, (x, y)
@@ -306,7 +303,7 @@ def test_feature_cache_is_built_once_and_keyed_by_the_encoder(tmp_path) -> None:
         calls.append(len(images))
         return model.encoder(images)[0]
 
-    from zoo.tasks.captioner import weights_key
+    from zoo.encoders import weights_key
 
     key = weights_key(model.encoder, ENCODER)
     paths = dm.attach_features(encode, key, log=lambda *_: None)
@@ -473,12 +470,17 @@ def test_real_flickr8k_images_fit_and_caption(tmp_path) -> None:
     assert "val/bleu4" in trainer.callback_metrics and "val/cider" in trainer.callback_metrics
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
-    out = tmp_path / "figures"
-    result = run_cli(["caption", "--ckpt", str(ckpt), str(source / "images" / names[0]), "--out", str(out), "--beam", "2"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = result.stdout.strip().splitlines()[-1]
-    image, caption, figure = line.split("\t")
-    assert image.endswith(names[0]) and Path(figure).is_file()
-    # a missing file is an error naming it, not a traceback
-    bad = run_cli(["caption", "--ckpt", str(ckpt), str(tmp_path / "nope.jpg"), "--no-figure"])
-    assert bad.returncode == 1 and "nope.jpg" in bad.stdout and "Traceback" not in bad.stderr
+    from zoo.tasks.base import load_task
+
+    loaded = load_task(ckpt, ImageCaptioner)
+    path = source / "images" / names[0]
+    (result,) = loaded.predict([path], beam_size=2)
+    assert result["image"] == str(path) and result["caption"] == " ".join(result["words"])
+    assert result["attention"].shape[0] == len(result["words"])
+    picture = loaded.display_image(path)
+    assert picture.shape == (96, 96, 3) and picture.dtype == np.uint8
+    attention_figure(picture, result["words"], result["attention"], tmp_path / "figure.png")
+    assert (tmp_path / "figure.png").is_file()
+    # a missing file is an error naming it
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        loaded.predict([tmp_path / "nope.jpg"])

@@ -61,9 +61,10 @@ def test_unknown_pool_is_rejected():
 def test_predict_on_raw_strings(tokenizer_json):
     m = model(tokenizer_json, text_max_tokens=3, text_truncation="head")
     out = m.predict(["A GREAT film<br />", "", "zzz unknown words only"])
-    assert len(out) == 3 and all(set(o) == {"label", "probs"} for o in out)
+    assert len(out) == 3 and all(set(o) == {"text", "label", "probs"} for o in out)
+    assert [o["text"] for o in out] == ["A GREAT film<br />", "", "zzz unknown words only"]
     assert all(o["label"] in ("neg", "pos") and abs(sum(o["probs"].values()) - 1) < 1e-5 for o in out)
-    assert [len(x) for x in m.encode(["a b c d e f", ""])] == [3, 1]  # truncated; empty → [<unk>]
+    assert [len(x) for x in m.tokenize(["a b c d e f", ""])] == [3, 1]  # truncated; empty → [<unk>]
 
 
 def tiny_datamodule(tokenizer_json, batch_size=4):
@@ -91,7 +92,7 @@ def tiny_datamodule(tokenizer_json, batch_size=4):
     return Tiny()
 
 
-def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path, capsys):
+def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path):
     import lightning as L
 
     torch.manual_seed(0)
@@ -108,6 +109,7 @@ def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path
     assert result["test/acc"] == 1.0 and result["test/f1"] == 1.0 and "test/loss" in result
     preds = trainer.predict(m, dm)
     assert preds[0][0]["label"] == "pos" and len(preds[0]) == 8
+    assert set(preds[0][0]) == {"label", "probs"}  # the batch holds neither index nor text
 
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = SequenceClassifier.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
@@ -116,13 +118,8 @@ def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path
     assert loaded.predict(texts) == m.predict(texts)
 
     from zoo.tasks.base import load_task
-    from zoo.tasks.classifier import classify_command
 
-    assert isinstance(load_task(tmp_path / "m.ckpt"), SequenceClassifier)
-    capsys.readouterr()
-    assert classify_command(["--ckpt", str(tmp_path / "m.ckpt"), *texts]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["pos", "neg"] and "pos=" in lines[0]
+    assert load_task(tmp_path / "m.ckpt").predict(texts) == m.predict(texts)
 
 
 def test_model_refuses_data_with_another_vocabulary(tokenizer_json, tmp_path):

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def model(**overrides) -> FrameClassifier:
-    args = dict(num_classes=4, encoder="zoo_frame_cnn", hidden_size=16, cell="gru")
+    args = dict(label_names=["red", "green", "blue", "white"], encoder="zoo_frame_cnn", hidden_size=16, cell="gru")
     args.update(overrides)
     torch.manual_seed(0)
     return FrameClassifier(**args).eval()
@@ -94,35 +94,34 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
     from datamodules.moving_shapes import MovingShapesDataModule
     from datamodules.video_frames import VideoFramesDataModule, pad_clips
     from zoo.tasks.base import load_task
-    from zoo.tasks.frame_classifier import save_features
 
     dm = MovingShapesDataModule(memory=4, num_train=8, num_val=4, num_test=4, batch_size=4)
-    m = FrameClassifier(encoder="zoo_frame_cnn", hidden_size=8)  # classes from the datamodule
+    m = FrameClassifier(encoder="zoo_frame_cnn", hidden_size=8)  # label names and frame size from the datamodule
     trainer = L.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(m, dm)
-    assert m.hparams.classes == dm.classes
+    assert m.hparams.label_names == dm.label_names and m.hparams.frame_size == 32
     metrics = trainer.validate(m, dm, verbose=False)[0]
     assert {"val/frame_acc", "val/clip_acc", "val/memory_acc", "val/loss"} <= set(metrics)
     batch = next(iter(dm.val_dataloader()))
     predictions = m.eval().predict_step(batch, 0)
     assert len(predictions) == 4 and predictions[0]["probs"].shape == (int(batch["lengths"][0]), 4)
-    assert set(predictions[0]["labels"]) <= set(dm.classes) and predictions[0]["video"] == "val/0"
+    assert set(predictions[0]["labels"]) <= set(dm.label_names) and predictions[0]["video"] == "val/0"
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = load_task(tmp_path / "m.ckpt", FrameClassifier)
     x = frames()
     torch.testing.assert_close(loaded(x), m.eval()(x))
 
     splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
-    out = save_features(m, splits, tmp_path / "features", classes=dm.classes)
+    out = m.save_features(splits, tmp_path / "features")
     fdm = VideoFramesDataModule(str(out), labels=str(out / "labels.csv"), num_frames=32, batch_size=4,
                                 eval_sampling="start")
     fdm.setup()
-    assert fdm.feature_dim == 64 and set(fdm.classes) <= set(dm.classes) and len(fdm.splits["val"]) == 4
+    assert fdm.feature_dim == 64 and set(fdm.label_names) <= set(dm.label_names) and len(fdm.splits["val"]) == 4
     batch = next(iter(fdm.val_dataloader()))
     original = pad_clips([dm.datasets["val"][i] for i in range(4)])
     assert torch.equal(batch["needs_memory"], original["needs_memory"])
-    fm = FrameClassifier(num_classes=fdm.num_classes, encoder=None, feature_dim=fdm.feature_dim, hidden_size=8)
+    fm = FrameClassifier(label_names=fdm.label_names, encoder=None, feature_dim=fdm.feature_dim, hidden_size=8)
     assert fm(batch["features"], batch["lengths"]).shape[:2] == batch["labels"].shape
 
 
@@ -135,3 +134,37 @@ def test_cli_fast_dev_run_on_moving_shapes(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val/memory_acc" in result.stdout + result.stderr
+
+
+def test_predict_labels_raw_clips_from_files_folders_and_arrays(tmp_path):
+    """A clip as a uint8 array, as a folder of PNG frames and as an (almost lossless) video file:
+    one label per frame, the same as the model's own forward pass on the frames."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from datamodules.moving_shapes import render_clip
+
+    m = model(frame_size=32)
+    clip = render_clip(0, "val", 3, memory=4, size=32, num_colors=4, distractors=1)
+    array = clip["frames"].permute(0, 2, 3, 1).numpy()  # (T, H, W, 3) uint8
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(array):
+        Image.fromarray(frame).save(folder / f"frame_{t:04d}.png")
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("libx264rgb", rate=10, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        for frame in array:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    by_array, by_folder, by_video = m.predict([array, folder, video])
+    expected = [m.hparams.label_names[i] for i in m(clip["frames"][None]).argmax(-1)[0].tolist()]
+    assert by_array["labels"] == expected and by_array["video"] == 0
+    assert by_folder["labels"] == expected and by_folder["video"] == str(folder)
+    assert by_video["labels"] == expected and by_video["probs"].shape == (len(array), 4)
+    with pytest.raises(ValueError, match="uint8"):
+        m.predict([array.astype(np.float32)])
+    with pytest.raises(FileNotFoundError):
+        m.predict([tmp_path / "missing.mp4"])

@@ -81,5 +81,36 @@ def test_vocab_mismatch_is_a_clear_error(tiny_corpus, tmp_path):
     model = CharLanguageModel(vocab=VOCAB, hidden_size=8)
     trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
-    with pytest.raises(ValueError, match="vocabulary .* differs"):
+    with pytest.raises(ValueError, match="vocab differs from the datamodule"):
         trainer.fit(model, dm)
+
+
+def test_predict_on_primes_and_predict_step_on_the_corpus(tiny_corpus, tmp_path):
+    """predict continues raw primes and scores them; zoo predict scores the corpus' windows with the
+    state carried, and its JSON lines hold the same keys."""
+    import json
+
+    from zoo.callbacks import PredictionWriter
+
+    torch.manual_seed(0)
+    dm = CharCorpusDataModule(str(tiny_corpus), batch_size=2, seq_len=8, max_chars=None)
+    model = CharLanguageModel(hidden_size=8, embedding_dim=4)
+    with pytest.raises(RuntimeError, match="not built yet: vocab"):
+        model.predict("The")
+    dm.setup()
+    model = CharLanguageModel(vocab=dm.vocab, hidden_size=8, embedding_dim=4)
+    out = model.predict(["The qu", "a"], length=5, temperature=0, seed=0)
+    assert [r["prime"] for r in out] == ["The qu", "a"]
+    assert out[0]["text"].startswith("The qu") and len(out[0]["text"]) == 11
+    assert out[0]["nll"] > 0 and out[1]["nll"] is None  # one character: nothing to score
+    assert model.predict("The qu", length=5, temperature=0)[0] == out[0]
+
+    writer = PredictionWriter(str(tmp_path / "lm.jsonl"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[writer],
+                        limit_predict_batches=3, default_root_dir=tmp_path)
+    trainer.predict(model, dm, return_predictions=False)
+    lines = [json.loads(x) for x in (tmp_path / "lm.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 3 * 2 and [x["window"] for x in lines[:4]] == [0, 0, 1, 1]
+    assert {"prime", "text", "nll", "stream", "window"} == set(lines[0]) and lines[0]["nll"] > 0
+    # the first window of stream 0 is the start of the corpus' validation part
+    assert len(lines[0]["text"]) == 8

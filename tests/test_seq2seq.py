@@ -162,20 +162,20 @@ def test_learns_the_toy_language_and_translates_raw_text(tokenizers, tmp_path):
         loss.backward()
         optimizer.step()
     held_out = toy_pairs(20, seed=99)
-    results = model.translate([s for s, _ in held_out], beam_size=3)
+    results = model.predict([s for s, _ in held_out], beam_size=3)
     exact = sum(r["translation"] == t for r, (_, t) in zip(results, held_out))
     assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out)][:5]
     first = results[0]
     assert first["attention"].shape == (len(first["target_tokens"]), len(first["source_tokens"]))
     # empty sentences translate to "" and the order of the input is kept
-    mixed = model.translate(["", held_out[0][0], "   "], beam_size=1)
+    mixed = model.predict(["", held_out[0][0], "   "], beam_size=1)
     assert [r["source"] for r in mixed] == ["", held_out[0][0], "   "]
     assert mixed[0]["translation"] == "" and mixed[2]["translation"] == ""
     # a checkpoint rebuilds the model with its tokenizers
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "zoo_task": "zoo.tasks.seq2seq.Seq2Seq"}, path)
     again = load_task(path, Seq2Seq)
-    assert [r["translation"] for r in again.translate([s for s, _ in held_out[:5]], beam_size=3)] == [r["translation"] for r in results[:5]]
+    assert [r["translation"] for r in again.predict([s for s, _ in held_out[:5]], beam_size=3)] == [r["translation"] for r in results[:5]]
     # the CLI: arguments, --input/--output, --alignment PNG, --json
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
     run = lambda *a: subprocess.run([sys.executable, "-m", "zoo.cli", "translate", "--ckpt", str(path), *a],  # noqa: E731
@@ -268,7 +268,7 @@ def test_validate_logs_sacrebleu_times_100_and_perplexity(tmp_path):
     evaluator = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     metrics = evaluator.validate(model, dm, verbose=False)[0]
     sources, references = zip(*toy_pairs(40, seed=11))
-    hyps = [r["translation"] for r in model.translate(list(sources), beam_size=1)]
+    hyps = [r["translation"] for r in model.predict(list(sources), beam_size=1)]
     expected = sacrebleu.corpus_bleu(hyps, [list(references)]).score
     assert metrics["val/bleu"] == pytest.approx(expected, abs=0.05)
     assert metrics["val/ppl"] == pytest.approx(float(torch.exp(torch.tensor(metrics["val/loss"]))), rel=1e-4)
@@ -282,5 +282,5 @@ def test_validate_logs_sacrebleu_times_100_and_perplexity(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
     test_sources = [s for s, _ in toy_pairs(10, seed=12)]
     assert [x["index"] for x in lines] == list(range(10)) and [x["source"] for x in lines] == test_sources
-    assert [x["translation"] for x in lines] == [r["translation"] for r in model.translate(test_sources)]
+    assert [x["translation"] for x in lines] == [r["translation"] for r in model.predict(test_sources)]
     assert not (tmp_path / "out" / "predictions.jsonl.partial").exists()

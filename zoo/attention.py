@@ -157,3 +157,25 @@ def hard_attention(
 def attention_entropy(weights: Tensor) -> Tensor:
     """``H(alpha) = -sum_i alpha_i log alpha_i`` per row ``(B,)`` (0 log 0 = 0)."""
     return -(weights * torch.log(weights.clamp_min(1e-12))).sum(-1)
+
+
+# ---- training losses of Show, Attend and Tell ------------------------------------------------------
+def reinforce_loss(log_likelihood: Tensor, log_prob_samples: Tensor, baseline: float | Tensor, weight: Optional[Tensor] = None) -> Tensor:
+    """The REINFORCE surrogate whose gradient is ``-(R - b) d/dW log p(s)`` per sequence, averaged.
+
+    ``log_likelihood`` ``R = log p(y | s, a)`` (B,), treated as a constant reward; ``log_prob_samples``
+    ``log p(s | a) = sum_t log alpha_{t, s_t}`` (B,) carries the gradient; ``weight`` (B,) masks the
+    sequences that did not sample. Minimising it raises the probability of locations that led to a
+    better-than-baseline caption and lowers it for worse ones."""
+    advantage = (log_likelihood - baseline).detach()
+    terms = -advantage * log_prob_samples
+    if weight is not None:
+        terms = terms * weight
+    return terms.mean()
+
+
+def doubly_stochastic_penalty(alphas: Tensor, step_mask: Tensor) -> Tensor:
+    """``sum_i (1 - sum_t alpha_ti)^2`` per sequence ``(B,)``: ``alphas`` (B, T, L), ``step_mask`` (B, T)
+    True on real steps (padding steps do not count)."""
+    coverage = (alphas * step_mask.unsqueeze(-1)).sum(1)
+    return ((1.0 - coverage) ** 2).sum(-1)

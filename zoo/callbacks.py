@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -38,9 +40,19 @@ class SampleText(L.Callback):
         self._show(trainer, pl_module, "end of training")
 
 
+def jsonable(value: Any) -> Any:
+    """What ``json.dumps`` cannot write itself: tensors and arrays as (nested) lists, paths as text."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
 class PredictionWriter(BasePredictionWriter):
     """``zoo predict`` writes what ``predict_step`` returns (a list of dicts per batch: translations,
-    labels and probabilities, ...) to ``output`` as JSON lines, one per example, in the loader's order.
+    labels and probabilities, ...) to ``output`` as JSON lines, one per example, in the loader's order
+    (tensors, such as attention weights, as nested lists).
     The file appears only when prediction finishes (written to ``output + ".partial"``, then renamed),
     so a crash never leaves a half-written file under the real name. Under DDP each rank writes
     ``<output>.rank<r>``."""
@@ -61,7 +73,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx: int, dataloader_idx: int) -> None:
         for item in prediction if isinstance(prediction, list) else [prediction]:
-            self._file.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+            self._file.write(json.dumps(item, ensure_ascii=False, default=jsonable) + "\n")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._file.close()

@@ -4,13 +4,18 @@
     vector = mean over locations          (batch, channels)
 
 Shared by the captioner (one-to-many) and the frame classifier (many-to-many over video frames).
+Also here: the geometry of a feature grid (:func:`grid_shape`, :func:`grid_coordinates`), a key that
+names an encoder's exact weights (:func:`weights_key`, for feature caches), and :class:`FrameCNN`, a
+small CNN for small video frames registered with timm as ``zoo_frame_cnn``.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -93,3 +98,69 @@ class ImageEncoder(nn.Module):
 
     def transform(self, training: bool = False):
         return timm.data.create_transform(**self.data_config(), is_training=training)
+
+
+# ---- feature grids --------------------------------------------------------------------------------
+def grid_shape(locations: int) -> Tuple[int, int]:
+    """``(h, w)`` of a square feature grid with ``locations`` cells (``(1, L)`` if not square)."""
+    side = math.isqrt(locations)
+    return (side, side) if side * side == locations else (1, locations)
+
+
+def grid_coordinates(locations: int, like: Tensor) -> Tensor:
+    """``(1, L, 2)``: the (x, y) of every grid location (row-major), each in [-1, 1]."""
+    h, w = grid_shape(locations)
+    ys = torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype) if h > 1 else like.new_zeros(1)
+    xs = torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype) if w > 1 else like.new_zeros(1)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], -1).unsqueeze(0)
+
+
+def weights_key(module: nn.Module, name: str) -> str:
+    """A key naming an encoder and its exact weights (part of the feature-cache key)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{name}:{digest.hexdigest()[:16]}"
+
+
+# ---- a small CNN for small frames, registered with timm ------------------------------------------
+class FrameCNN(nn.Module):
+    """A few ``conv3x3 (stride 2) - BatchNorm - ReLU`` blocks: 32 x 32 frames -> a 4 x 4 grid of
+    ``widths[-1]`` channels. Small enough to train end to end on a CPU; registered with timm as
+    ``zoo_frame_cnn`` so :class:`~zoo.encoders.ImageEncoder` builds it like any timm backbone."""
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 64), in_chans: int = 3) -> None:
+        super().__init__()
+        layers: List[nn.Module] = []
+        channels = in_chans
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.num_features = channels
+        # what timm.data.resolve_data_config reads: inputs in [0, 1] are centred on 0.5
+        self.pretrained_cfg = {"input_size": (in_chans, 32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3,
+                               "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_features(x).mean((2, 3))
+
+
+def zoo_frame_cnn(pretrained: bool = False, **kwargs: Any) -> FrameCNN:
+    if pretrained:
+        raise ValueError("zoo_frame_cnn has no pretrained weights: it is trained with the frame classifier")
+    return FrameCNN(widths=kwargs.get("widths", (16, 32, 64)), in_chans=kwargs.get("in_chans", 3))
+
+
+def register_frame_cnn() -> None:
+    """Make ``zoo_frame_cnn`` a timm model name (once)."""
+    import timm
+    from timm.models import register_model
+
+    if "zoo_frame_cnn" not in timm.list_models("zoo_*"):
+        register_model(zoo_frame_cnn)

@@ -113,3 +113,15 @@ def caption_metrics(hypotheses: Sequence[str], references: Sequence[Sequence[str
     out = bleu_scores(hyps, refs)
     out["cider"] = cider_d(hyps, refs)[0]
     return out
+
+
+def gather_lists(values: List) -> List:
+    """Every rank's list, concatenated in rank order (the list itself outside distributed runs):
+    corpus-level metrics such as BLEU and CIDEr need all hypotheses, not a mean of per-rank scores."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: List[List] = [None] * dist.get_world_size()  # type: ignore[list-item]
+        dist.all_gather_object(gathered, values)
+        return [v for part in gathered for v in part]
+    return values

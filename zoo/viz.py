@@ -7,10 +7,13 @@
   and LSTM cell with features of the text (:mod:`zoo.features`) and draw the best unit of each.
 - Gradient-through-time plots (:func:`plot_gradient_curves`) for :mod:`zoo.gradients`.
 
-Command line::
+- Attention pictures: a translation's alignment (:func:`alignment_figure`) and a caption's
+  attention over the image, one panel per word (:func:`attention_figure`).
+
+Command line (:mod:`zoo.cli.visualize`)::
 
     zoo visualize --ckpt model.ckpt --text some.py --unit 17 --kind cell --out viz/   # one unit
-    zoo visualize --ckpt model.ckpt --text some.py --out viz/                         # discover units
+    zoo visualize char_lstm_python --text some.py --out viz/                          # discover units
 
 Units are read with the model's recurrent stack switched to ``backend="cells"`` (the parameters are
 the same tensors; only the cells backend exposes the gates and the LSTM cell state).
@@ -18,8 +21,8 @@ the same tensors; only the cells backend exposes the gates and the LSTM cell sta
 
 from __future__ import annotations
 
-import argparse
 import html
+import math
 import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,6 +30,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from datamodules.tokenizers import encode_chars
+from zoo.encoders import grid_shape
+from zoo.sequences import evaluating
 from zoo.features import FEATURES, UnitMatch, best_units, correlate, text_features
 
 CMAP = "RdBu_r"  # blue = low, white = middle, red = high
@@ -197,27 +203,23 @@ def activations(model, text: str, chunk: int = 2000) -> Dict[Tuple[str, int], np
     carrying the state across chunks of ``chunk`` characters) and return every layer's hidden states
     and gates: ``{(kind, layer): (len(text), units)}``, kind ``hidden`` or a gate name (LSTM:
     ``input forget candidate output cell``; GRU: ``reset update candidate``)."""
-    from datamodules.char_corpus import encode
-
     if not text:
         raise ValueError("no text to visualize")
-    ids = encode(text, model.vocab).to(model.device)[None]
+    ids = encode_chars(text, model.vocab).to(model.device)[None]
     rnn = model.rnn
     backend, rnn.backend = rnn.backend, "cells"  # same parameters; the cells backend exposes gates
-    was_training = model.training
-    model.eval()
     parts: Dict[Tuple[str, int], List[np.ndarray]] = {}
     state = None
     try:
-        for start in range(0, ids.shape[1], chunk):
-            _, state, out = model(ids[:, start : start + chunk], state, return_hidden=True, return_gates=True)
-            for layer, (hidden, gates) in enumerate(zip(out.hidden, out.gates)):
-                parts.setdefault(("hidden", layer), []).append(hidden[0].float().cpu().numpy())
-                for name, value in gates.items():
-                    parts.setdefault((name, layer), []).append(value[0].float().cpu().numpy())
+        with evaluating(model):
+            for start in range(0, ids.shape[1], chunk):
+                _, state, out = model(ids[:, start : start + chunk], state, return_hidden=True, return_gates=True)
+                for layer, (hidden, gates) in enumerate(zip(out.hidden, out.gates)):
+                    parts.setdefault(("hidden", layer), []).append(hidden[0].float().cpu().numpy())
+                    for name, value in gates.items():
+                        parts.setdefault((name, layer), []).append(value[0].float().cpu().numpy())
     finally:
         rnn.backend = backend
-        model.train(was_training)
     return {key: np.concatenate(chunks) for key, chunks in parts.items()}
 
 
@@ -325,80 +327,6 @@ def write_unit(
     return html_path, png_path
 
 
-def visualize_command(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zoo visualize",
-        description="Colour a text by the activations of a character language model's hidden units. "
-        "With --unit: draw that unit. Without: correlate every hidden unit and LSTM cell with features "
-        "of the text (inside a string, indentation, column, bracket depth, ...) and draw the best unit per feature.",
-    )
-    parser.add_argument("model", nargs="?", help="a pretrained name or folder (see `zoo.list_models()`)")
-    parser.add_argument("--ckpt", help="a Lightning checkpoint of a CharLanguageModel written by `zoo fit`")
-    parser.add_argument("--text", required=True, help="the text file to run the model over")
-    parser.add_argument("--unit", type=int, default=None, help="the unit to draw (default: discover units)")
-    parser.add_argument("--layer", type=int, default=0, help="layer of the unit (default 0)")
-    parser.add_argument(
-        "--kind", default="hidden",
-        help="hidden | cell | input | forget | output | candidate (LSTM) | reset | update (GRU) (default hidden)",
-    )
-    parser.add_argument("--out", default="viz", help="output folder (default ./viz)")
-    parser.add_argument("--max_chars", type=int, default=20000, help="read at most this many characters of --text (default 20000)")
-    parser.add_argument("--show_start", type=int, default=0, help="first character of the window drawn (default 0)")
-    parser.add_argument("--show_chars", type=int, default=1500, help="characters drawn in each picture (default 1500)")
-    parser.add_argument("--width", type=int, default=80, help="columns of the PNG before wrapping (default 80)")
-    args = parser.parse_args(argv)
-
-    from zoo.cli import load_model_arg
-    from zoo.tasks.language_model import CharLanguageModel
-
-    text_path = Path(args.text)
-    if not text_path.is_file():
-        parser.exit(2, f"zoo visualize: error: --text {text_path} is not a file\n")
-    try:
-        text = text_path.read_text(encoding="utf-8")[: args.max_chars]
-    except UnicodeDecodeError as e:
-        parser.exit(2, f"zoo visualize: error: {text_path}: not UTF-8 text (byte {e.start}: {e.reason})\n")
-    if not text:
-        parser.exit(2, f"zoo visualize: error: {text_path} is empty\n")
-    model = load_model_arg(parser, args, CharLanguageModel)
-    acts = activations(model, text)
-    kinds = sorted({k for k, _ in acts})
-    layers = model.rnn.num_layers
-    out = Path(args.out)
-
-    if args.unit is not None:
-        if args.kind not in kinds:
-            parser.exit(2, f"zoo visualize: error: --kind {args.kind!r} is not available for a {model.rnn.cell} (choose from {', '.join(kinds)})\n")
-        if not 0 <= args.layer < layers:
-            parser.exit(2, f"zoo visualize: error: --layer {args.layer} out of range (the model has {layers} layer(s): 0..{layers - 1})\n")
-        units = acts[(args.kind, args.layer)].shape[1]
-        if not 0 <= args.unit < units:
-            parser.exit(2, f"zoo visualize: error: --unit {args.unit} out of range ({args.kind} has {units} units: 0..{units - 1})\n")
-        values = acts[(args.kind, args.layer)][:, args.unit]
-        paths = write_unit(
-            text, values, out, f"{args.kind}_L{args.layer}_u{args.unit}", args.kind,
-            _unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width,
-        )
-        print("\n".join(f"wrote {p}" for p in paths))
-        return 0
-
-    features = text_features(text)
-    rows = discover_units(acts, features, kinds=[k for k in ("hidden", "cell") if k in kinds])
-    images = {}
-    for row in rows:
-        values = acts[(row["kind"], row["layer"])][:, row["unit"]]
-        stem = f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}"
-        title = _unit_title(row["kind"], row["layer"], row["unit"], f"{row['feature']} r={row['r_heldout']:+.2f}")
-        write_unit(text, values, out, stem, row["kind"], title, args.show_start, args.show_chars, args.width)
-        images[row["feature"]] = f"{stem}.png"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "units.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    (out / "units.md").write_text(report_markdown(rows, images), encoding="utf-8")
-    print(report_markdown(rows))
-    print(f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}")
-    return 0
-
-
 # ---- attention alignments ------------------------------------------------------------------------
 def figure_array(fig) -> np.ndarray:
     """A matplotlib figure as an ``(H, W, 3)`` uint8 array (what loggers' ``log_image`` takes); closes it."""
@@ -446,3 +374,51 @@ def alignment_figure(
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
     return fig
+
+
+# ---- a caption's attention over the image (Xu et al. 2015's figure) --------------------------
+def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], path: Optional[str | Path] = None, columns: int = 5):
+    """The image, then one panel per generated word with the image lit where the model looked (the
+    attention map upsampled to the image, bright = high weight) and the most attended cell outlined
+    (Xu et al. 2015, figures 2-3). ``attention`` ``(n_words, L)`` over a square grid; ``None`` (Show and
+    Tell) draws the image with its caption only. Returns the matplotlib figure (saved as PNG at
+    ``path`` when given)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    from PIL import Image
+
+    image = np.asarray(image)
+    H, W = image.shape[:2]
+    panels = 1 + (len(words) if attention is not None else 0)
+    cols = min(columns, panels)
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title(" ".join(words) if attention is None else "input", fontsize=9, wrap=True)
+    if attention is not None:
+        attention = np.asarray(attention, dtype=np.float32)
+        h, w = grid_shape(attention.shape[-1])
+        for t, word in enumerate(words):
+            ax = axes.flat[t + 1]
+            grid = attention[t].reshape(h, w)
+            up = np.asarray(Image.fromarray(grid / max(grid.max(), 1e-8)).resize((W, H), Image.BILINEAR))
+            lit = (image.astype(np.float32) * (0.2 + 0.8 * up[..., None])).clip(0, 255).astype(np.uint8)
+            ax.imshow(lit)
+            r, c = divmod(int(grid.argmax()), w)
+            ax.add_patch(Rectangle((c * W / w, r * H / h), W / w, H / h, fill=False, edgecolor="red", linewidth=1.2))
+            ax.set_title(word, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def attention_figure_array(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor]) -> np.ndarray:
+    """:func:`attention_figure` as an ``(H, W, 3)`` uint8 array (for loggers)."""
+    return figure_array(attention_figure(image, words, attention))

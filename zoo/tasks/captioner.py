@@ -37,19 +37,18 @@ appends each location's (x, y) to its features, so attention can select by posit
 recipe uses both (docs/results.md, "One-to-many", says why).
 
 Decoding (greedy or batched beam search) comes from :mod:`zoo.decoding` and returns the attention
-weights of every generated word, drawn over the image by :func:`attention_figure` — the paper's
-figure — by ``zoo caption --ckpt PATH image.jpg`` and, during validation, logged to W&B.
+weights of every generated word, drawn over the image by :func:`zoo.viz.attention_figure` — the
+paper's figure — by ``zoo caption NAME_OR_FOLDER image.jpg`` and, during validation, logged to W&B.
+A measure only the data can make (ShapesCaptions: is a word's attention inside the box of the
+object it names?) comes from the datamodule (:meth:`~zoo.tasks.base.TaskModule.data_measures`).
 
 With a frozen encoder (``trainable: false``) the datamodule's images are replaced by encoder features
-computed once and cached on disk (see ``datamodules/coco_captions.py``): later epochs and runs never
+computed once and cached on disk (see ``datamodules/captions.py``): later epochs and runs never
 run the CNN.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -59,65 +58,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.attention import Attention, attention_entropy, hard_attention
+from datamodules.images import ImageConfig, load_image
+from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer
+from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
 from zoo.cells import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
-from zoo.encoders import ImageEncoder
-from zoo.metrics import caption_metrics, normalize_caption
+from zoo.encoders import ImageEncoder, grid_coordinates, weights_key
+from zoo.metrics import caption_metrics, gather_lists, normalize_caption
 from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating
 from zoo.tasks.base import TaskModule, decay_groups
+from zoo.viz import attention_figure_array
 
 ATTENTION_KINDS = ("none", "soft", "hard")
 DECODERS = ("sat", "luong")
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # datamodules.text's special tokens
 
 
-def reinforce_loss(log_likelihood: Tensor, log_prob_samples: Tensor, baseline: float | Tensor, weight: Optional[Tensor] = None) -> Tensor:
-    """The REINFORCE surrogate whose gradient is ``-(R - b) d/dW log p(s)`` per sequence, averaged.
-
-    ``log_likelihood`` ``R = log p(y | s, a)`` (B,), treated as a constant reward; ``log_prob_samples``
-    ``log p(s | a) = sum_t log alpha_{t, s_t}`` (B,) carries the gradient; ``weight`` (B,) masks the
-    sequences that did not sample. Minimising it raises the probability of locations that led to a
-    better-than-baseline caption and lowers it for worse ones."""
-    advantage = (log_likelihood - baseline).detach()
-    terms = -advantage * log_prob_samples
-    if weight is not None:
-        terms = terms * weight
-    return terms.mean()
-
-
-def doubly_stochastic_penalty(alphas: Tensor, step_mask: Tensor) -> Tensor:
-    """``sum_i (1 - sum_t alpha_ti)^2`` per sequence ``(B,)``: ``alphas`` (B, T, L), ``step_mask`` (B, T)
-    True on real steps (padding steps do not count)."""
-    coverage = (alphas * step_mask.unsqueeze(-1)).sum(1)
-    return ((1.0 - coverage) ** 2).sum(-1)
-
-
-def grid_shape(locations: int) -> Tuple[int, int]:
-    """``(h, w)`` of a square feature grid with ``locations`` cells (``(1, L)`` if not square)."""
-    side = math.isqrt(locations)
-    return (side, side) if side * side == locations else (1, locations)
-
-
-def grid_coordinates(locations: int, like: Tensor) -> Tensor:
-    """``(1, L, 2)``: the (x, y) of every grid location (row-major), each in [-1, 1]."""
-    h, w = grid_shape(locations)
-    ys = torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype) if h > 1 else like.new_zeros(1)
-    xs = torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype) if w > 1 else like.new_zeros(1)
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([x.flatten(), y.flatten()], -1).unsqueeze(0)
-
-
-def weights_key(module: nn.Module, name: str) -> str:
-    """A key naming an encoder and its exact weights (part of the feature-cache key)."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"{name}:{digest.hexdigest()[:16]}"
+def _max_len(datamodule: Any) -> Optional[int]:
+    longest = getattr(datamodule, "max_caption_len", None)
+    return None if longest is None else int(longest) + 1  # + <eos>
 
 
 class ImageCaptioner(TaskModule):
+    data_hparams = {"tokenizer_json": "tokenizer_json", "image_config": "image_config", "max_len": _max_len}
+    required_data = ("tokenizer_json",)
+    must_match = ("tokenizer_json",)
+
     def __init__(
         self,
         tokenizer_json: Optional[str] = None,
@@ -216,15 +182,12 @@ class ImageCaptioner(TaskModule):
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool), persistent=True)
         self.tokenizer = None
         self._val: Dict[str, List] = {}
-        if tokenizer_json is not None:
-            self._build(tokenizer_json)
+        self.build_if_ready()
 
     # ---- building ----------------------------------------------------------------------------------
-    def _build(self, tokenizer_json: str) -> None:
-        from tokenizers import Tokenizer
-
+    def build(self) -> None:
         hp = self.hparams
-        self.tokenizer = Tokenizer.from_str(tokenizer_json)
+        self.tokenizer = load_tokenizer(hp.tokenizer_json)
         V = self.tokenizer.get_vocab_size()
         E, H, M = hp.embedding_dim, hp.hidden_size, self.memory_size
         self.vocab_size = V
@@ -258,29 +221,19 @@ class ImageCaptioner(TaskModule):
         self._needs_pretrained = False  # the encoder's weights come with the state dict
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def same_data(self, key: str, mine: Any, theirs: Any) -> bool:
+        if key == "tokenizer_json":  # the same words with the same ids is the same vocabulary
+            return load_tokenizer(mine).get_vocab() == load_tokenizer(theirs).get_vocab()
+        return super().same_data(key, mine, theirs)
+
     def setup(self, stage: str) -> None:
         self.load_pretrained_encoder()
         # Sharp attention leaves weights like 1e-40: subnormal floats, which make CPU matmuls several
         # times slower (measured: 3x per training step). Flushing them to zero changes nothing that
         # matters; it is process-wide and only where the CPU supports it.
         torch.set_flush_denormal(True)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_tok = getattr(datamodule, "tokenizer_json", None)
-        if self.hparams.tokenizer_json is None:
-            if data_tok is None:
-                raise ValueError("ImageCaptioner needs a caption tokenizer: pass tokenizer_json, or train with a caption datamodule")
-            self.hparams.tokenizer_json = data_tok  # lands in the checkpoint: it rebuilds itself
-            self._build(data_tok)
-        elif data_tok is not None and data_tok != self.hparams.tokenizer_json:
-            from tokenizers import Tokenizer
-
-            if Tokenizer.from_str(data_tok).get_vocab() != self.tokenizer.get_vocab():
-                raise ValueError("the model's caption vocabulary differs from the datamodule's: this model cannot be trained or evaluated on this data")
-        if self.hparams.image_config is None and datamodule is not None:
-            self.hparams.image_config = dict(getattr(datamodule, "image_config", {}) or {}) or None
-        if self.hparams.max_len is None:
-            self.hparams.max_len = int(getattr(datamodule, "max_caption_len", 20)) + 1
-        data_encoder = getattr(datamodule, "encoder_name", None)
+        super().setup(stage)
+        data_encoder = getattr(self.datamodule, "encoder_name", None)
         if data_encoder and data_encoder != self.hparams.encoder:
             warnings.warn(
                 f"the datamodule prepares images for encoder {data_encoder!r} but the model's encoder is "
@@ -298,7 +251,7 @@ class ImageCaptioner(TaskModule):
     # ---- feature cache ----------------------------------------------------------------------------
     def _attach_cache(self) -> None:
         hp = self.hparams
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self.datamodule
         if hp.trainable or not hp.cache_features or not hasattr(datamodule, "attach_features"):
             return
         if self.trainer.fast_dev_run:  # a smoke test touches a batch or two: encoding them is cheaper
@@ -494,34 +447,62 @@ class ImageCaptioner(TaskModule):
             out.append(self.tokenizer.id_to_token(t))
         return out
 
-    @torch.no_grad()
-    def generate(self, batch: Dict[str, Tensor], beam_size: Optional[int] = None, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
+    def caption_batch(self, batch: Dict[str, Tensor], beam_size: Optional[int] = None, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
         """Caption a batch (``images`` or ``features``): per image ``{"words", "caption", "attention"
         (n_words, L) or None, "score"}`` — the attention row of each word, ``<eos>`` left out."""
-        was_training = self.training
-        self.eval()
-        decoded = self._decode_memory(self.memory(batch), beam_size, max_len)
-        self.train(was_training)
+        with evaluating(self):
+            decoded = self._decode_memory(self.memory(batch), beam_size, max_len)
         results = []
         for b in range(decoded.tokens.shape[0]):
             words = self.words(decoded.tokens[b])
             attention = decoded.extras["attention"][b, : len(words)].float().cpu() if "attention" in decoded.extras else None
-            results.append({"words": words, "caption": " ".join(words), "attention": attention, "score": float(decoded.scores[b])})
+            results.append({"caption": " ".join(words), "words": words, "score": float(decoded.scores[b]), "attention": attention})
         return results
 
-    @torch.no_grad()
-    def caption_images(self, images: Sequence[Any], beam_size: Optional[int] = None) -> List[Dict[str, Any]]:
-        """Caption PIL images (or paths): the preprocessing recorded at training time is applied."""
-        from datamodules.coco_captions import ImageConfig, load_image
+    def image_config(self) -> ImageConfig:
+        """The preprocessing recorded at training time (or the encoder's default)."""
+        if self.hparams.image_config:
+            return ImageConfig(**self.hparams.image_config)
+        return ImageConfig.for_encoder(self.hparams.encoder)
 
-        config = ImageConfig(**(self.hparams.image_config or {})) if self.hparams.image_config else ImageConfig.for_encoder(self.hparams.encoder)
-        transform, geometric = config.transform(), config.geometric()
-        pil = [load_image(x) if isinstance(x, (str, Path)) else x.convert("RGB") for x in images]
-        batch = {"images": torch.stack([transform(p) for p in pil]).to(self.device)}
-        results = self.generate(batch, beam_size)
-        for r, p in zip(results, pil):
-            r["image"] = np.asarray(geometric(p))
+    @staticmethod
+    def _pil(image: Any):
+        from PIL import Image
+
+        if isinstance(image, (str, Path)):
+            return load_image(image)
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+                raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+            return Image.fromarray(image)
+        return image.convert("RGB")
+
+    def display_image(self, image: Any) -> np.ndarray:
+        """The picture as the model sees it (resized and cropped, not normalised), for figures."""
+        return np.asarray(self.image_config().geometric()(self._pil(image)))
+
+    def predict(self, images: Any, beam_size: Optional[int] = None, batch_size: int = 16) -> List[Dict[str, Any]]:
+        """Caption images (paths, PIL images or uint8 ``(H, W, 3)`` arrays) with the preprocessing of
+        training: ``[{"image" (the path, or the position), "caption", "words", "score", "attention"}]``."""
+        self.check_built()
+        if isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "convert"):
+            images = [images]
+        transform = self.image_config().transform()
+        results: List[Dict[str, Any]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            batch = {"images": torch.stack([transform(self._pil(x)) for x in chunk]).to(self.device)}
+            for offset, (image, result) in enumerate(zip(chunk, self.caption_batch(batch, beam_size))):
+                name = str(image) if isinstance(image, (str, Path)) else start + offset
+                results.append({"image": name, **result})
         return results
+
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """The dicts of :meth:`predict` for a batch of the datamodule (``image``: its path or id
+        where the batch has one, else its index)."""
+        names = batch.get("image", batch.get("index"))
+        results = self.caption_batch(batch)
+        return [{"image": name.item() if isinstance(name, Tensor) else name, **r} for name, r in zip(names, results)]
 
     # ---- training and evaluation ---------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -535,7 +516,7 @@ class ImageCaptioner(TaskModule):
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:
-        self._val = {"hyps": [], "refs": [], "in_box": [], "figures": []}
+        self._val = {"hyps": [], "refs": [], "measures": {}, "figures": []}
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")
@@ -553,57 +534,24 @@ class ImageCaptioner(TaskModule):
         out = self(batch)
         losses = self.losses(batch, out)
         self.log(f"{split}/loss", losses["nll"], prog_bar=True, sync_dist=True, batch_size=B)
-        results = self.generate(batch)
+        results = self.caption_batch(batch)
         self._val["hyps"].extend(r["caption"] for r in results)
         self._val["refs"].extend(batch["references"])
-        if "boxes" in batch and self.hparams.attention != "none":
-            self._val["in_box"].extend(self._attention_in_box(batch, results))
+        for name, values in self.data_measures(batch, results).items():
+            self._val["measures"].setdefault(name, []).extend(values)
         if split == "val" and batch_idx == 0 and self.hparams.log_images > 0 and not self.trainer.sanity_checking:
             self._val["figures"] = [(int(i), r) for i, r in zip(batch["index"][: self.hparams.log_images], results)]
 
-    def _attention_in_box(self, batch: Dict[str, Tensor], results: List[Dict[str, Any]]) -> List[bool]:
-        """For each colour/shape word generated: is the attention argmax (the centre of the grid cell)
-        inside the box of the object the word names? Words are tied to objects by the datamodule's
-        ``word_objects`` (phrase k = object k in reading order)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        word_objects = getattr(datamodule, "word_objects", None)
-        if word_objects is None:
-            return []
-        size = float((self.hparams.image_config or {}).get("size", 0) or 0)
-        hits = []
-        for b, r in enumerate(results):
-            if r["attention"] is None or not r["words"]:
-                continue
-            h, w = grid_shape(r["attention"].shape[-1])
-            n_boxes = int(batch["box_mask"][b].sum())
-            for t, obj in enumerate(word_objects(r["words"])):
-                if obj < 0:
-                    continue
-                if obj >= n_boxes:
-                    hits.append(False)  # names an object that is not there
-                    continue
-                loc = int(r["attention"][t].argmax())
-                y, x = (loc // w + 0.5) * size / h, (loc % w + 0.5) * size / w
-                x0, y0, x1, y1 = batch["boxes"][b, obj].tolist()
-                hits.append(x0 <= x <= x1 and y0 <= y <= y1)
-        return hits
-
-    def _gather(self, values: List) -> List:
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            gathered: List[List] = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
-            torch.distributed.all_gather_object(gathered, values)
-            return [v for part in gathered for v in part]
-        return values
-
     def _eval_epoch_end(self, split: str) -> Dict[str, float]:
-        hyps, refs = self._gather(self._val.get("hyps", [])), self._gather(self._val.get("refs", []))
+        hyps, refs = gather_lists(self._val.get("hyps", [])), gather_lists(self._val.get("refs", []))
         if not hyps:
             return {}
         scores = caption_metrics(hyps, refs)
         scores["exact"] = float(np.mean([normalize_caption(h) in {normalize_caption(r) for r in rs} for h, rs in zip(hyps, refs)]))
-        in_box = self._gather(self._val.get("in_box", []))
-        if in_box:
-            scores["attn_in_box"] = float(np.mean(in_box))
+        for name, values in sorted(self._val.get("measures", {}).items()):
+            values = gather_lists(values)
+            if values:
+                scores[name] = float(np.mean(values))
         for name, value in scores.items():
             self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider", "exact"), rank_zero_only=True)
         return scores
@@ -623,24 +571,19 @@ class ImageCaptioner(TaskModule):
             self.print("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
     def _log_figures(self, figures: List[Tuple[int, Dict[str, Any]]]) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        loggers = [lg for lg in self.trainer.loggers if hasattr(lg, "log_image")]
-        if not loggers or not hasattr(datamodule, "preview"):
+        preview = getattr(self.datamodule, "preview", None)
+        if preview is None:
             return
         pictures, captions = [], []
         for index, result in figures:
             try:
-                image = datamodule.preview("val", index)
+                image = preview("val", index)
             except Exception as err:  # a picture must never stop training
                 warnings.warn(f"no attention figure for validation image {index}: {err}")
                 continue
             pictures.append(attention_figure_array(image, result["words"], result["attention"]))
             captions.append(result["caption"])
-        for logger in loggers:
-            try:
-                logger.log_image(key="val/attention", images=pictures, caption=captions, step=self.global_step)
-            except Exception as err:
-                warnings.warn(f"could not log attention figures to {type(logger).__name__}: {err}")
+        self.log_images("val/attention", pictures, captions)
 
     # ---- optimisation ------------------------------------------------------------------------------
     def param_groups(self) -> List[Dict[str, Any]]:
@@ -653,91 +596,3 @@ class ImageCaptioner(TaskModule):
         if encoder_params:
             groups.append({"params": encoder_params, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
         return groups
-
-
-# ---- the paper's figure ---------------------------------------------------------------------------------
-def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], path: Optional[str | Path] = None, columns: int = 5):
-    """The image, then one panel per generated word with the image lit where the model looked (the
-    attention map upsampled to the image, bright = high weight) and the most attended cell outlined
-    (Xu et al. 2015, figures 2-3). ``attention`` ``(n_words, L)`` over a square grid; ``None`` (Show and
-    Tell) draws the image with its caption only. Returns the matplotlib figure (saved as PNG at
-    ``path`` when given)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-    from PIL import Image
-
-    image = np.asarray(image)
-    H, W = image.shape[:2]
-    panels = 1 + (len(words) if attention is not None else 0)
-    cols = min(columns, panels)
-    rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes[0, 0].imshow(image)
-    axes[0, 0].set_title(" ".join(words) if attention is None else "input", fontsize=9, wrap=True)
-    if attention is not None:
-        attention = np.asarray(attention, dtype=np.float32)
-        h, w = grid_shape(attention.shape[-1])
-        for t, word in enumerate(words):
-            ax = axes.flat[t + 1]
-            grid = attention[t].reshape(h, w)
-            up = np.asarray(Image.fromarray(grid / max(grid.max(), 1e-8)).resize((W, H), Image.BILINEAR))
-            lit = (image.astype(np.float32) * (0.2 + 0.8 * up[..., None])).clip(0, 255).astype(np.uint8)
-            ax.imshow(lit)
-            r, c = divmod(int(grid.argmax()), w)
-            ax.add_patch(Rectangle((c * W / w, r * H / h), W / w, H / h, fill=False, edgecolor="red", linewidth=1.2))
-            ax.set_title(word, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    return fig
-
-
-def attention_figure_array(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor]) -> np.ndarray:
-    """:func:`attention_figure` as an ``(H, W, 3)`` uint8 array (for loggers)."""
-    from zoo.viz import figure_array
-
-    return figure_array(attention_figure(image, words, attention))
-
-
-# ---- `zoo caption` ------------------------------------------------------------------------------------
-def caption_command(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="zoo caption",
-        description="Caption images with a trained ImageCaptioner and save the attention figure of each (PNG).",
-    )
-    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--ckpt", required=True, help="a Lightning checkpoint written by `zoo fit`")
-    parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default: the model's)")
-    parser.add_argument("--out", default="captions", help="folder for the figures (default: ./captions)")
-    parser.add_argument("--no-figure", action="store_true", help="print the captions only")
-    args = parser.parse_args(argv)
-    from datamodules.coco_captions import CorruptImageError
-    from zoo.tasks.base import load_task
-
-    try:
-        model = load_task(args.ckpt, ImageCaptioner)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        parser.exit(2, f"zoo caption: error: {e}\n")
-    status = 0
-    for path in args.images:
-        try:
-            result = model.caption_images([path], args.beam)[0]
-        except (FileNotFoundError, CorruptImageError) as e:
-            print(f"zoo caption: error: {e}", flush=True)
-            status = 1
-            continue
-        line = f"{path}\t{result['caption']}"
-        if not args.no_figure:
-            import matplotlib.pyplot as plt
-
-            figure = Path(args.out) / f"{Path(path).stem}_attention.png"
-            plt.close(attention_figure(result["image"], result["words"], result["attention"], figure))
-            line += f"\t{figure}"
-        print(line, flush=True)
-    return status

@@ -24,25 +24,20 @@ so a checkpoint classifies raw strings by itself (:meth:`predict`).
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from datamodules.text import UNK_ID, encode_texts, load_tokenizer, pad_collate, truncate
+from datamodules.loaders import pad_collate
+from datamodules.tokenizers import UNK_ID, encode_texts, load_tokenizer, truncate
 from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating, lengths_to_mask, top_state
 from zoo.tasks.base import TaskModule
 
 POOLS = ("last", "mean", "max", "attention")
-
-
-def lengths_mask(lengths: Tensor, time: int) -> Tensor:
-    """``(batch, time)`` bool, True at real steps."""
-    return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]
 
 
 class AttentionPool(nn.Module):
@@ -60,6 +55,11 @@ class AttentionPool(nn.Module):
 
 
 class SequenceClassifier(TaskModule):
+    data_hparams = {"tokenizer_json": "tokenizer_json", "label_names": "label_names",
+                    "text_max_tokens": "max_tokens", "text_truncation": "truncation"}
+    required_data = ("tokenizer_json", "label_names")
+    must_match = ("tokenizer_json", "label_names")
+
     def __init__(
         self,
         tokenizer_json: Optional[str] = None,
@@ -106,12 +106,10 @@ class SequenceClassifier(TaskModule):
             raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}, or several joined by '+'")
         self.save_hyperparameters()
         self._tokenizer = None
-        self.built = False
-        if tokenizer_json is not None and label_names is not None:
-            self._build()
+        self.build_if_ready()
 
     # ---- construction ----------------------------------------------------------------------------
-    def _build(self) -> None:
+    def build(self) -> None:
         hp = self.hparams
         vocab_size = self.tokenizer.get_vocab_size()
         num_classes = len(hp.label_names)
@@ -133,29 +131,6 @@ class SequenceClassifier(TaskModule):
             "f1": MulticlassF1Score(num_classes, average="macro"),
         })
         self.metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
-        self.built = True
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None)
-        hp = self.hparams
-        for key, theirs_key in (("tokenizer_json",) * 2, ("label_names",) * 2, ("text_max_tokens", "max_tokens"), ("text_truncation", "truncation")):
-            theirs = getattr(datamodule, theirs_key, None)
-            theirs = list(theirs) if isinstance(theirs, tuple) else theirs
-            if hp[key] is None:
-                hp[key] = theirs  # recorded in the hyperparameters: the checkpoint rebuilds itself
-            elif key in ("tokenizer_json", "label_names") and theirs is not None and theirs != hp[key]:
-                raise ValueError(
-                    f"the model's {key} differs from the datamodule's: the model was built for other data "
-                    "(another vocabulary or label set); use the datamodule settings it was trained with"
-                )
-        for key in ("tokenizer_json", "label_names"):
-            if hp[key] is None:
-                raise ValueError(
-                    f"SequenceClassifier needs {key}: pass it, or train with a datamodule that exposes "
-                    f"`{key}` after its setup (datamodules.imdb.IMDBDataModule, datamodules.ag_news.AGNewsDataModule)"
-                )
-        if not self.built:
-            self._build()
 
     @property
     def tokenizer(self):
@@ -183,12 +158,11 @@ class SequenceClassifier(TaskModule):
     def pool(self, out, lengths: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """The summary vector ``(batch, pools * D * H)`` and the attention weights (or ``None``)."""
         h = out.output  # (B, T, D*H), zeros at padded steps
-        mask = lengths_mask(lengths.to(h.device), h.shape[1])
+        mask = lengths_to_mask(lengths.to(h.device), h.shape[1])
         parts, weights = [], None
         for pool in self.hparams.pool.split("+"):
             if pool == "last":  # final state of each direction of the top layer
-                state = out.state[0] if isinstance(out.state, tuple) else out.state  # (L*D, B, H)
-                parts.append(state[-self.rnn.num_directions :].transpose(0, 1).reshape(h.shape[0], -1))
+                parts.append(top_state(out.state, self.rnn.num_directions))
             elif pool == "mean":
                 parts.append(h.sum(1) / lengths.to(h.device, h.dtype)[:, None])
             elif pool == "max":
@@ -222,55 +196,41 @@ class SequenceClassifier(TaskModule):
     def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int = 0) -> List[Dict]:
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """Per example: ``label``, ``probs`` and, where the batch has them, ``index`` and ``text``."""
         probs = torch.softmax(self(batch["ids"], batch["lengths"]).float(), -1)
-        return self._describe(probs)
+        results = self._describe(probs)
+        for key in ("index", "text"):
+            if key in batch:
+                for result, value in zip(results, batch[key]):
+                    result[key] = value.item() if isinstance(value, Tensor) else value
+        return results
 
     # ---- inference on raw text -------------------------------------------------------------------
-    def _describe(self, probs: Tensor) -> List[Dict]:
+    def _describe(self, probs: Tensor) -> List[Dict[str, Any]]:
         names = self.label_names
         return [
             {"label": names[int(p.argmax())], "probs": {n: float(v) for n, v in zip(names, p.tolist())}}
             for p in probs.cpu()
         ]
 
-    def encode(self, texts: List[str]) -> List[Tensor]:
+    def tokenize(self, texts: Sequence[str]) -> List[Tensor]:
         """Token ids as the model saw them in training: tokenized, then cut to ``text_max_tokens`` by the
         ``text_truncation`` policy. A text with no tokens (empty, or only markup) becomes ``[<unk>]``."""
         hp = self.hparams
-        ids = encode_texts(self.tokenizer, texts)
+        ids = encode_texts(self.tokenizer, list(texts))
         return [truncate(torch.tensor(x or [UNK_ID], dtype=torch.long), hp.text_max_tokens, hp.text_truncation or "head_tail") for x in ids]
 
-    @torch.no_grad()
-    def predict(self, texts: List[str], batch_size: int = 64) -> List[Dict]:
-        """Classify raw strings: ``[{"label": name, "probs": {name: probability}}]``, one per text."""
+    def predict(self, texts: str | Sequence[str], batch_size: int = 64) -> List[Dict[str, Any]]:
+        """Classify raw strings: ``[{"text", "label", "probs": {name: probability}}]``, one per text."""
+        self.check_built()
         if isinstance(texts, str):
             texts = [texts]
-        was_training = self.training
-        self.eval()
-        results: List[Dict] = []
-        encoded = self.encode(list(texts))
-        for start in range(0, len(encoded), batch_size):
-            batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
-            results.extend(self.predict_step({k: v.to(self.device) for k, v in batch.items()}))
-        self.train(was_training)
-        return results
-
-
-# ---- `zoo classify` ------------------------------------------------------------------------------
-def classify_command(argv: List[str]) -> int:
-    from zoo.cli import inference_parser, load_model_arg, parse_inference_args
-
-    parser = inference_parser("zoo classify", "Classify raw texts with a SequenceClassifier: one line per text, label and probabilities.",
-                              "texts", "texts to classify; none = one text per line of stdin")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
-    args = parse_inference_args(parser, argv, "texts")
-    model = load_model_arg(parser, args, SequenceClassifier)
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    for text, result in zip(texts, model.predict(texts)):
-        if args.json:
-            print(json.dumps({"text": text, **result}), flush=True)
-        else:
-            probs = " ".join(f"{name}={p:.3f}" for name, p in result["probs"].items())
-            print(f"{result['label']}\t{probs}\t{text[:80]}", flush=True)
-    return 0
+        texts = list(texts)
+        results: List[Dict[str, Any]] = []
+        encoded = self.tokenize(texts)
+        with evaluating(self):
+            for start in range(0, len(encoded), batch_size):
+                batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
+                results.extend(self.predict_step({k: v.to(self.device) for k, v in batch.items()}))
+        return [{"text": text, **result} for text, result in zip(texts, results)]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,71 +35,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from zoo.encoders import ImageEncoder
+from datamodules.loaders import pad_clips
+from datamodules.video_io import read_clip
+from zoo.encoders import ImageEncoder, register_frame_cnn
 from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating, lengths_to_mask, top_state
 from zoo.tasks.base import TaskModule
 
-__all__ = ["FrameClassifier", "FrameCNN", "save_features", "save_features_command", "step_mask"]
+__all__ = ["FrameClassifier"]
 
 IGNORE = -100
 TARGETS = ("frame", "clip")
 
-
-# ---- a small CNN for small frames, registered with timm ------------------------------------------
-class FrameCNN(nn.Module):
-    """A few ``conv3x3 (stride 2) - BatchNorm - ReLU`` blocks: 32 x 32 frames -> a 4 x 4 grid of
-    ``widths[-1]`` channels. Small enough to train end to end on a CPU; registered with timm as
-    ``zoo_frame_cnn`` so :class:`~zoo.encoders.ImageEncoder` builds it like any timm backbone."""
-
-    def __init__(self, widths: Sequence[int] = (16, 32, 64), in_chans: int = 3) -> None:
-        super().__init__()
-        layers: List[nn.Module] = []
-        channels = in_chans
-        for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            channels = width
-        self.features = nn.Sequential(*layers)
-        self.num_features = channels
-        # what timm.data.resolve_data_config reads: inputs in [0, 1] are centred on 0.5
-        self.pretrained_cfg = {"input_size": (in_chans, 32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3,
-                               "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_features(x).mean((2, 3))
+register_frame_cnn()  # `encoder: zoo_frame_cnn` in a recipe or a checkpoint
 
 
-def zoo_frame_cnn(pretrained: bool = False, **kwargs: Any) -> FrameCNN:
-    if pretrained:
-        raise ValueError("zoo_frame_cnn has no pretrained weights: it is trained with the frame classifier")
-    return FrameCNN(widths=kwargs.get("widths", (16, 32, 64)), in_chans=kwargs.get("in_chans", 3))
-
-
-def _register_with_timm() -> None:
-    import timm
-    from timm.models import register_model
-
-    if "zoo_frame_cnn" not in timm.list_models("zoo_*"):
-        register_model(zoo_frame_cnn)
-
-
-_register_with_timm()
-
-
-def step_mask(lengths: Optional[Tensor], batch: int, time: int, device=None) -> Tensor:
-    """``(batch, time)`` True at real steps."""
-    if lengths is None:
-        return torch.ones(batch, time, dtype=torch.bool, device=device)
-    return torch.arange(time, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+def _frame_size(datamodule: Any) -> Optional[int]:
+    """The frame size a datamodule resizes to (its ``size`` argument), for :meth:`FrameClassifier.predict`."""
+    hparams = getattr(datamodule, "hparams", None) or {}
+    return hparams.get("size") if isinstance(hparams, Mapping) else None
 
 
 class FrameClassifier(TaskModule):
+    data_hparams = {"label_names": "label_names", "feature_dim": "feature_dim", "frame_size": _frame_size}
+    required_data = ("label_names",)
+    must_match = ("label_names",)
+
     def __init__(
         self,
-        num_classes: Optional[int] = None,
-        classes: Optional[List[str]] = None,
+        label_names: Optional[List[str]] = None,
+        frame_size: Optional[int] = None,
         encoder: Optional[str] = "resnet18",
         pretrained: bool = False,
         trainable: bool = True,
@@ -121,8 +86,9 @@ class FrameClassifier(TaskModule):
     ) -> None:
         """
         Args:
-            num_classes, classes: the label set; ``None`` = take it from the datamodule at setup
-                (``classes`` are saved with the checkpoint, so predictions can be named).
+            label_names: the class names; ``None`` = the datamodule's (``label_names``) at setup.
+            frame_size: frames are resized (short side) and centre-cropped to this by :meth:`predict`
+                (``None`` = the datamodule's ``size`` at setup; as it was in training).
             encoder: a timm model name for the per-frame backbone (``zoo_frame_cnn``: a small CNN
                 for 32-64 px frames), or ``None`` when the datamodule gives precomputed ``features``.
             pretrained, trainable, weights_path: see :class:`~zoo.encoders.ImageEncoder`
@@ -140,13 +106,12 @@ class FrameClassifier(TaskModule):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.save_hyperparameters()
-        self._built = False
-        if num_classes is not None and (encoder is not None or feature_dim is not None):
-            self._build(num_classes, feature_dim)
+        self.build_if_ready()
 
     # ---- construction ------------------------------------------------------------------------
-    def _build(self, num_classes: int, feature_dim: Optional[int]) -> None:
+    def build(self) -> None:
         hp = self.hparams
+        num_classes, feature_dim = len(hp.label_names), hp.feature_dim
         if hp.encoder is not None:
             self.encoder = ImageEncoder(hp.encoder, hp.pretrained, hp.trainable, hp.weights_path)
             config = self.encoder.data_config()
@@ -173,32 +138,16 @@ class FrameClassifier(TaskModule):
             split: nn.ModuleDict({name: metric() for name in ("frame_acc", "clip_acc", "memory_acc", "direct_acc")})
             for split in ("val", "test")
         })
-        self.hparams.num_classes, self.hparams.feature_dim = num_classes, feature_dim
-        self._built = True
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        classes = getattr(datamodule, "classes", None)
-        if classes is not None and self.hparams.classes is None:
-            self.hparams.classes = list(classes)
-        if self._built:
-            if classes is not None and len(classes) != self.hparams.num_classes:
-                raise ValueError(f"the model has {self.hparams.num_classes} classes, the data {len(classes)}")
-            return
-        num_classes = self.hparams.num_classes or (len(classes) if classes is not None else None)
-        if num_classes is None:
-            raise ValueError("FrameClassifier needs num_classes: pass it, or train with a datamodule that has classes")
-        feature_dim = self.hparams.feature_dim or getattr(datamodule, "feature_dim", None)
-        self._build(num_classes, feature_dim)
 
     # ---- the model ---------------------------------------------------------------------------
     def frame_features(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """``(B, T, 3, H, W)`` frames (uint8 0-255, or float 0-1) or ``(B, T, F)`` features ->
         ``(B, T, F)`` features, zero at padded steps. The backbone sees only real frames."""
         B, T = inputs.shape[:2]
-        mask = step_mask(lengths, B, T, inputs.device)
+        mask = lengths_to_mask(lengths, T, B, inputs.device)
         if inputs.dim() == 3:
             return inputs.float() * mask.unsqueeze(-1)
+        self.check_built()
         if self.encoder is None:
             raise ValueError("this FrameClassifier reads precomputed features (encoder: null), got frames")
         x = inputs[mask]
@@ -212,15 +161,13 @@ class FrameClassifier(TaskModule):
         """Logits: ``(B, T, classes)`` for ``target: frame`` (meaningless at padded steps),
         ``(B, classes)`` for ``target: clip``."""
         B, T = inputs.shape[:2]
-        mask = step_mask(lengths, B, T, inputs.device)
+        mask = lengths_to_mask(lengths, T, B, inputs.device)
         features = self.drop(self.frame_features(inputs, lengths))
         if self.rnn is not None:
             out = self.rnn(features, lengths)
             hidden = out.output
-            if self.hparams.target == "clip":
-                state = out.state[0] if isinstance(out.state, tuple) else out.state
-                top = state[-self.rnn.num_directions :]  # the last layer's final state, each direction
-                return self.head(self.drop(top.permute(1, 0, 2).reshape(B, -1)))
+            if self.hparams.target == "clip":  # the top layer's final state, each direction
+                return self.head(self.drop(top_state(out.state, self.rnn.num_directions)))
         else:
             hidden = self.mlp(features) * mask.unsqueeze(-1)
             if self.hparams.target == "clip":
@@ -232,7 +179,7 @@ class FrameClassifier(TaskModule):
     def clip_scores(logits: Tensor, lengths: Optional[Tensor]) -> Tensor:
         """Per-frame logits ``(B, T, C)`` -> clip scores ``(B, C)``: mean log-probability over real frames."""
         B, T = logits.shape[:2]
-        mask = step_mask(lengths, B, T, logits.device).unsqueeze(-1)
+        mask = lengths_to_mask(lengths, T, B, logits.device).unsqueeze(-1)
         return (F.log_softmax(logits.float(), -1) * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     # ---- training and evaluation -------------------------------------------------------------
@@ -299,115 +246,94 @@ class FrameClassifier(TaskModule):
     def test_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: Dict[str, Any], batch_idx: int) -> List[Dict[str, Any]]:
-        """Per clip: ``video``, ``probs`` (``(T, C)`` per frame, or ``(C,)`` per clip) and the
-        predicted ``labels`` (class names when known)."""
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """Per clip: ``video`` (its id, or its position), ``labels`` (a name per real frame) and
+        ``probs`` ``(T, C)``; with ``target: clip`` one ``label`` and ``probs`` ``(C,)``."""
         lengths = batch.get("lengths")
-        probs = self(self._inputs(batch), lengths).float().softmax(-1)
-        names = self.hparams.classes
-        out = []
+        probs = self(self._inputs(batch), lengths).float().softmax(-1).cpu()
+        names = self.hparams.label_names
+        results = []
         for b in range(probs.shape[0]):
-            p = probs[b] if self.hparams.target == "clip" else probs[b, : int(lengths[b]) if lengths is not None else None]
-            index = p.argmax(-1)
-            labels = [names[i] for i in index.flatten().tolist()] if names else index.tolist()
             video = batch["video"][b] if "video" in batch else b
-            out.append({"video": video, "probs": p.cpu(), "labels": labels})
-        return out
+            if self.hparams.target == "clip":
+                results.append({"video": video, "label": names[int(probs[b].argmax())], "probs": probs[b]})
+                continue
+            p = probs[b, : int(lengths[b]) if lengths is not None else None]
+            results.append({"video": video, "labels": [names[i] for i in p.argmax(-1).tolist()], "probs": p})
+        return results
 
+    # ---- inference on raw video ----------------------------------------------------------------
+    def _frames(self, clip: Any) -> Tensor:
+        """A video file, a folder of frames or a uint8 ``(T, H, W, 3)`` array -> ``(T, 3, S, S)`` uint8."""
+        size = self.hparams.frame_size
+        if isinstance(clip, (str, Path)):
+            array = read_clip(clip, size)
+        else:
+            array = np.asarray(clip)
+            if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
+                raise ValueError(f"a clip array must be uint8 (T, H, W, 3), got {array.dtype} {array.shape}")
+        frames = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
+        if size is not None and frames.shape[-2:] != (size, size):
+            frames = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
+        return frames
 
-@torch.no_grad()
-def save_features(
-    model: FrameClassifier,
-    datasets: Any,
-    out_dir: str | Path,
-    classes: Optional[Sequence[str]] = None,
-    batch_size: int = 16,
-) -> Path:
-    """Run ``model``'s backbone over every clip of ``datasets`` (a dataset, or ``{split: dataset}``,
-    with items holding ``frames`` and ``video``) and write ``out_dir/<video>.npy`` (float32
-    ``(frames, dim)``) plus ``out_dir/labels.csv`` (``video,frame,label[,needs_memory][,split]``,
-    ``frame`` counting the dataset's frames from 0): the ``features`` layout of
-    :class:`datamodules.video_frames.VideoFramesDataModule`. Give video datasets stride 1 and
-    sampling ``start`` so that the features cover the whole video."""
-    from datamodules.video_frames import pad_clips
+    def predict(self, videos: Any, batch_size: int = 8) -> List[Dict[str, Any]]:
+        """Label every frame of each clip (a video file, a frame folder or a uint8 ``(T, H, W, 3)``
+        array): the dicts of :meth:`predict_step`, ``video`` being the path or the position."""
+        if self.encoder is None:
+            raise ValueError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
+        if isinstance(videos, (str, Path)) or (isinstance(videos, np.ndarray) and videos.ndim == 4):
+            videos = [videos]
+        results: List[Dict[str, Any]] = []
+        with evaluating(self):
+            for start in range(0, len(videos), batch_size):
+                chunk = list(videos[start : start + batch_size])
+                clips = []
+                for i, video in enumerate(chunk):
+                    frames = self._frames(video)
+                    clips.append({"frames": frames, "labels": torch.full((len(frames),), IGNORE), "clip_label": IGNORE,
+                                  "video": str(video) if isinstance(video, (str, Path)) else start + i})
+                batch = pad_clips(clips)
+                batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+                results.extend(self.predict_step(batch))
+        return results
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    named = datasets if isinstance(datasets, dict) else {None: datasets}
-    model.eval()
-    rows, has_memory = [], False
-    for split, dataset in named.items():
-        for start in range(0, len(dataset), batch_size):
-            batch = pad_clips([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
-            lengths = batch["lengths"]
-            features = model.frame_features(batch["frames"].to(model.device), lengths.to(model.device)).cpu()
-            has_memory |= "needs_memory" in batch
-            for b, video in enumerate(batch["video"]):
-                n = int(lengths[b])
-                path = out_dir / f"{video}.npy"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, features[b, :n].numpy().astype(np.float32), allow_pickle=False)
-                memory = batch["needs_memory"][b, :n].tolist() if "needs_memory" in batch else [False] * n
-                for t, label in enumerate(batch["labels"][b, :n].tolist()):
-                    if label != IGNORE:
-                        rows.append((video, t, classes[label] if classes else label, int(memory[t]), split))
-    header = ["video", "frame", "label"] + (["needs_memory"] if has_memory else []) + (["split"] if None not in named else [])
-    with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for video, t, label, memory, split in rows:
-            writer.writerow([video, t, label] + ([memory] if has_memory else []) + ([split] if split is not None else []))
-    return out_dir
-
-
-def save_features_command(argv: Optional[List[str]] = None) -> int:
-    """``python -m zoo.tasks.frame_classifier CKPT OUT``: cache a trained model's per-frame features."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m zoo.tasks.frame_classifier",
-        description="Write the per-frame features of a trained FrameClassifier's backbone to OUT "
-        "(OUT/<video>.npy + OUT/labels.csv with a split column): train on them with "
-        "VideoFramesDataModule(root=OUT, labels=OUT/labels.csv) and FrameClassifier(encoder: null).",
-    )
-    parser.add_argument("ckpt", help="a checkpoint written by `zoo fit` with a FrameClassifier")
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--shapes", nargs="*", metavar="KEY=VALUE", default=None,
-                        help="MovingShapes clips (MovingShapesDataModule arguments, e.g. memory=24 num_train=2000)")
-    parser.add_argument("--root", help="a video root for VideoFramesDataModule (frames, videos or ucf101)")
-    parser.add_argument("--labels", help="its labels CSV")
-    parser.add_argument("--size", type=int, default=112, help="frame size for --root (default 112)")
-    parser.add_argument("--batch", type=int, default=16)
-    args = parser.parse_args(argv)
-    from zoo.tasks import frame_classifier  # not __main__'s copy of this module, when run with -m
-    from zoo.tasks.base import load_task
-
-    model = load_task(args.ckpt, frame_classifier.FrameClassifier)
-    if model.encoder is None:
-        parser.error(f"{args.ckpt} reads features already (encoder: null)")
-    if (args.shapes is None) == (args.root is None):
-        parser.error("give exactly one of --shapes and --root")
-    if args.shapes is not None:
-        from datamodules.moving_shapes import MovingShapesDataModule
-
-        options = {}
-        for item in args.shapes:
-            key, _, value = item.partition("=")
-            options[key] = int(value)
-        dm = MovingShapesDataModule(**options)
-    else:
-        from datamodules.video_frames import VideoFramesDataModule
-
-        dm = VideoFramesDataModule(args.root, labels=args.labels, num_frames=10**9, size=args.size,
-                                   train_sampling="start", eval_sampling="start")
-    dm.setup()
-    splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
-    out = save_features(model, splits, args.out, classes=dm.classes, batch_size=args.batch)
-    print(f"wrote features of {sum(len(d) for d in splits.values())} clips to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(save_features_command())
+    # ---- a feature cache for the recurrent part --------------------------------------------------
+    @torch.no_grad()
+    def save_features(self, datasets: Any, out_dir: str | Path, batch_size: int = 16) -> Path:
+        """Run the backbone over every clip of ``datasets`` (a dataset, or ``{split: dataset}``, with
+        items holding ``frames`` and ``video``) and write ``out_dir/<video>.npy`` (float32
+        ``(frames, dim)``) plus ``out_dir/labels.csv`` (``video,frame,label[,needs_memory][,split]``,
+        ``frame`` counting the dataset's frames from 0): the ``features`` layout of
+        :class:`datamodules.video_frames.VideoFramesDataModule`. Give video datasets stride 1 and
+        sampling ``start`` so that the features cover the whole video."""
+        if self.encoder is None:
+            raise ValueError("this FrameClassifier reads features already (encoder: null)")
+        names = self.hparams.label_names
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        named = datasets if isinstance(datasets, dict) else {None: datasets}
+        rows, has_memory = [], False
+        with evaluating(self):
+            for split, dataset in named.items():
+                for start in range(0, len(dataset), batch_size):
+                    batch = pad_clips([dataset[i] for i in range(start, min(len(dataset), start + batch_size))])
+                    lengths = batch["lengths"]
+                    features = self.frame_features(batch["frames"].to(self.device), lengths.to(self.device)).cpu()
+                    has_memory |= "needs_memory" in batch
+                    for b, video in enumerate(batch["video"]):
+                        n = int(lengths[b])
+                        path = out_dir / f"{video}.npy"
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        np.save(path, features[b, :n].numpy().astype(np.float32), allow_pickle=False)
+                        memory = batch["needs_memory"][b, :n].tolist() if "needs_memory" in batch else [False] * n
+                        for t, label in enumerate(batch["labels"][b, :n].tolist()):
+                            if label != IGNORE:
+                                rows.append((video, t, names[label], int(memory[t]), split))
+        header = ["video", "frame", "label"] + (["needs_memory"] if has_memory else []) + (["split"] if None not in named else [])
+        with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for video, t, label, memory, split in rows:
+                writer.writerow([video, t, label] + ([memory] if has_memory else []) + ([split] if split is not None else []))
+        return out_dir

@@ -13,30 +13,25 @@ optimization, gradient clipping and mixed precision working as usual.)
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.text import Perplexity
 
-from datamodules.char_corpus import decode, encode
-from zoo.cells import State
+from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import sample_next
 from zoo.recurrent import Recurrent
+from zoo.sequences import State, detach_state, evaluating, hidden_of
 from zoo.tasks.base import TaskModule
 
 
-def detach_state(state: State) -> State:
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
-
-def state_batch(state: State) -> int:
-    return (state[0] if isinstance(state, tuple) else state).shape[1]
-
-
 class CharLanguageModel(TaskModule):
+    data_hparams = {"vocab": "vocab"}
+    required_data = ("vocab",)
+    must_match = ("vocab",)
+
     def __init__(
         self,
         vocab: Optional[List[str]] = None,
@@ -68,12 +63,11 @@ class CharLanguageModel(TaskModule):
         super().__init__()
         self.save_hyperparameters()
         self._carry: Dict[str, Optional[State]] = {"train": None, "val": None}
-        if vocab is not None:
-            self._build(vocab)
+        self.build_if_ready()
 
-    def _build(self, vocab: List[str]) -> None:
+    def build(self) -> None:
         hp = self.hparams
-        self.vocab = list(vocab)
+        self.vocab = list(hp.vocab)
         V = len(self.vocab)
         self.embed = nn.Embedding(V, hp.embedding_dim) if hp.embedding_dim else None
         self.drop = nn.Dropout(hp.dropout)
@@ -83,20 +77,6 @@ class CharLanguageModel(TaskModule):
         )
         self.head = nn.Linear(hp.hidden_size, V)
         self.val_ppl = Perplexity()
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        data_vocab = getattr(datamodule, "vocab", None)
-        if self.hparams.vocab is None:
-            if data_vocab is None:
-                raise ValueError("CharLanguageModel needs a vocab: pass one, or train with a CharCorpusDataModule")
-            self.hparams.vocab = list(data_vocab)  # lands in the checkpoint: it rebuilds itself
-            self._build(data_vocab)
-        elif data_vocab is not None and list(data_vocab) != self.vocab:
-            raise ValueError(
-                f"the model's vocabulary ({len(self.vocab)} characters) differs from the corpus's "
-                f"({len(data_vocab)}): this model cannot be trained or evaluated on this corpus"
-            )
 
     # ---- the model ---------------------------------------------------------------------------
     def inputs(self, ids: Tensor) -> Tensor:
@@ -116,7 +96,7 @@ class CharLanguageModel(TaskModule):
     # ---- truncated BPTT ----------------------------------------------------------------------
     def _step(self, batch: Dict[str, Tensor], split: str) -> tuple[Tensor, Tensor]:
         state = self._carry[split]
-        if state is not None and state_batch(state) != batch["ids"].shape[0]:
+        if state is not None and hidden_of(state).shape[1] != batch["ids"].shape[0]:
             state = None
         logits, state = self(batch["ids"], state)
         self._carry[split] = detach_state(state)  # carried forward, but gradients stop here
@@ -145,18 +125,23 @@ class CharLanguageModel(TaskModule):
         loss, _ = self._step(batch, "val")
         self.log("test/loss", loss, sync_dist=True, batch_size=batch["targets"].numel())
 
-    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Dict[str, Tensor]:
-        """Score text: the negative log-likelihood (nats) of every target character, state carried."""
+    def predict_step(self, batch: Dict[str, Tensor], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """Score the corpus' windows, state carried from window to window of each stream: per stream
+        ``{"stream", "window", "prime" (the window's text), "text" (the same: nothing is generated),
+        "nll" (mean nats per character of the window's targets)}``."""
         if batch_idx == 0:
             self._carry["val"] = None
         state = self._carry["val"]
         logits, state = self(batch["ids"], state)
         self._carry["val"] = detach_state(state)
-        nll = F.cross_entropy(logits.transpose(1, 2), batch["targets"], reduction="none")
-        return {"nll": nll, "targets": batch["targets"]}
+        nll = F.cross_entropy(logits.float().transpose(1, 2), batch["targets"], reduction="none").mean(1)
+        results = []
+        for stream, (ids, value) in enumerate(zip(batch["ids"].tolist(), nll.tolist())):
+            text = decode_chars(ids, self.vocab)
+            results.append({"stream": stream, "window": batch_idx, "prime": text, "text": text, "nll": value})
+        return results
 
     # ---- generation --------------------------------------------------------------------------
-    @torch.no_grad()
     def generate(
         self,
         prime: str = "\n",
@@ -166,18 +151,40 @@ class CharLanguageModel(TaskModule):
         seed: Optional[int] = None,
     ) -> str:
         """Prime the state with ``prime``, then sample ``length`` characters one at a time."""
-        if not prime:
+        return self.predict([prime], length, temperature, top_k, seed)[0]["text"]
+
+    def predict(
+        self,
+        primes: str | Sequence[str],
+        length: int = 500,
+        temperature: float = 0.8,
+        top_k: Optional[int] = None,
+        seed: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """Continue each prime: ``[{"prime", "text" (prime + generated), "nll" (mean nats per
+        character of the prime after its first, ``None`` for a single character)}]``. ``temperature``
+        0 is greedy; ``seed`` makes the sample reproducible."""
+        self.check_built()
+        if isinstance(primes, str):
+            primes = [primes]
+        if any(not prime for prime in primes):
             raise ValueError("prime must hold at least one character")
-        was_training = self.training
-        self.eval()
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        ids = encode(prime, self.vocab).to(self.device)[None]
-        logits, state = self(ids)
         unknown = torch.tensor([0], device=self.device)  # never emit the unknown symbol
-        out = []
-        for _ in range(length):
-            next_id = sample_next(logits[:, -1].index_fill(-1, unknown, float("-inf")), temperature, top_k, generator)
-            out.append(int(next_id))
-            logits, state = self(next_id[:, None], state)
-        self.train(was_training)
-        return prime + decode(out, self.vocab)
+        results = []
+        with evaluating(self):
+            for prime in primes:
+                ids = encode_chars(prime, self.vocab).to(self.device)[None]
+                logits, state = self(ids)
+                nll = None
+                if ids.shape[1] > 1:
+                    nll = float(F.cross_entropy(logits[0, :-1].float(), ids[0, 1:]))
+                out = []
+                for _ in range(length):
+                    next_id = sample_next(logits[:, -1].index_fill(-1, unknown, float("-inf")), temperature, top_k, generator)
+                    out.append(int(next_id))
+                    logits, state = self(next_id[:, None], state)
+                results.append({"prime": prime, "text": prime + decode_chars(out, self.vocab), "nll": nll})
+        return results

@@ -32,7 +32,7 @@ penalty, attention weights returned) over :meth:`Seq2Seq.decode_step`. Metrics: 
 (beam search, ``beam_size``): corpus sacreBLEU x 100 on detokenized, cased text (``bleu_tokenize``,
 default ``13a``, sacreBLEU's standard), through torchmetrics.
 
-Edge cases: an empty source sentence translates to the empty string (:meth:`translate`; inside a
+Edge cases: an empty source sentence translates to the empty string (:meth:`predict`; inside a
 batch it is read as a single padding token); a source longer than any seen in training is read
 whole (no length limit in a recurrent encoder) and the output may run to
 ``max_len_a * |source| + max_len_b`` tokens.
@@ -43,11 +43,8 @@ the datamodule at setup), so a checkpoint translates raw sentences by itself.
 
 from __future__ import annotations
 
-import json
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -56,12 +53,13 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
-from datamodules.multi30k import detokenize, encode_sentence
-from datamodules.text import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
-from zoo.attention import Attention, lengths_to_mask
+from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, detokenize, encode_sentence, load_tokenizer
+from zoo.attention import Attention
 from zoo.decoding import Decoded, beam_search, greedy_decode, map_state
 from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating, hidden_of, lengths_to_mask, top_state
 from zoo.tasks.base import TaskModule
+from zoo.viz import alignment_figure, figure_array
 
 ATTENTIONS = ("none", "additive", "dot", "general")
 
@@ -84,6 +82,10 @@ class Encoded:
 
 
 class Seq2Seq(TaskModule):
+    data_hparams = {"source_tokenizer_json": "source_tokenizer_json", "target_tokenizer_json": "target_tokenizer_json"}
+    required_data = ("source_tokenizer_json", "target_tokenizer_json")
+    must_match = required_data
+
     def __init__(
         self,
         source_tokenizer_json: Optional[str] = None,
@@ -91,7 +93,7 @@ class Seq2Seq(TaskModule):
         cell: str = "gru",
         embedding_dim: int = 256,
         hidden_size: int = 256,
-        encoder_layers: int = 1,
+        num_layers: int = 1,
         bidirectional: bool = True,
         decoder_hidden_size: Optional[int] = None,
         decoder_layers: int = 1,
@@ -120,7 +122,7 @@ class Seq2Seq(TaskModule):
                 ``None`` = the datamodule's at setup. They set the vocabulary sizes.
             cell: ``rnn`` | ``gru`` | ``lstm``, for encoder and decoder.
             embedding_dim: source and target embedding width.
-            hidden_size: width of each encoder direction; ``encoder_layers`` deep, ``bidirectional``.
+            hidden_size: width of each encoder direction; ``num_layers`` deep (the encoder), ``bidirectional``.
             decoder_hidden_size: the decoder's width; ``None`` = the encoder's output width (D * H),
                 which ``dot`` attention needs. ``decoder_layers`` deep.
             attention: ``none`` | ``additive`` (Bahdanau) | ``dot`` | ``general`` (Luong).
@@ -130,7 +132,7 @@ class Seq2Seq(TaskModule):
             label_smoothing: of the training cross-entropy.
             tie_embeddings: the output layer shares the target embedding's weights (Press & Wolf 2017);
                 o_t then has ``embedding_dim`` units.
-            beam_size: beam width for testing, ``predict`` and :meth:`translate` (1 = greedy).
+            beam_size: beam width for testing, ``predict_step`` and :meth:`predict` (1 = greedy).
             length_penalty: GNMT's alpha (:func:`zoo.decoding.length_penalty`), 0 = none.
             max_len_a, max_len_b: a translation stops after ``a * source length + b`` tokens.
             bleu_tokenize: sacreBLEU's tokenizer for scoring detokenized text (``13a``, ``intl``, ...).
@@ -148,20 +150,18 @@ class Seq2Seq(TaskModule):
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.save_hyperparameters()
         self._tokenizers: Dict[str, Any] = {}
-        self.built = False
         self._val: Dict[str, Any] = {}
-        if source_tokenizer_json is not None and target_tokenizer_json is not None:
-            self._build()
+        self.build_if_ready()
 
     # ---- construction ----------------------------------------------------------------------------
-    def _build(self) -> None:
+    def build(self) -> None:
         hp = self.hparams
         src_vocab = self.tokenizer("source").get_vocab_size()
         tgt_vocab = self.tokenizer("target").get_vocab_size()
         self.src_embed = nn.Embedding(src_vocab, hp.embedding_dim, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(tgt_vocab, hp.embedding_dim, padding_idx=PAD_ID)
         self.embed_drop = nn.Dropout(hp.embedding_dropout)
-        self.encoder = Recurrent(hp.embedding_dim, hp.hidden_size, hp.cell, hp.encoder_layers,
+        self.encoder = Recurrent(hp.embedding_dim, hp.hidden_size, hp.cell, hp.num_layers,
                                  bidirectional=hp.bidirectional, dropout=hp.dropout, backend=hp.backend)
         memory_size = self.encoder.output_size
         dec_size = hp.decoder_hidden_size or memory_size
@@ -178,23 +178,6 @@ class Seq2Seq(TaskModule):
             self.generator.weight = self.tgt_embed.weight
         self.bleu = nn.ModuleDict({s: SacreBLEUScore(tokenize=hp.bleu_tokenize) for s in ("val", "test")})
         self.token_nll = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})  # per-token mean, for perplexity
-        self.built = True
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        hp = self.hparams
-        for key in ("source_tokenizer_json", "target_tokenizer_json"):
-            theirs = getattr(datamodule, key, None)
-            if hp[key] is None:
-                hp[key] = theirs  # recorded in the hyperparameters: the checkpoint rebuilds itself
-            elif theirs is not None and theirs != hp[key]:
-                raise ValueError(f"the model's {key} differs from the datamodule's: it was trained on other "
-                                 "data or tokenizer settings; use the datamodule settings it was trained with")
-            if hp[key] is None:
-                raise ValueError(f"Seq2Seq needs {key}: pass it, or train with a datamodule that exposes it after "
-                                 "setup (datamodules.multi30k.Multi30kDataModule)")
-        if not self.built:
-            self._build()
 
     def tokenizer(self, side: str):
         """The ``source`` or ``target`` tokenizer."""
@@ -210,9 +193,7 @@ class Seq2Seq(TaskModule):
         """Read the sources ``(B, S)``: memory, mask, summary z."""
         lengths = src_lengths.clamp(min=1)  # an empty source is read as one padding token
         out = self.encoder(self.embed_drop(self.src_embed(src)), lengths=lengths)
-        final = out.state[0] if isinstance(out.state, tuple) else out.state  # (layers * D, B, H)
-        top = final[-self.encoder.num_directions :]  # the top layer's directions
-        summary = top.transpose(0, 1).reshape(src.shape[0], -1)
+        summary = top_state(out.state, self.encoder.num_directions)
         keys = self.attention.project(out.output) if self.attention is not None else None
         return Encoded(out.output, keys, lengths_to_mask(lengths.to(src.device), src.shape[1]), summary)
 
@@ -223,9 +204,6 @@ class Seq2Seq(TaskModule):
         return (h0, torch.zeros_like(h0)) if self.hparams.cell == "lstm" else h0
 
     # ---- decoder -----------------------------------------------------------------------------------
-    def _top(self, state) -> Tensor:
-        return (state[0] if isinstance(state, tuple) else state)[-1]
-
     def _output(self, s: Tensor, context: Tensor) -> Tensor:
         """Logits from o = tanh(W_o [s ; c])."""
         return self.generator(self.out_drop(torch.tanh(self.combine(torch.cat([s, context], -1)))))
@@ -237,7 +215,7 @@ class Seq2Seq(TaskModule):
         if kind == "none":
             x, context = torch.cat([e, enc.summary], -1), enc.summary
         elif kind == "additive":  # attend with s_{t-1}, then step
-            context, weights = self.attention(self._top(state), enc.memory, enc.mask, enc.keys)
+            context, weights = self.attention(hidden_of(state)[-1], enc.memory, enc.mask, enc.keys)
             x = torch.cat([e, context], -1)
         else:
             x = e
@@ -334,15 +312,17 @@ class Seq2Seq(TaskModule):
             results.append(result)
         return results
 
-    @torch.no_grad()
-    def translate(self, sentences: Sequence[str] | str, beam_size: Optional[int] = None, batch_size: int = 64, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
-        """Translate raw sentences: one dict per sentence with ``translation`` (detokenized text),
-        ``score``, ``source_tokens``, ``target_tokens``, ``finished`` and, with attention, ``attention``
-        ``(target tokens, source tokens)``. Empty sentences translate to ``""``."""
+    def predict(self, sentences: Sequence[str] | str, beam_size: Optional[int] = None, batch_size: int = 64, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Translate raw sentences: one dict per sentence with ``source``, ``translation`` (detokenized
+        text), ``score``, ``source_tokens``, ``target_tokens``, ``finished`` and, with attention,
+        ``attention`` ``(target tokens, source tokens)``. Empty sentences translate to ``""``."""
+        self.check_built()
         if isinstance(sentences, str):
             sentences = [sentences]
-        was_training = self.training
-        self.eval()
+        with evaluating(self):
+            return self._predict(list(sentences), beam_size, batch_size, max_len)
+
+    def _predict(self, sentences: List[str], beam_size: Optional[int], batch_size: int, max_len: Optional[int]) -> List[Dict[str, Any]]:
         tok = self.tokenizer("source")
         encoded = [encode_sentence(tok, s) for s in sentences]
         results: List[Optional[Dict[str, Any]]] = [None] * len(sentences)
@@ -359,8 +339,7 @@ class Seq2Seq(TaskModule):
         for i, sentence in enumerate(sentences):
             if results[i] is None:
                 results[i] = {"translation": "", "score": 0.0, "source_tokens": [], "target_tokens": [], "finished": True}
-            results[i]["source"] = sentence
-        self.train(was_training)
+            results[i] = {"source": sentence, **results[i]}
         return results  # type: ignore[return-value]
 
     # ---- training and evaluation --------------------------------------------------------------------
@@ -412,67 +391,16 @@ class Seq2Seq(TaskModule):
         figures = self._val.pop("figures", None)
         if not figures or not self.trainer.is_global_zero:
             return
-        loggers = [lg for lg in self.trainer.loggers if hasattr(lg, "log_image")]
-        if not loggers:
-            return
-        from zoo.viz import alignment_figure, figure_array
-
         pictures = [figure_array(alignment_figure(r["source_tokens"], r["target_tokens"], r["attention"])) for r in figures]
-        for logger in loggers:
-            try:
-                logger.log_image(key="val/alignment", images=pictures, caption=[r["translation"] for r in figures], step=self.global_step)
-            except Exception as err:  # a picture must never stop training
-                warnings.warn(f"could not log alignment figures to {type(logger).__name__}: {err}")
+        self.log_images("val/alignment", pictures, [r["translation"] for r in figures])
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """The dicts of :meth:`predict` for a batch of the datamodule (``source`` and ``index`` where
+        the batch has them)."""
         results = self._results(batch["src"], batch["src_lengths"], self.search(batch["src"], batch["src_lengths"]))
-        for result, index, source in zip(results, batch.get("index", [None] * len(results)), batch.get("src_text", [None] * len(results))):
-            result.pop("attention", None)
-            result.update(index=None if index is None else int(index), source=source)
-        return results
-
-
-# ---- `zoo translate` ----------------------------------------------------------------------------------
-def translate_command(argv: List[str]) -> int:
-    from zoo.cli import inference_parser, load_model_arg, parse_inference_args
-
-    parser = inference_parser("zoo translate", "Translate sentences with a Seq2Seq checkpoint: one translation per line.",
-                              "sentences", "sentences to translate; none = --input, or one per line of stdin")
-    parser.add_argument("--input", help="a text file with one sentence per line")
-    parser.add_argument("--output", help="write the translations here (one per line) instead of stdout")
-    parser.add_argument("--beam_size", type=int, default=None, help="beam width (1 = greedy; default: the model's)")
-    parser.add_argument("--batch_size", type=int, default=64, help="sentences translated at once (default 64)")
-    parser.add_argument("--alignment", help="write the attention alignment of the first sentence as a PNG here")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per sentence")
-    args = parse_inference_args(parser, argv, "sentences")
-    if args.beam_size is not None and args.beam_size < 1:
-        parser.error(f"--beam_size must be >= 1, got {args.beam_size}")
-    if args.sentences and args.input:
-        parser.error("give sentences as arguments or --input FILE, not both")
-    model = load_model_arg(parser, args, Seq2Seq)
-    if args.input:
-        path = Path(args.input)
-        if not path.is_file():
-            parser.exit(2, f"zoo translate: error: --input {path} does not exist\n")
-        sentences = path.read_text(encoding="utf-8").splitlines()
-    else:
-        sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
-    results = model.translate(sentences, beam_size=args.beam_size, batch_size=args.batch_size)
-    if args.alignment and results:
-        first = results[0]
-        if "attention" not in first:
-            print("zoo translate: this model has no attention (attention='none'): no alignment written", file=sys.stderr)
-        else:
-            from zoo.viz import alignment_figure
-
-            alignment_figure(first["source_tokens"], first["target_tokens"], first["attention"], args.alignment, title=first["translation"])
-            print(f"alignment written to {args.alignment}", file=sys.stderr)
-    lines = [json.dumps({k: v for k, v in r.items() if k != "attention"}, ensure_ascii=False) if args.json else r["translation"] for r in results]
-    if args.output:
-        from datamodules.download import write_atomic
-
-        write_atomic(Path(args.output), ("\n".join(lines) + "\n").encode("utf-8"))
-    else:
-        for line in lines:
-            print(line, flush=True)
-    return 0
+        indices = batch.get("index", [None] * len(results))
+        sources = batch.get("src_text", [None] * len(results))
+        return [
+            {"source": source, "index": None if index is None else int(index), **result}
+            for result, index, source in zip(results, indices, sources)
+        ]
