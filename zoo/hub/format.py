@@ -91,16 +91,14 @@ def text_files(init_args: Dict[str, Any]) -> Dict[str, Tuple[str, Any]]:
 
 
 def _zoo_version() -> str:
-    try:
-        from zoo import __version__  # absent when zoo is imported as a namespace package (stale editable install)
-    except ImportError:
-        from importlib.metadata import PackageNotFoundError, version
+    # From the installed distribution, not `zoo.__version__`: zoo/__init__.py imports the hub, and the
+    # hub imports nothing above it.
+    from importlib.metadata import PackageNotFoundError, version
 
-        try:
-            return version("zoo")
-        except PackageNotFoundError:
-            return "unknown"
-    return __version__
+    try:
+        return version("zoo")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _write_json(path: Path, value: Any) -> None:
