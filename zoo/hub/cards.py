@@ -71,7 +71,7 @@ def models_markdown() -> str:
 def model_rows(pattern: Optional[str] = None) -> List[Dict[str, Any]]:
     """One dict per registered model (``pattern``: a shell wildcard), for ``zoo models``:
     ``{name, task, metric, size, weights, description}``. ``task`` is the task class's name;
-    ``metric`` the card's headline (first) number as text with its split; ``size`` the bytes of
+    ``metric`` the card's headline (first) number as text (``"test_acc 0.8975"``); ``size`` the bytes of
     the shipped ``model.safetensors`` (None when the weights are not in the package); ``weights``
     where they come from: ``"package"``, ``"url"``, ``"hub"`` or ``"none"``."""
     rows = []
@@ -81,7 +81,7 @@ def model_rows(pattern: Optional[str] = None) -> List[Dict[str, Any]]:
         metric = ""
         if card and card.metrics:
             key, value = next(iter(card.metrics.items()))
-            metric = f"{key} {_fmt(value)} ({card.split})"
+            metric = f"{key} {_fmt(value)}"
         weights = entry.package_dir / WEIGHTS_NAME
         rows.append({
             "name": name,
