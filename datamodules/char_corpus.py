@@ -194,3 +194,32 @@ class CharCorpusDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()
+
+
+@torch.no_grad()
+def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, val_fraction: float = 0.1,
+                  max_windows: Optional[int] = None) -> Dict[str, float]:
+    """Validation loss of a character language model on the last ``val_fraction`` of ``corpus``, read
+    exactly as in training (this module's datamodule: ``batch_size`` parallel streams, windows of
+    ``seq_len``, state carried from window to window): mean cross-entropy in nats per character over
+    every predicted character (``max_windows``: only the first windows of every stream), plus
+    bits/char and perplexity. ``model`` is any module with ``vocab`` and ``model(ids, state) ->
+    (logits, state)`` (the zoo's CharLanguageModel); how the pretrained card's number is measured."""
+    import math
+
+    import torch.nn.functional as F
+
+    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=None)
+    data.setup("validate")
+    if list(data.vocab) != list(model.vocab):
+        raise ValueError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")
+    model.eval()
+    total, count, state = 0.0, 0, None
+    for i, batch in enumerate(data.val_dataloader()):
+        if max_windows is not None and i >= max_windows:
+            break
+        logits, state = model(batch["ids"], state)
+        total += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), reduction="sum"))
+        count += batch["targets"].numel()
+    loss = total / count
+    return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(loss), "characters": count}

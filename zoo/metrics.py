@@ -125,3 +125,21 @@ def gather_lists(values: List) -> List:
         dist.all_gather_object(gathered, values)
         return [v for part in gathered for v in part]
     return values
+
+
+def score_classifier(model, texts: Sequence[str], labels: Sequence[int], batch_size: int = 64) -> Dict[str, float]:
+    """Accuracy and macro F1 of a text classifier on raw texts through its own tokenizer and
+    truncation: ``model.predict(texts, batch_size=...)`` (``[{"label": name, ...}]``, exactly what
+    ``zoo classify`` does), with ``labels`` as indices into ``model.label_names``."""
+    names = list(model.label_names)
+    predicted = [names.index(p["label"]) for p in model.predict(list(texts), batch_size=batch_size)]
+    if len(predicted) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    correct = sum(int(p == y) for p, y in zip(predicted, labels))
+    f1s = []
+    for c in range(len(names)):
+        tp = sum(int(p == c and y == c) for p, y in zip(predicted, labels))
+        fp = sum(int(p == c and y != c) for p, y in zip(predicted, labels))
+        fn = sum(int(p != c and y == c) for p, y in zip(predicted, labels))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"test_acc": correct / max(1, len(labels)), "test_macro_f1": sum(f1s) / len(f1s), "examples": len(labels)}

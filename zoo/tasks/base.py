@@ -14,18 +14,21 @@
 
 from __future__ import annotations
 
-import importlib
+import inspect
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import lightning as L
 import torch
 
+from zoo.hub.errors import PretrainedError
+from zoo.hub.format import read_folder, write_folder
+from zoo.hub.registry import model_entry
+from zoo.hub.sources import locate
 from zoo.optim import warmup_cosine
-
-TASK_KEY = "zoo_task"
+from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task
 
 #: how a task reads a hyper-parameter off its datamodule: an attribute name, or a function of it
 DataSource = Union[str, Callable[[Any], Any]]
@@ -166,40 +169,108 @@ class TaskModule(L.LightningModule):
 
     def save_pretrained(self, directory: str | Path, dtype: Optional[torch.dtype] = None, quantize: Any = None) -> Path:
         """Write this module as a pretrained folder (``config.json`` + ``model.safetensors`` + its
-        tokenizer files; see :mod:`zoo.hub`). ``dtype=torch.float16`` halves the size; the weights
+        tokenizer files; see :mod:`zoo.hub.format`). ``dtype=torch.float16`` halves the size; the weights
         load back as float32. ``quantize="embeddings"`` also stores embedding tables as int8 rows."""
-        from zoo.hub import save_pretrained
-
-        return save_pretrained(self, directory, dtype=dtype, quantize=quantize)
+        return write_folder(self, directory, dtype=dtype, quantize=quantize)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> "TaskModule":
-        """Load a pretrained folder, registered name, URL or Hub repo id (see
-        :func:`zoo.hub.load_pretrained`); the model must be an instance of ``cls``."""
-        from zoo.hub import load_pretrained
-
+        """Load a pretrained folder, registered name, URL or Hub repo id (see :func:`load_pretrained`);
+        the model must be an instance of ``cls``."""
         return load_pretrained(name_or_path, expected=None if cls is TaskModule else cls, **kwargs)
 
 
-def load_task(path: str | Path, expected: Optional[Type[L.LightningModule]] = None, map_location: str = "cpu") -> L.LightningModule:
-    """Rebuild a task module from a Lightning checkpoint written by the zoo. Never unpickles
-    arbitrary objects (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    name = checkpoint.get(TASK_KEY)
+# ---- loading ------------------------------------------------------------------------------------
+# Files name their task class as data; zoo.tasks.resolve decides which names may become classes
+# (a TaskModule subclass from zoo.tasks or from a module the caller named), before anything is
+# imported or called. The hub (zoo.hub) finds and reads the files; this section builds the modules.
+def _allowed(expected: Optional[type], allow_modules: Sequence[str]) -> List[str]:
+    # A class the caller passed in code is trusted, and so is the module it comes from.
+    return [*allow_modules, *([expected.__module__] if expected is not None else [])]
+
+
+def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(args) - set(params) - {"self"})
+    if unknown:
+        valid = ", ".join(p for p in params if p != "self")
+        raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
+
+
+def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
+           overrides: Mapping[str, Any]) -> "TaskModule":
+    """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
+    ``where`` when the arguments or the weights do not fit the class."""
+    args = {**init_args, **overrides}
+    _check_args(cls, args, where)
+    model = cls(**args)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                 f"shape mismatch (file vs model): {shapes}" if shapes else ""]
+        built = ", ".join(f"{k}=..." for k in overrides) or "its saved arguments"
+        raise PretrainedError(f"{where}: the weights do not fit {cls.__name__}({built}): " + "; ".join(p for p in parts if p))
+    # load_state_dict copies into the module's own (float32) tensors.
+    model.load_state_dict(dict(state))
+    return model.eval()
+
+
+def _expect(cls: type, expected: Optional[type], where: str) -> None:
+    if expected is not None and not issubclass(cls, expected):
+        raise PretrainedError(f"{where} holds a {cls.__name__}, not a {expected.__name__}")
+
+
+def load_task(path: str | Path, expected: Optional[Type[TaskModule]] = None, map_location: str = "cpu",
+              allow_modules: Sequence[str] = ()) -> TaskModule:
+    """Rebuild a task module from a Lightning checkpoint written by ``zoo fit``, in eval mode. The
+    file is read with ``weights_only=True`` and its ``zoo_task`` entry goes through
+    :func:`zoo.tasks.resolve.resolve_task`: only a zoo task class (or one from ``expected``'s module or
+    ``allow_modules``) is ever built. ``expected``: the class the model must be an instance of (and
+    the class to use for a checkpoint that does not record one)."""
+    name, hparams, state = read_checkpoint(path)
+    where = str(path)
     if name is None:
         if expected is None:
-            raise ValueError(f"{path} was not written by a zoo task (no '{TASK_KEY}' entry); name the class to load it with")
+            raise PretrainedError(f"{path} was not written by a zoo task (no '{TASK_KEY}' entry); name the class to load it with (--task module.Class)")
+        cls = expected
+    elif expected is not None and name == class_path(expected):
         cls = expected
     else:
-        module, _, qualname = name.rpartition(".")
-        cls = getattr(importlib.import_module(module), qualname)
-        if expected is not None and not issubclass(cls, expected):
-            raise ValueError(f"{path} holds a {cls.__name__}, not a {expected.__name__}")
-    # LightningCLI adds private keys such as "_class_path" to the saved hyper-parameters.
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    model = cls(**hparams)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+        cls = resolve_task(name, TaskModule, where, _allowed(expected, allow_modules))
+        _expect(cls, expected, where)
+    return _build(cls, hparams, state, where, {}).to(map_location)
+
+
+def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule]] = None, *,
+                    sha256: Optional[str] = None, revision: Optional[str] = None, endpoint: Optional[str] = None,
+                    token: Optional[str] = None, allow_modules: Sequence[str] = (), **overrides: Any) -> TaskModule:
+    """Load a pretrained module (in eval mode) from a registered name, a local folder or archive, an
+    http(s) URL (folder or archive; pin with ``sha256=`` or ``#sha256=``) or a Hugging Face Hub repo id
+    (``owner/name``, ``hf://owner/name@revision``; ``endpoint``/``token`` for the Hub client); see
+    :func:`zoo.hub.sources.locate`. ``expected``: a task class the model must be an instance of.
+    ``overrides``: init args to change (e.g. ``dropout=0.0``); they must keep the weights' shapes."""
+    folder = locate(name_or_path, sha256=sha256, revision=revision, endpoint=endpoint, token=token)
+    config, state = read_folder(folder)
+    where = str(Path(folder) / "config.json")
+    cls = resolve_task(config["task"], TaskModule, where, _allowed(expected, allow_modules))
+    _expect(cls, expected, str(folder))
+    return _build(cls, config["init_args"], state, where, overrides)
+
+
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> TaskModule:
+    """Build the registered model ``name``: its configuration with ``overrides`` applied, untrained,
+    or with its pretrained weights (``pretrained=True``; overrides must then keep the shapes)."""
+    if pretrained:
+        model_entry(name)  # an unknown name fails here, with the closest registered names
+        return load_pretrained(name, **overrides)
+    entry = model_entry(name)
+    where = f"model {name!r}"
+    cls = resolve_task(entry.task, TaskModule, where)
+    args = {**entry.init_args, **overrides}
+    _check_args(cls, args, where)
+    return cls(**args)

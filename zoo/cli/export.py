@@ -1,0 +1,55 @@
+"""``zoo export``: turn a Lightning checkpoint (or any pretrained model) into a pretrained folder.
+
+    zoo export --ckpt checkpoints/imdb_gru/best.ckpt --out zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
+    zoo export char_lstm_shakespeare --out /tmp/lm            # re-export a name, folder, URL or Hub repo
+
+The checkpoint is read with ``weights_only=True`` and the class it names goes through
+:func:`zoo.tasks.resolve.resolve_task`: only a zoo task (or the ``--task`` class you name) is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import List
+
+import torch
+
+from zoo.hub.format import CONFIG_NAME, WEIGHTS_NAME, write_folder
+from zoo.tasks.base import TaskModule, load_pretrained, load_task
+from zoo.tasks.resolve import resolve_task
+
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="zoo export",
+        description="Write a pretrained folder "
+        f"({CONFIG_NAME} + {WEIGHTS_NAME} + tokenizer files) that `zoo.load_pretrained` and every command read.",
+    )
+    parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER", help="a pretrained name, folder, archive, URL or Hub repo")
+    parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (read with weights_only=True)")
+    parser.add_argument("--out", required=True, help="the folder to write (created if needed)")
+    parser.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; loaded back as float32)")
+    parser.add_argument("--int8", action="append", metavar="KEY", default=[],
+                        help="store this 2-D weight (state-dict key, or 'embeddings' for every embedding table) as int8 "
+                        "with one scale per row; repeatable")
+    parser.add_argument("--task", metavar="MODULE.CLASS",
+                        help="the task class to rebuild with (a checkpoint that does not record one, or your own task "
+                        "class: naming its module here is what allows it to be imported)")
+    args = parser.parse_args(argv)
+    if bool(args.ckpt) == bool(args.model):
+        parser.error("give either --ckpt PATH or a pretrained NAME_OR_FOLDER (exactly one)")
+    # The user named this class on the command line: its module may be imported.
+    allow = [args.task.rpartition(".")[0]] if args.task else []
+    expected = resolve_task(args.task, TaskModule, "--task", allow) if args.task else None
+    if args.ckpt:
+        model = load_task(args.ckpt, expected, allow_modules=allow)
+    else:
+        model = load_pretrained(args.model, expected, allow_modules=allow)
+    folder = write_folder(model, args.out, dtype=torch.float16 if args.fp16 else None, quantize=args.int8)
+    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    int8 = f" (int8: {', '.join(config['quantized'])})" if config.get("quantized") else ""
+    print(f"wrote {folder}: {config['task']}, {config['params']:,} parameters, {config['dtype']}{int8}")
+    for name, info in config["files"].items():
+        print(f"  {name:<20} {info['size']:>10,} bytes  sha256 {info['sha256']}")
+    return 0
