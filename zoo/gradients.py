@@ -36,6 +36,7 @@ from torch import Tensor
 
 from zoo.cells import cell_class
 from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating
 
 StepFn = Callable[[Tensor, object], object]  # (x_t, state) -> state
 
@@ -135,8 +136,6 @@ def lm_gradient_through_time(model, ids: Tensor) -> List[Dict[str, Tensor]]:
     ``{"hidden": (batch, time - 1)[, "cell": ...]}`` per layer; column ``t`` lies ``time - 2 - t``
     steps from the loss. Dropout is off and the model's ``.grad`` are left as they were."""
     inputs, last = ids[:, :-1], ids[:, -1]
-    was_training = model.training
-    model.eval()
     params = list(model.parameters())
     saved = [p.grad for p in params]
 
@@ -144,12 +143,11 @@ def lm_gradient_through_time(model, ids: Tensor) -> List[Dict[str, Tensor]]:
         return F.cross_entropy(model.head(top[:, -1]), last, reduction="sum")  # sum: per-sequence gradients
 
     try:
-        with torch.enable_grad():
+        with evaluating(model), torch.enable_grad():  # eval: no dropout; gradients all the same
             return gradient_through_time(model.rnn, model.inputs(inputs).detach(), loss_fn)
     finally:
         for p, g in zip(params, saved):
             p.grad = g
-        model.train(was_training)
 
 
 def by_distance(norms: Tensor) -> Tensor:
