@@ -28,9 +28,11 @@ def debug() -> bool:
 def is_user_error(error: BaseException) -> bool:
     """A known user error: missing data, a bad file, a bad value (design.md's list). These end in their
     message and exit status 2; anything else is a bug and keeps its traceback."""
-    known: tuple = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError, KeyError)
+    known: tuple = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
     if isinstance(error, known):
         return True
+    if isinstance(error, KeyError):  # a named one (UnknownModelError); a bare KeyError('x') is a bug
+        return type(error) is not KeyError
     from datamodules.download import ChecksumError, DownloadError  # cheap: no torch
 
     return isinstance(error, (ChecksumError, DownloadError))
@@ -185,10 +187,10 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def emit(args: argparse.Namespace, lines: Sequence[str]) -> None:
-    """The command's result lines: to ``--output`` (atomically) or stdout."""
-    if args.output:
-        path = write_text(args.output, "".join(line + "\n" for line in lines))
+def emit(lines: Sequence[str], output: Optional[str] = None) -> None:
+    """The command's result lines: to the file ``output`` (atomically) or stdout."""
+    if output:
+        path = write_text(output, "".join(line + "\n" for line in lines))
         print(f"wrote {len(lines)} line(s) to {path}", file=sys.stderr)
     else:
         for line in lines:
