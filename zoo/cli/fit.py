@@ -1,0 +1,239 @@
+"""``zoo fit|validate|test|predict --config recipes/X.yaml``: Lightning's own CLI over any
+LightningModule and LightningDataModule (plain YAML over ``class_path``/``init_args``, overrides such
+as ``--model.cell gru``, ``--print_config``), with three things added:
+
+- W&B never prompts: offline when there are no credentials, and the run says where it went;
+- after fitting, the best and last checkpoint paths are printed;
+- errors a user can fix read as one line: a misspelt option names the closest valid ones
+  (``--model.hiden_size`` -> ``--model.hidden_size``) instead of jsonargparse's page of usage, and a
+  known user error raised while running (missing data, a bad value) ends in ``zoo fit: error: ...``
+  and exit status 2, its traceback only with ``ZOO_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+# Quieter start: these must be set before torch/lightning are imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import lightning as L  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+
+from zoo.cli.common import debug, error_message, is_user_error  # noqa: E402
+from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
+
+SECTIONS = ("model", "data", "trainer")
+# Keys jsonargparse accepts under a subclass-mode section besides the class's own arguments.
+META_KEYS = {"class_path", "init_args", "dict_kwargs", "help", "__path__"}
+
+
+class ZooCLI(LightningCLI):
+    def __init__(self, args: Optional[List[str]] = None, run: bool = True) -> None:
+        super().__init__(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "zoo", **({"parser_mode": "omegaconf"} if _has_omegaconf() else {})},
+            args=args,
+            run=run,
+        )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; on a parse error, first look for a misspelt option and name the closest valid ones
+        (jsonargparse's message for one is fifty lines of usage and a Union type)."""
+        parsers = [parser, *getattr(self, "_subcommand_parsers", {}).values()]
+        for p in parsers:
+            p.exit_on_error = False
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            self.config = parser.parse_args(argv)
+        except Exception as error:  # jsonargparse's ArgumentError
+            if type(error).__name__ != "ArgumentError":
+                raise
+            hints = misspelt_options(argv)
+            if hints:
+                command = f"zoo {_subcommand(argv)}"
+                sys.stderr.write("".join(f"{command}: error: {line}\n" for line in hints))
+                sys.stderr.write(f"(every option: {command} --help; one class's: {command} --model.help CLASS)\n")
+                raise SystemExit(2)
+            for p in parsers:
+                p.exit_on_error = True
+            parser.error(str(error), getattr(error, "__cause__", None) or error)
+
+    def after_fit(self) -> None:
+        report_wandb_runs(self.trainer.loggers)
+        for callback in self.trainer.checkpoint_callbacks:
+            if callback.best_model_path:
+                print(f"best checkpoint: {callback.best_model_path}", flush=True)
+            if callback.last_model_path:
+                print(f"last checkpoint: {callback.last_model_path}", flush=True)
+
+
+def _has_omegaconf() -> bool:
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _subcommand(argv: List[str]) -> str:
+    return next((a for a in argv if a in ("fit", "validate", "test", "predict")), "fit")
+
+
+# ---- misspelt options ------------------------------------------------------------------------------
+def _given_options(argv: List[str]) -> Iterator[Tuple[str, str, str]]:
+    """``(section, prefix, key)`` for every ``--model.*``, ``--data.*``, ``--trainer.*`` option:
+    ``--model.init_args.hiden_size`` -> ``("model", "--model.init_args.", "hiden_size")``; a nested
+    option keeps only its first part (``--trainer.callbacks.dirpath`` -> ``callbacks``)."""
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        typed = token[2:].split("=", 1)[0].rstrip("+")
+        section, _, key = typed.partition(".")
+        if section in SECTIONS and key:
+            prefix = f"--{section}."
+            if key.startswith("init_args."):
+                prefix, key = prefix + "init_args.", key[len("init_args."):]
+            yield section, prefix, key.split(".")[0]
+
+
+def _config_sections(argv: List[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """``(file, config)`` of every ``--config``/``-c`` YAML file in ``argv``, in order."""
+    import yaml
+
+    for i, token in enumerate(argv):
+        if token in ("--config", "-c") and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif token.startswith("--config="):
+            path = token.split("=", 1)[1]
+        else:
+            continue
+        try:
+            config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue  # jsonargparse reports an unreadable config itself
+        if isinstance(config, dict):
+            yield path, config
+
+
+def _chosen_class(section: str, argv: List[str]) -> Optional[type]:
+    """The class a section names: the last ``class_path`` in the config files or the command line."""
+    if section == "trainer":
+        return L.Trainer
+    name = None
+    for _, config in _config_sections(argv):
+        value = config.get(section)
+        if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+            name = value["class_path"]
+        elif isinstance(value, str):
+            name = value
+    for i, token in enumerate(argv):  # the command line wins over the files
+        if token in (f"--{section}", f"--{section}.class_path") and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif token.startswith((f"--{section}=", f"--{section}.class_path=")):
+            name = token.split("=", 1)[1]
+    return _resolve(name, L.LightningModule if section == "model" else L.LightningDataModule) if name else None
+
+
+def _class_on_command_line(section: str, argv: List[str]) -> bool:
+    return any(t in (f"--{section}", f"--{section}.class_path") or t.startswith((f"--{section}=", f"--{section}.class_path="))
+               for t in argv)
+
+
+def _resolve(name: str, base: type) -> Optional[type]:
+    if "." in name:
+        module, _, attr = name.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), attr, None)
+        except ImportError:
+            return None
+    pending, seen = [base], set()
+    while pending:  # the subclasses imported so far, by short name (as jsonargparse resolves them)
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                pending.append(sub)
+    return None
+
+
+def init_arguments(cls: type) -> List[str]:
+    """The arguments ``cls(...)`` accepts by name, following ``**kwargs`` up the class hierarchy."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            break
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def _hint(prefix: str, key: str, cls: type, where: str = "") -> Optional[str]:
+    """``prefix + key`` is not an option of ``cls``: say so and name the closest valid ones."""
+    valid = init_arguments(cls)
+    if key in valid or key in META_KEYS:
+        return None
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    if close:
+        advice = "did you mean " + " or ".join(prefix + name for name in close) + "?"
+    else:
+        advice = "its options: " + ", ".join(sorted(valid))
+    shown = prefix + key + (f" (in {where})" if where else "")
+    return f"{shown} is not an option of {cls.__name__}; {advice}"
+
+
+def misspelt_options(argv: List[str]) -> List[str]:
+    """One line per ``--model.*``/``--data.*``/``--trainer.*`` option (on the command line, or a key in
+    a ``--config`` file) that the chosen class does not take, naming the closest valid ones."""
+    hints: List[str] = []
+    classes = {section: _chosen_class(section, argv) for section in SECTIONS}
+    for section, prefix, key in _given_options(argv):
+        cls = classes[section]
+        hint = _hint(prefix, key, cls) if cls is not None else None
+        if hint:
+            hints.append(hint)
+    for path, config in _config_sections(argv):
+        for section in SECTIONS:
+            value, cls = config.get(section), classes[section]
+            if not isinstance(value, dict) or cls is None or _class_on_command_line(section, argv):
+                continue  # a class chosen on the command line drops the file's init_args
+            keys = value.get("init_args") if section != "trainer" else value
+            for key in keys if isinstance(keys, dict) else {}:
+                prefix = f"{section}.init_args." if section != "trainer" else f"{section}."
+                hint = _hint(prefix, key, cls, where=path)
+                if hint:
+                    hints.append(hint)
+    return hints
+
+
+# ---- the command -----------------------------------------------------------------------------------
+def main(argv: List[str]) -> int:
+    """``argv`` starts with the subcommand (fit, validate, test or predict)."""
+    configure_wandb()
+    try:
+        ZooCLI(args=argv)
+    except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs just below
+        if debug() or not is_user_error(error):
+            raise
+        sys.stdout.flush()
+        sys.stderr.write(f"zoo {_subcommand(argv)}: error: {error_message(error)}\n")
+        return 2
+    return 0

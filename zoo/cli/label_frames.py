@@ -1,0 +1,99 @@
+"""``zoo label-frames NAME_OR_FOLDER [CLIP ...]``: a label for every frame of each clip (a video file
+or a folder of frames), printed as runs (``red x12, blue x3``), every frame, or JSON; optionally a
+picture of the labels along time."""
+
+from __future__ import annotations
+
+import sys
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from zoo.cli import common
+
+
+def main(argv: List[str]) -> int:
+    parser = common.inference_parser(
+        "label-frames", "Label every frame of videos with a frame classifier: one line per clip, "
+        "'clip<TAB>label xN, label xM, ...' (runs of the same label).",
+        inputs="CLIP", inputs_help="video files (.mp4, .avi, ...) or folders of frames (000001.jpg, ...); "
+        "none (or '-') = one path per line of stdin",
+    )
+    parser.add_argument("--every-frame", action="store_true", help="print every frame's label instead of runs")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips labelled at once (default 8)")
+    parser.add_argument("--strip", metavar="PNG", help="also draw the labels along time (one row per clip) here")
+    args = common.parse(parser, argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
+
+    def run() -> int:
+        clips = common.read_inputs(args)
+        if not clips:
+            raise ValueError("no clips given (as arguments or one path per line of stdin)")
+        from zoo.tasks.frame_classifier import FrameClassifier
+
+        model = common.load_model(args, FrameClassifier)
+        results = model.predict(clips, batch_size=args.batch_size)
+        for clip, result in zip(clips, results):
+            result["video"] = clip  # as the user wrote it
+        if args.json:
+            lines = [common.json_line({**r, **({"runs": runs(r["labels"])} if "labels" in r else {})}, digits=4) for r in results]
+        else:
+            lines = [format_result(r, args.every_frame) for r in results]
+        common.emit(lines, args.output)
+        if args.strip:
+            print(f"label strip written to {common.save_figure(label_strip(results, label_order(model)), args.strip)}",
+                  file=sys.stderr)
+        return 0
+
+    return common.guarded("zoo label-frames", run)
+
+
+def runs(labels: Sequence[str]) -> List[Tuple[str, int]]:
+    """``["red", "red", "blue"]`` -> ``[("red", 2), ("blue", 1)]``."""
+    return [(label, sum(1 for _ in group)) for label, group in groupby(labels)]
+
+
+def format_result(result: Dict[str, Any], every_frame: bool = False) -> str:
+    if "labels" not in result:  # a clip-level model (target: clip): one label per clip
+        return f"{result['video']}\t{result['label']}"
+    if every_frame:
+        return f"{result['video']}\t" + " ".join(result["labels"])
+    return f"{result['video']}\t" + ", ".join(f"{label} x{n}" for label, n in runs(result["labels"]))
+
+
+def label_order(model: Any) -> Optional[List[str]]:
+    names = getattr(model, "label_names", None) or model.hparams.get("label_names")
+    return list(names) if names else None
+
+
+def label_strip(results: Sequence[Dict[str, Any]], names: Optional[Sequence[str]] = None):
+    """One row per clip, one cell per frame coloured by its label (a label that names a colour is drawn
+    in that colour: MovingShapes' labels are colours). Returns the matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import ListedColormap, is_color_like
+    from matplotlib.patches import Patch
+
+    rows = [list(r["labels"]) if "labels" in r else [r["label"]] for r in results]
+    seen = [label for row in rows for label in row]
+    names = list(names or []) + [n for n in dict.fromkeys(seen) if n not in (names or [])]
+    palette = plt.get_cmap("tab20").colors
+    colours = [name if is_color_like(name) else palette[i % len(palette)] for i, name in enumerate(names)]
+    width = max(len(row) for row in rows)
+    grid = np.full((len(rows), width), np.nan)
+    for r, row in enumerate(rows):
+        grid[r, : len(row)] = [names.index(label) for label in row]
+    fig, ax = plt.subplots(figsize=(min(16.0, 2.0 + 0.12 * width), 0.9 + 0.35 * len(rows)), dpi=100)
+    ax.imshow(np.ma.masked_invalid(grid), cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) - 0.5,
+              aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(rows)), [Path(str(r["video"])).name for r in results])
+    ax.set_xlabel("frame")
+    used = [i for i, name in enumerate(names) if name in seen]
+    ax.legend(handles=[Patch(color=colours[i], label=names[i]) for i in used], loc="upper left",
+              bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

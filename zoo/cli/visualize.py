@@ -1,0 +1,107 @@
+"""``zoo visualize NAME_OR_FOLDER [TEXT_FILE]``: colour a text by the activations of a character
+language model's hidden units (Karpathy et al. 2015), one unit (``--unit``) or the best unit for each
+feature of the text (inside a string, indentation, column, bracket depth, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+from zoo.cli import common
+
+KINDS_HELP = "hidden | cell | input | forget | output | candidate (LSTM) | reset | update (GRU) (default hidden)"
+
+
+def main(argv: List[str]) -> int:
+    parser = common.inference_parser(
+        "visualize", "Colour a text by the activations of a character language model's hidden units. "
+        "With --unit: draw that unit. Without: correlate every hidden unit and LSTM cell with features of the "
+        "text (inside a string, indentation, column, bracket depth, ...) and draw the best unit per feature.",
+        inputs="TEXT_FILE", inputs_help="the text file to run the model over (none: --text, or the text on stdin)",
+        output_help="the folder for the pictures (.html and .png), units.md and units.json (default ./viz)",
+    )
+    parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name of --output, still accepted
+    parser.add_argument("--text", help="the text file to run the model over (same as TEXT_FILE)")
+    parser.add_argument("--unit", type=int, default=None, help="the unit to draw (default: discover units)")
+    parser.add_argument("--layer", type=int, default=0, help="layer of the unit (default 0)")
+    parser.add_argument("--kind", default="hidden", help=KINDS_HELP)
+    parser.add_argument("--max_chars", type=int, default=20000, help="read at most this many characters of the text (default 20000)")
+    parser.add_argument("--show_start", type=int, default=0, help="first character of the window drawn (default 0)")
+    parser.add_argument("--show_chars", type=int, default=1500, help="characters drawn in each picture (default 1500)")
+    parser.add_argument("--width", type=int, default=80, help="columns of the PNG before wrapping (default 80)")
+    args = common.parse(parser, argv)
+    files = [*args.inputs, *([args.text] if args.text else [])]
+    if len(files) > 1:
+        parser.error(f"give one text file (got {', '.join(files)})")
+    prog = "zoo visualize"
+    text = read_text(prog, files[0] if files else None, args.max_chars)
+
+    def run() -> int:
+        from zoo.tasks.language_model import CharLanguageModel
+
+        model = common.load_model(args, CharLanguageModel)
+        return draw(prog, model, text, args)
+
+    return common.guarded(prog, run)
+
+
+def read_text(prog: str, path: str | None, max_chars: int) -> str:
+    if path is None or path == "-":
+        text, name = sys.stdin.read(), "stdin"
+    else:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            common.fail(prog, f"{file} is not a file")
+        try:
+            text, name = file.read_text(encoding="utf-8"), str(file)
+        except UnicodeDecodeError as e:
+            common.fail(prog, f"{file}: not UTF-8 text (byte {e.start}: {e.reason})")
+    if not text:
+        common.fail(prog, f"{name} is empty")
+    return text[:max_chars]
+
+
+def draw(prog: str, model, text: str, args) -> int:
+    from zoo.viz import _unit_title, activations, discover_units, report_markdown, text_features, write_unit
+
+    acts = activations(model, text)
+    kinds = sorted({k for k, _ in acts})
+    layers = model.rnn.num_layers
+    out = Path(args.output or "viz").expanduser()
+    if args.unit is not None:
+        if args.kind not in kinds:
+            common.fail(prog, f"--kind {args.kind!r} is not available for a {model.rnn.cell} (choose from {', '.join(kinds)})")
+        if not 0 <= args.layer < layers:
+            common.fail(prog, f"--layer {args.layer} out of range (the model has {layers} layer(s): 0..{layers - 1})")
+        units = acts[(args.kind, args.layer)].shape[1]
+        if not 0 <= args.unit < units:
+            common.fail(prog, f"--unit {args.unit} out of range ({args.kind} has {units} units: 0..{units - 1})")
+        values = acts[(args.kind, args.layer)][:, args.unit]
+        paths = write_unit(text, values, out, f"{args.kind}_L{args.layer}_u{args.unit}", args.kind,
+                           _unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width)
+        if args.json:
+            print(json.dumps({"kind": args.kind, "layer": args.layer, "unit": args.unit, "files": [str(p) for p in paths]}))
+        else:
+            print("\n".join(f"wrote {p}" for p in paths))
+        return 0
+
+    rows = discover_units(acts, text_features(text), kinds=[k for k in ("hidden", "cell") if k in kinds])
+    images = {}
+    for row in rows:
+        values = acts[(row["kind"], row["layer"])][:, row["unit"]]
+        stem = f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}"
+        title = _unit_title(row["kind"], row["layer"], row["unit"], f"{row['feature']} r={row['r_heldout']:+.2f}")
+        write_unit(text, values, out, stem, row["kind"], title, args.show_start, args.show_chars, args.width)
+        images[row["feature"]] = f"{stem}.png"
+    common.write_text(out / "units.json", json.dumps(rows, indent=2) + "\n")
+    common.write_text(out / "units.md", report_markdown(rows, images))
+    if args.json:
+        for row in rows:
+            print(common.json_line({**row, "png": str(out / images[row["feature"]])}))
+    else:
+        print(report_markdown(rows))
+    print(f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
