@@ -48,7 +48,7 @@ def main(argv: List[str]) -> int:
                                        train_sampling="start", eval_sampling="start")
         dm.setup()
         splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
-        names = getattr(dm, "label_names", None) or dm.classes
+        names = dm.label_names
         out = model.save_features(splits, args.output, names, batch_size=args.batch_size)
         clips = sum(len(d) for d in splits.values())
         if args.json:

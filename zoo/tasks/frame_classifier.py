@@ -300,16 +300,18 @@ class FrameClassifier(TaskModule):
 
     # ---- a feature cache for the recurrent part --------------------------------------------------
     @torch.no_grad()
-    def save_features(self, datasets: Any, out_dir: str | Path, batch_size: int = 16) -> Path:
+    def save_features(self, datasets: Any, out_dir: str | Path, label_names: Optional[Sequence[str]] = None,
+                      batch_size: int = 16) -> Path:
         """Run the backbone over every clip of ``datasets`` (a dataset, or ``{split: dataset}``, with
         items holding ``frames`` and ``video``) and write ``out_dir/<video>.npy`` (float32
         ``(frames, dim)``) plus ``out_dir/labels.csv`` (``video,frame,label[,needs_memory][,split]``,
         ``frame`` counting the dataset's frames from 0): the ``features`` layout of
         :class:`datamodules.video_frames.VideoFramesDataModule`. Give video datasets stride 1 and
-        sampling ``start`` so that the features cover the whole video."""
+        sampling ``start`` so that the features cover the whole video. ``label_names``: the names of
+        the datasets' label ids (default: the model's)."""
         if self.encoder is None:
             raise ValueError("this FrameClassifier reads features already (encoder: null)")
-        names = self.hparams.label_names
+        names = list(label_names or self.hparams.label_names)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         named = datasets if isinstance(datasets, dict) else {None: datasets}
