@@ -197,7 +197,7 @@ def activations(model, text: str, chunk: int = 2000) -> Dict[Tuple[str, int], np
     carrying the state across chunks of ``chunk`` characters) and return every layer's hidden states
     and gates: ``{(kind, layer): (len(text), units)}``, kind ``hidden`` or a gate name (LSTM:
     ``input forget candidate output cell``; GRU: ``reset update candidate``)."""
-    from datamodules.char_corpus import encode
+    from datamodules.tokenizers import encode_chars as encode
 
     if not text:
         raise ValueError("no text to visualize")
