@@ -243,6 +243,22 @@ def zoo(tmp_path, *args):
 
 
 @needs_cli
+@pytest.mark.parametrize("recipe,own", [("agnews_gru.yaml", "test_fraction"), ("multi30k_attn.yaml", "source_lang")])
+def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
+    """AG News and Multi30k declare only their own arguments and the defaults they change; the rest
+    pass through **kwargs, which the CLI follows: --print_config shows every parent option and
+    --data.init_args.X overrides one."""
+    out = zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / recipe), "--data.init_args.bucket_batches", "7",
+              "--data.init_args.num_workers", "1", "--print_config").stdout
+    data = out[out.index("\ndata:") :]
+    data = (data[: data.index("\noptimizer:")] if "\noptimizer:" in data else data) + "\n"
+    for option in (own, "root", "tokenizer", "vocab_size", "min_frequency", "lowercase", "batch_size", "eval_batch_size",
+                   "bucket", "seed", "cache_dir"):
+        assert f"\n    {option}: " in data, (option, data)
+    assert "\n    bucket_batches: 7\n" in data and "\n    num_workers: 1\n" in data
+
+
+@needs_cli
 @needs_ag
 def test_cli_fast_dev_run_agnews(tmp_path):
     zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--trainer.fast_dev_run", "true",
