@@ -92,7 +92,8 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
     import lightning as L
 
     from datamodules.moving_shapes import MovingShapesDataModule
-    from datamodules.video_frames import VideoFramesDataModule, pad_clips
+    from datamodules.loaders import pad_clips
+    from datamodules.video_frames import VideoFramesDataModule
     from zoo.tasks.base import load_task
     from zoo.tasks.frame_classifier import save_features
 
@@ -101,24 +102,24 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
     trainer = L.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(m, dm)
-    assert m.hparams.classes == dm.classes
+    assert m.hparams.classes == dm.label_names
     metrics = trainer.validate(m, dm, verbose=False)[0]
     assert {"val/frame_acc", "val/clip_acc", "val/memory_acc", "val/loss"} <= set(metrics)
     batch = next(iter(dm.val_dataloader()))
     predictions = m.eval().predict_step(batch, 0)
     assert len(predictions) == 4 and predictions[0]["probs"].shape == (int(batch["lengths"][0]), 4)
-    assert set(predictions[0]["labels"]) <= set(dm.classes) and predictions[0]["video"] == "val/0"
+    assert set(predictions[0]["labels"]) <= set(dm.label_names) and predictions[0]["video"] == "val/0"
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = load_task(tmp_path / "m.ckpt", FrameClassifier)
     x = frames()
     torch.testing.assert_close(loaded(x), m.eval()(x))
 
     splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
-    out = save_features(m, splits, tmp_path / "features", classes=dm.classes)
+    out = save_features(m, splits, tmp_path / "features", classes=dm.label_names)
     fdm = VideoFramesDataModule(str(out), labels=str(out / "labels.csv"), num_frames=32, batch_size=4,
                                 eval_sampling="start")
     fdm.setup()
-    assert fdm.feature_dim == 64 and set(fdm.classes) <= set(dm.classes) and len(fdm.splits["val"]) == 4
+    assert fdm.feature_dim == 64 and set(fdm.label_names) <= set(dm.label_names) and len(fdm.splits["val"]) == 4
     batch = next(iter(fdm.val_dataloader()))
     original = pad_clips([dm.datasets["val"][i] for i in range(4)])
     assert torch.equal(batch["needs_memory"], original["needs_memory"])

@@ -139,7 +139,7 @@ def test_fp16_halves_the_file_and_loads_back_as_fp32(tmp_path: Path) -> None:
 def test_classifier_folder_carries_its_tokenizer_and_labels(tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from datamodules.text import train_tokenizer
+    from datamodules.tokenizers import train_tokenizer
     from zoo.tasks.classifier import SequenceClassifier
 
     texts = ["a wonderful moving film", "a dull and tedious mess", "wonderful acting", "tedious plot"]
