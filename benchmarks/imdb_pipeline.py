@@ -16,7 +16,7 @@ import time
 import torch
 
 from datamodules.imdb import IMDBDataModule
-from datamodules.text import BucketBatchSampler, padding_fraction
+from datamodules.loaders import BucketBatchSampler, padding_fraction
 
 
 def main() -> None:

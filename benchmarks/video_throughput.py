@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datamodules.video_frames import decode_video, probe_video  # noqa: E402
+from datamodules.video_io import decode_video, probe_video  # noqa: E402
 from zoo.tasks.frame_classifier import FrameClassifier  # noqa: E402  (also registers zoo_frame_cnn)
 
 SHARED = REPO.parent / "shared" / "data" / "video"

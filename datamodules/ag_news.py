@@ -30,10 +30,10 @@ import io
 import re
 import tarfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from .download import fetch
-from .text import DataFormatError, RawSplit, TextClassificationDataModule, stratified_split
+from .download import DataFormatError, fetch
+from .text import RawSplit, TextClassificationDataModule, stratified_split
 
 URL = "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms"
 FILENAME = "ag_news_csv.tar.gz"
@@ -103,31 +103,21 @@ class AGNewsDataModule(TextClassificationDataModule):
 
     def __init__(
         self,
-        root: Optional[str] = None,
         test_fraction: float = 0.2,
-        tokenizer: str = "word",
-        vocab_size: int = 30_000,
-        min_frequency: int = 2,
-        lowercase: bool = True,
         max_tokens: Optional[int] = 128,
         truncation: str = "head",
-        val_fraction: float = 0.1,
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        bucket: bool = True,
-        bucket_batches: int = 50,
-        seed: int = 0,
-        cache_dir: Optional[str] = None,
-        num_workers: int = 0,
-        encoding_errors: str = "strict",
+        **kwargs: Any,
     ) -> None:
+        """
+        Args:
+            test_fraction: with a single csv only: the share of each class that becomes the test split.
+            max_tokens, truncation: as in the parent; AG News texts are short (a title and a sentence
+                or two), so 128 tokens from the start.
+            **kwargs: every other argument of :class:`~datamodules.text.TextClassificationDataModule`.
+        """
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        super().__init__(
-            root, tokenizer, vocab_size, min_frequency, lowercase, max_tokens, truncation, val_fraction,
-            batch_size, eval_batch_size, bucket, bucket_batches, seed, cache_dir, num_workers, encoding_errors,
-        )
-        self.save_hyperparameters()  # adds test_fraction
+        super().__init__(max_tokens=max_tokens, truncation=truncation, **kwargs)
 
     def read_settings(self) -> Dict:
         root = self.hparams.root

@@ -18,11 +18,11 @@ from typing import Dict, Iterator, List, Optional
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .download import fetch
-
-UNK = "<unk>"
+from .loaders import SplitLoaders
+from .tokenizers import build_char_vocab, encode_chars
 
 BUILTIN = {
     "tinyshakespeare": {
@@ -32,20 +32,6 @@ BUILTIN = {
     },
 }
 TEXT_SUFFIXES = (".txt", ".py", ".md", ".rst", ".c", ".h", ".tex", ".html")
-
-
-def build_vocab(text: str) -> List[str]:
-    """``[UNK] + sorted distinct characters``: index 0 is for characters never seen in training."""
-    return [UNK] + sorted(set(text))
-
-
-def encode(text: str, vocab: List[str]) -> Tensor:
-    index = {ch: i for i, ch in enumerate(vocab)}
-    return torch.tensor([index.get(ch, 0) for ch in text], dtype=torch.long)
-
-
-def decode(ids, vocab: List[str]) -> str:
-    return "".join(vocab[i] if i > 0 else "\ufffd" for i in (ids.tolist() if isinstance(ids, Tensor) else ids))
 
 
 def python_stdlib_text(max_chars: Optional[int]) -> str:
@@ -117,22 +103,30 @@ def batchify(ids: Tensor, streams: int) -> Tensor:
 
 
 class StreamWindows(IterableDataset):
-    """Consecutive windows over parallel streams: yields ``{"ids", "targets"}`` of shape
-    ``(streams, <= seq_len)``, targets shifted by one character. Already batched."""
+    """Consecutive windows over parallel streams: yields ``{"ids", "targets", "index"}``, ``ids`` and
+    ``targets`` of shape ``(streams, <= seq_len)``, targets shifted by one character. Already batched.
+    ``index`` ``(streams,)`` is where each row's window starts in the split's text (characters);
+    ``first_row`` is the number of this rank's first stream among all ranks' streams."""
 
-    def __init__(self, streams: Tensor, seq_len: int) -> None:
-        self.streams, self.seq_len = streams, seq_len
+    def __init__(self, streams: Tensor, seq_len: int, first_row: int = 0) -> None:
+        self.streams, self.seq_len, self.first_row = streams, seq_len, first_row
 
     def __len__(self) -> int:
         return -(-(self.streams.shape[1] - 1) // self.seq_len)
 
     def __iter__(self) -> Iterator[Dict[str, Tensor]]:
-        for start in range(0, self.streams.shape[1] - 1, self.seq_len):
+        rows, length = self.streams.shape
+        row_start = (torch.arange(rows) + self.first_row) * length
+        for start in range(0, length - 1, self.seq_len):
             chunk = self.streams[:, start : start + self.seq_len + 1]
-            yield {"ids": chunk[:, :-1], "targets": chunk[:, 1:]}
+            yield {"ids": chunk[:, :-1], "targets": chunk[:, 1:], "index": row_start + start}
 
 
-class CharCorpusDataModule(L.LightningDataModule):
+class CharCorpusDataModule(SplitLoaders, L.LightningDataModule):
+    """A character corpus in ``batch_size`` parallel streams per rank (see the module docstring).
+    After ``setup`` it exposes ``vocab`` (``[UNK_CHAR] + characters``) for the model; the test and
+    predict splits are the validation text."""
+
     def __init__(
         self,
         corpus: str = "python-stdlib",
@@ -165,15 +159,18 @@ class CharCorpusDataModule(L.LightningDataModule):
         text = read_corpus(self.hparams.corpus, self.hparams.max_chars)
         split = int(len(text) * (1 - self.hparams.val_fraction))
         train_text, val_text = text[:split], text[split:]
-        self.vocab = build_vocab(train_text)
+        self.vocab = build_char_vocab(train_text)
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
         rows = slice(rank * self.hparams.batch_size, (rank + 1) * self.hparams.batch_size)
         streams = world * self.hparams.batch_size
-        self.train_streams = batchify(encode(train_text, self.vocab), streams)[rows]
-        self.val_streams = batchify(encode(val_text, self.vocab), streams)[rows]
+        self.train_streams = batchify(encode_chars(train_text, self.vocab), streams)[rows]
+        self.val_streams = batchify(encode_chars(val_text, self.vocab), streams)[rows]
         self.num_train_chars, self.num_val_chars = len(train_text), len(val_text)
+        seq_len, first = self.hparams.seq_len, rows.start
+        val = StreamWindows(self.val_streams, seq_len, first)
+        self.datasets = {"train": StreamWindows(self.train_streams, seq_len, first), "val": val, "test": val}
 
     @property
     def vocab_size(self) -> int:
@@ -183,17 +180,8 @@ class CharCorpusDataModule(L.LightningDataModule):
 
     # batch_size=None: the windows are already batches, and an IterableDataset is never given a
     # DistributedSampler by Lightning (which would shuffle windows across ranks and break the carry).
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(StreamWindows(self.train_streams, self.hparams.seq_len), batch_size=None)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(StreamWindows(self.val_streams, self.hparams.seq_len), batch_size=None)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+    def make_loader(self, dataset: Dataset, mode: str) -> DataLoader:
+        return DataLoader(dataset, batch_size=None)
 
 
 @torch.no_grad()

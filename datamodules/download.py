@@ -1,15 +1,21 @@
-"""The one shared way the zoo fetches and unpacks datasets.
+"""The one shared way the zoo fetches, unpacks and caches datasets, and the errors a data file raises.
 
 Every datamodule goes through :func:`fetch` (download + sha256 check + cache)
 and :func:`extract` (safe, atomic unpacking), so that caching, checksums,
 offline use and archive safety behave the same everywhere.  Downloads are done
 by `pooch`; this module only adds the zoo's cache location, clearer errors and
-safe extraction.  See ``docs/data.md`` ("Downloads").
+safe extraction.  See ``docs/data.md`` ("Downloads").  Datasets that tokenize
+their files store the result once through :func:`cached` (keyed by the files'
+identity and every setting that changes it).  :class:`DataFormatError` (a file
+that does not look as expected) and :class:`MissingDataError` (files not where
+they should be) are the two errors every reader raises, naming the file.
 """
 
 from __future__ import annotations
 
 import ftplib
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -18,20 +24,28 @@ import stat
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
 
 import pooch
 import requests
+import torch
 
 __all__ = [
     "ChecksumError",
+    "DataFormatError",
     "DownloadError",
+    "MissingDataError",
     "UnsafeArchiveError",
+    "cached",
     "data_dir",
     "extract",
     "fetch",
+    "file_identity",
+    "write_atomic",
     "zoo_home",
 ]
 
@@ -52,6 +66,15 @@ class DownloadError(RuntimeError):
 
 class UnsafeArchiveError(ValueError):
     """An archive member would land outside the target folder, or is a link/device."""
+
+
+class DataFormatError(ValueError):
+    """A data file does not look as expected; the message names the file (and line) at fault."""
+
+
+class MissingDataError(FileNotFoundError):
+    """A dataset's files are not where they should be; the message says what is missing, where to put
+    it and how to download it."""
 
 
 def zoo_home() -> Path:
@@ -289,3 +312,48 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ---- the on-disk cache of tokenized data ---------------------------------------------------------
+#: Bump when the cached format or the way texts are read/encoded changes: old cache entries are ignored.
+#: 2: text classification splits also keep each example's source (and the test split its text).
+CACHE_VERSION = 2
+
+
+def file_identity(path: Path) -> Tuple[str, int, int]:
+    """``(absolute path, size, mtime_ns)``: changes whenever the file is replaced or edited."""
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
+def cache_key(files: Sequence[Path], settings: Dict) -> str:
+    payload = {"version": CACHE_VERSION, "files": [file_identity(f) for f in files], "settings": settings}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached(name: str, files: Sequence[Path], settings: Dict, build: Callable[[], Dict], cache_dir: Optional[Path] = None) -> Dict:
+    """``build()`` once per (input files, settings); later calls load ``<cache_dir>/<name>-<key>.pt``
+    (default ``cache_dir``: ``zoo_home()/"cache"/"text"``).
+
+    The result must hold only tensors, strings, numbers, lists and dicts: it is loaded with
+    ``torch.load(weights_only=True)``, which never unpickles code. It is written to a temp file in the
+    same folder and renamed into place, so an interrupted run never leaves a half-written entry; an
+    unreadable entry is rebuilt."""
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else zoo_home() / "cache" / "text"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{cache_key(files, settings)}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as err:  # truncated by a full disk, an older torch, ...: rebuild it
+            warnings.warn(f"ignoring unreadable cache entry {path} ({type(err).__name__}: {err}); rebuilding it")
+    data = build()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return data

@@ -7,7 +7,7 @@ files are ignored). The archive is read directly, without extracting its 100,000
 
 Labels: ``neg`` = 0, ``pos`` = 1. Validation: ``val_fraction`` of each training class, chosen by a
 seeded permutation (the test split is never touched). Truncation: see
-:func:`datamodules.text.truncate` (``head_tail`` by default: the first quarter of ``max_tokens`` from
+:func:`datamodules.tokenizers.truncate` (``head_tail`` by default: the first quarter of ``max_tokens`` from
 the start of the review, the rest from its end).
 
 Bad input: a review that is not UTF-8 is an error naming the file and line (or, with
@@ -23,8 +23,8 @@ import tarfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .download import fetch
-from .text import DataFormatError, RawSplit, TextClassificationDataModule
+from .download import DataFormatError, fetch
+from .text import RawSplit, TextClassificationDataModule
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"

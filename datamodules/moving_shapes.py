@@ -22,8 +22,8 @@ random stream, so the same clip with another colour differs only where the targe
 carries ``needs_memory`` (frames where no target pixel is visible), and the frame classifier
 reports its accuracy on those frames as ``val/memory_acc``.
 
-(The architecture sketch puts moving shapes in ``datamodules/synthetic.py``; that file holds the
-captioning shapes, so the video set lives here.)
+Batches are :func:`datamodules.loaders.pad_clips` of the clips; ``video`` (``split/index``) and
+``index`` identify each clip in a prediction.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .video_frames import pad_clips
+from .loaders import SplitLoaders, pad_clips
 
 #: name -> RGB. The first ``num_colors`` are used.
 PALETTE: Dict[str, Tuple[int, int, int]] = {
@@ -144,10 +144,17 @@ class MovingShapes(Dataset):
             raise IndexError(index)
         item = render_clip(self.seed, self.split, index, **self.clip_args)
         item["video"] = f"{self.split}/{index}"
+        item["index"] = index
         return item
 
 
-class MovingShapesDataModule(L.LightningDataModule):
+class MovingShapesDataModule(SplitLoaders, L.LightningDataModule):
+    """MovingShapes clips in padded batches (train shuffled). After ``setup`` (or at once: the
+    classes are known from the arguments) it exposes ``label_names`` (the target colours, index =
+    label) and ``feature_dim`` (``None``: the clips are frames) for the model."""
+
+    collate_fn = staticmethod(pad_clips)
+
     def __init__(
         self,
         memory: int = 12,
@@ -176,41 +183,23 @@ class MovingShapesDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.classes: List[str] = list(PALETTE)[:num_colors]
+        self.label_names: List[str] = list(PALETTE)[:num_colors]
+        self.feature_dim: Optional[int] = None
+        self.datasets: Dict[str, MovingShapes] = {}
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return len(self.label_names)
 
     def _clip_args(self) -> Dict[str, int]:
         hp = self.hparams
         return {k: hp[k] for k in ("size", "memory", "num_colors", "distractors", "min_visible", "max_visible")}
 
     def setup(self, stage: Optional[str] = None) -> None:
+        if self.datasets:
+            return
         hp = self.hparams
         self.datasets = {
             split: MovingShapes(count, split, hp.seed, **self._clip_args())
             for split, count in (("train", hp.num_train), ("val", hp.num_val), ("test", hp.num_test))
         }
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            collate_fn=pad_clips,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

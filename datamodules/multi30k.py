@@ -36,7 +36,7 @@ lowercased but the reference texts are not: score with sacreBLEU's ``lowercase=T
 
 Tokenizers (Hugging Face ``tokenizers``), trained on the training split only, special tokens
 ``<pad>`` = 0, ``<unk>`` = 1, ``<bos>`` = 2, ``<eos>`` = 3 in both kinds; see
-:func:`train_translation_tokenizer`:
+:func:`datamodules.tokenizers.train_translation_tokenizer`:
 
 - ``bpe`` (default): NFKC (+ lowercase), SentencePiece-style ``Metaspace`` pre-tokenizer and decoder
   (``▁`` marks the start of a word), BPE merges within words. Reversible: decoding the ids of a sentence
@@ -47,13 +47,13 @@ Tokenizers (Hugging Face ``tokenizers``), trained on the training split only, sp
   ``False``: one per side.
 - ``word``: word-level vocabulary over NFKC (+ lowercase) text split on whitespace and punctuation
   (every punctuation character is a token). Always one vocabulary per side (``joint_vocab`` is ignored).
-  Detokenization is approximate (:func:`join_words`): tokens are joined with spaces, the spaces
+  Detokenization is approximate (:func:`datamodules.tokenizers.join_words`): tokens are joined with spaces, the spaces
   before ``. , ! ? ; : ) '`` and after ``(`` removed, in-word hyphens, ``'s``-style contractions and
   decimal numbers rejoined; other spacing is guessed (quotes come back as ``" word "``). 99% of the
   de and en validation sentences come back exactly when every word is in the vocabulary;
   out-of-vocabulary words decode as ``<unk>``.
 
-:func:`detokenize` turns model output ids back into text for either kind: it stops at ``<eos>`` and
+:func:`datamodules.tokenizers.detokenize` turns model output ids back into text for either kind: it stops at ``<eos>`` and
 skips ``<pad>`` and ``<bos>``.
 
 Batches (:func:`translation_collate`), padded with ``<pad>`` = 0::
@@ -63,10 +63,10 @@ Batches (:func:`translation_collate`), padded with ``<pad>`` = 0::
      "src_text": list[str], "tgt_text": list[str],    # the sentences as read (references for BLEU)
      "index": (B,) long}                              # 0-based line of the pair in its split's files
 
-Training batches are bucketed by source length (:class:`~datamodules.text.BucketBatchSampler`, shuffled
+Training batches are bucketed by source length (:class:`~datamodules.loaders.BucketBatchSampler`, shuffled
 per epoch with ``seed``, sharded across DDP ranks); validation and test batches are sorted by source
 length, longest first; ``predict_dataloader`` serves the test split in file order. Tokenized splits and
-tokenizers are cached (:func:`datamodules.text.cached`) keyed by the input files and every tokenizer
+tokenizers are cached (:func:`datamodules.download.cached`) keyed by the input files and every tokenizer
 setting; ``max_train_tokens`` is applied when loading, so changing it does not re-tokenize.
 
 Bad input:
@@ -95,25 +95,21 @@ import re
 import warnings
 import zlib
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .download import data_dir, fetch
-from .text import (
-    BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, BucketedLoaders, DataFormatError, cached, encode_texts, fit_tokenizer,
-    load_tokenizer, pack,
-)
+from .download import DataFormatError, data_dir, fetch
+from .text import TextDataModule
+from .tokenizers import BOS_ID, EOS_ID, PAD_ID, encode_texts, load_tokenizer, pack, train_translation_tokenizer
 
 __all__ = [
     "LANGUAGES", "PUBLISHED", "SHA256", "SPLITS", "TEST_SETS", "URL_TEMPLATE", "Multi30kDataModule",
-    "TranslationPairs", "build_translation_tokenizer", "detokenize", "encode_sentence", "join_words",
-    "read_sentences", "train_translation_tokenizer", "translation_collate",
+    "TranslationPairs", "read_sentences", "translation_collate",
 ]
 
 LANGUAGES = ("de", "en", "fr", "cs")
@@ -134,20 +130,10 @@ SHA256: Dict[str, str] = {
     "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
     "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
 }
-TOKENIZER_KINDS = ("bpe", "word")
 #: Bump when what is cached, or how files are read and encoded, changes: old cache entries are then ignored.
 FORMAT_VERSION = 1
 
 _FILE_NAME = re.compile(rf"^({'|'.join(SPLITS)})\.([^.]+)(?:\.gz)?$")
-# The approximate inverse of splitting off punctuation (see join_words).
-_SPACE_BEFORE = re.compile(r" ([.,!?;:)'])")
-_SPACE_AFTER = re.compile(r"\( ")
-# Beyond those rules, three that the Multi30k training text supports (en: 1,243 sentences with an
-# in-word hyphen against 6 with a spaced dash; 448 with a "'s"-style contraction): sacreBLEU's 13a
-# tokenizer keeps "T-shirt", "man's" and "3.5" whole, so their spaced forms would cost BLEU.
-_HYPHEN = re.compile(r"(?<=\w) - (?=\w)")
-_CONTRACTION = re.compile(r"(?<=\w') (?=(?:s|t|re|ve|ll|d|m)\b)")
-_NUMBER = re.compile(r"(?<=\d)([.,]) (?=\d)")
 
 
 # ---- files ----------------------------------------------------------------------------------------
@@ -189,72 +175,9 @@ def languages_in(root: Path) -> List[str]:
     return sorted(found)
 
 
-# ---- tokenizers -----------------------------------------------------------------------------------
-def build_translation_tokenizer(kind: str = "bpe", lowercase: bool = False) -> Tokenizer:
-    """An untrained tokenizer of ``kind`` ``bpe`` or ``word`` (see the module docstring)."""
-    if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"unknown tokenizer kind {kind!r}: expected one of {TOKENIZER_KINDS}")
-    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    if kind == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-        # Metaspace keeps every space as part of the next token, so decode() is the exact inverse.
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-        tokenizer.decoder = decoders.Metaspace()
-    else:
-        tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    return tokenizer
-
-
-def train_translation_tokenizer(
-    texts: Sequence[str],
-    kind: str = "bpe",
-    vocab_size: int = 8000,
-    min_frequency: int = 2,
-    lowercase: bool = False,
-) -> Tokenizer:
-    """Train a ``bpe`` or ``word`` tokenizer on ``texts`` (training sentences only). ``vocab_size``
-    counts the 4 special tokens, which are ids 0-3; merges (BPE) or words seen fewer than
-    ``min_frequency`` times are left out. BPE keeps every character of ``texts`` in its vocabulary."""
-    return fit_tokenizer(build_translation_tokenizer(kind, lowercase), texts, vocab_size, min_frequency)
-
-
-def encode_sentence(tokenizer: Tokenizer, text: str) -> List[int]:
-    """Token ids of ``text``, without ``<bos>`` / ``<eos>``."""
-    return tokenizer.encode(text, add_special_tokens=False).ids
-
-
-def join_words(tokens: Sequence[str]) -> str:
-    """Approximate detokenization for word-level tokens: join with spaces, drop the space before
-    ``. , ! ? ; : ) '`` and after ``(``, and rejoin in-word hyphens (``T - shirt`` → ``T-shirt``),
-    contractions (``man' s`` → ``man's``) and numbers (``3. 5`` → ``3.5``). Not exact: a space the text
-    had at one of those places is lost (``beach - a man`` → ``beach-a man``), and quotes, slashes and the
-    like come back with spaces around them."""
-    text = _SPACE_AFTER.sub("(", _SPACE_BEFORE.sub(r"\1", " ".join(tokens)))
-    return _NUMBER.sub(r"\1", _CONTRACTION.sub("", _HYPHEN.sub("-", text)))
-
-
-def detokenize(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
-    """Text of a model output: stops at ``<eos>``, skips ``<pad>`` and ``<bos>``; ``<unk>`` stays as the
-    text ``<unk>``. A tokenizer with a decoder (``bpe``) decodes exactly; one without (``word``) is
-    joined by :func:`join_words`."""
-    if hasattr(ids, "tolist"):
-        ids = ids.tolist()
-    kept: List[int] = []
-    for i in ids:
-        if i == EOS_ID:
-            break
-        if i != PAD_ID and i != BOS_ID:
-            kept.append(int(i))
-    if tokenizer.decoder is None or isinstance(tokenizer.model, models.WordLevel):
-        return join_words([tokenizer.id_to_token(i) or "<unk>" for i in kept])
-    return tokenizer.decode(kept, skip_special_tokens=False).strip()
-
-
 # ---- datasets and batches -------------------------------------------------------------------------
 class TranslationPairs(Dataset):
-    """Tokenized sentence pairs stored flat (see :func:`~datamodules.text.pack`). Item ``i`` is
+    """Tokenized sentence pairs stored flat (see :func:`~datamodules.tokenizers.pack`). Item ``i`` is
     ``{"src": (n,) long, "tgt": (m + 2,) long with <bos>/<eos>, "src_text", "tgt_text", "index"}``.
     ``rows`` selects a subset of the stored pairs (the training pairs kept by ``max_train_tokens``)."""
 
@@ -316,7 +239,7 @@ def _line_list(numbers: Sequence[int], limit: int = 10) -> str:
 
 
 # ---- the datamodule -------------------------------------------------------------------------------
-class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
+class Multi30kDataModule(TextDataModule):
     """Multi30k task-1 sentence pairs → padded translation batches (see the module docstring).
 
     After ``setup`` it exposes ``source_tokenizer_json`` / ``target_tokenizer_json`` (the same string
@@ -338,16 +261,9 @@ class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
         tokenizer: str = "bpe",
         joint_vocab: bool = True,
         vocab_size: int = 8000,
-        min_frequency: int = 2,
         lowercase: bool = False,
         max_train_tokens: Optional[int] = 64,
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        bucket: bool = True,
-        bucket_batches: int = 50,
-        seed: int = 0,
-        cache_dir: Optional[str] = None,
-        num_workers: int = 0,
+        **kwargs: Any,
     ) -> None:
         """
         Args:
@@ -357,20 +273,12 @@ class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
             test_set: the split served as ``test`` (one of :data:`TEST_SETS`).
             tokenizer: ``bpe`` (reversible subwords) or ``word`` (word-level, approximate detokenization).
             joint_vocab: ``bpe`` only: one tokenizer for both languages (``False``: one per side).
-            vocab_size, min_frequency: tokenizer limits (per tokenizer; ``vocab_size`` includes the 4
-                special tokens).
+            vocab_size: per tokenizer, including the 4 special tokens.
             lowercase: lowercase before tokenizing (the reference texts stay as they are).
             max_train_tokens: training pairs with more tokens on either side are dropped; ``None`` = keep all.
-            batch_size: per rank; ``eval_batch_size`` for validation/test/predict (default 2x).
-            bucket: batch pairs of similar source length; ``False`` = random batches.
-            bucket_batches: how many batches' worth of pairs are sorted together when bucketing.
-            seed: for the batch order.
-            cache_dir: where tokenized splits are cached (default ``zoo_home()/"cache"/"text"``).
-            num_workers: dataloader worker processes.
+            **kwargs: the other arguments of :class:`~datamodules.text.TextDataModule` (min_frequency,
+                batch_size, eval_batch_size, bucket, bucket_batches, seed, cache_dir, num_workers).
         """
-        super().__init__()
-        if tokenizer not in TOKENIZER_KINDS:
-            raise ValueError(f"tokenizer must be one of {TOKENIZER_KINDS}, got {tokenizer!r}")
         if test_set not in TEST_SETS:
             raise ValueError(f"unknown test_set {test_set!r}: expected one of {', '.join(TEST_SETS)}")
         for lang in (source_lang, target_lang):
@@ -386,15 +294,12 @@ class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
                 for lang in (source_lang, target_lang):
                     if lang not in PUBLISHED[split]:
                         raise ValueError(f"Multi30k has no {lang!r} for {split}: it publishes {', '.join(PUBLISHED[split])}")
-        if vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
         if max_train_tokens is not None and max_train_tokens < 1:
             raise ValueError(f"max_train_tokens must be >= 1 or None, got {max_train_tokens}")
-        self.save_hyperparameters()
+        super().__init__(root=root, tokenizer=tokenizer, vocab_size=vocab_size, lowercase=lowercase, **kwargs)
         self.source_lang, self.target_lang = source_lang, target_lang
         self.source_tokenizer_json: Optional[str] = None
         self.target_tokenizer_json: Optional[str] = None
-        self.datasets: Dict[str, TranslationPairs] = {}
         self.dropped: Dict[str, int] = {}
 
     @property
@@ -514,14 +419,6 @@ class Multi30kDataModule(BucketedLoaders, L.LightningDataModule):
             "source_tokenizer_json": source_tok.to_str(), "target_tokenizer_json": target_tok.to_str(),
             "notes": notes, "dropped_empty": dropped_empty, "splits": splits,
         }
-
-    def load(self) -> Dict:
-        """Read + tokenize, or load the cached result."""
-        self._files = self.input_files()
-        return cached(self.name, list(self._files.values()), self.settings, self._build, self.hparams.cache_dir)
-
-    def prepare_data(self) -> None:
-        self.load()  # on one process per node: downloads and fills the cache; other ranks then read it
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:

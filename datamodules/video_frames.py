@@ -31,24 +31,21 @@ Labels (``labels=``, a CSV with a header row):
 
 A batch is a dict: ``frames`` uint8 ``(B, T, 3, H, W)`` (or ``features`` float ``(B, T, F)``),
 ``lengths`` ``(B,)``, ``labels`` ``(B, T)`` (``-100`` at padding and unlabelled frames),
-``clip_labels`` ``(B,)``, ``video`` (list of ids). Clips of different lengths are zero-padded at the
+``clip_labels`` ``(B,)``, ``video`` (list of ids), ``index`` ``(B,)`` (position in the split). Clips of different lengths are zero-padded at the
 end; ``lengths`` tell the model where each clip stops, and nothing at a padded step reaches a real
 one. Frames are resized (short side ``size``) and centre-cropped to ``size`` x ``size``;
 normalisation is the model's job (it knows its backbone), so the data stay model-free.
 
+Decoding and frame folders: :mod:`datamodules.video_io`; batches: :func:`datamodules.loaders.pad_clips`.
 Bad input fails with the file at fault in the message: an unreadable or zero-length video, a frame
 folder with gaps, a label for a frame or video that does not exist, an empty folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import re
 import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -57,13 +54,14 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .download import data_dir, extract, fetch
+from .loaders import IGNORE, SplitLoaders, pad_clips
+from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, count_frames, decode_video, list_frames, load_frame, probe_video
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-IGNORE = -100
+__all__ = ["LAYOUTS", "Clip", "VideoClips", "VideoFramesDataModule", "download_ucf101", "read_labels", "read_ucf101_split", "scan"]
+
 LAYOUTS = ("auto", "frames", "videos", "features", "ucf101")
 
 # UCF101 (Soomro, Zamir & Shah 2012). The split lists come from the dataset's home. The videos are
@@ -77,188 +75,6 @@ UCF101_SPLITS_SHA256 = "5c0d1a53b8ed364a2ac830a73f405e51bece7d98ce1254fd19ed4a36
 UCF101_VIDEOS_URL = "https://storage.googleapis.com/thumos14_files/UCF101_videos.zip"
 UCF101_VIDEOS_SHA256 = "dabf56f573cd19c79e096563529fec8126a2a34e18e10c72eb621dd687532b0d"
 UCF101_RAR_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"  # the original; unpack it into root yourself
-
-
-class VideoDecodeError(ValueError):
-    """A video file could not be opened or decoded, or holds no frames."""
-
-
-# ---- decoding ----------------------------------------------------------------------------------
-def _import_av():
-    try:
-        import av
-    except ImportError:  # pragma: no cover - av is a dependency
-        raise ImportError("decoding videos needs PyAV: pip install av") from None
-    return av
-
-
-def _scaled(width: int, height: int, size: Optional[int]) -> Tuple[int, int]:
-    """Width and height after resizing the short side to ``size`` (even numbers are not needed)."""
-    if size is None:
-        return width, height
-    scale = size / min(width, height)
-    return max(size, round(width * scale)), max(size, round(height * scale))
-
-
-def _center_crop(image: np.ndarray, size: Optional[int]) -> np.ndarray:
-    if size is None:
-        return image
-    h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return image[top : top + size, left : left + size]
-
-
-@dataclass
-class VideoInfo:
-    path: Path
-    width: int
-    height: int
-    frames: int  # from the container; 0 when it does not say
-    fps: float
-    duration: float  # seconds; 0.0 when unknown
-
-
-def probe_video(path: str | Path) -> VideoInfo:
-    """What the container says about its first video stream (no decoding)."""
-    av = _import_av()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video {path} does not exist")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream in the file")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 0)
-            duration = float(stream.duration * stream.time_base) if stream.duration else (
-                container.duration / 1e6 if container.duration else 0.0
-            )
-            return VideoInfo(path, stream.width, stream.height, int(stream.frames or 0), fps, duration)
-    except av.FFmpegError as e:
-        raise VideoDecodeError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
-
-
-def decode_video(
-    path: str | Path,
-    num_frames: Optional[int] = None,
-    stride: int = 1,
-    fps: Optional[float] = None,
-    start: int = 0,
-    size: Optional[int] = None,
-    threads: int = 0,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Decode frames of ``path`` with PyAV: ``(frames uint8 (T, H, W, 3), indices (T,))`` where
-    ``indices`` are the 0-based numbers of the decoded frames that were kept.
-
-    Sampling: from frame ``start`` keep every ``stride``-th frame, or, with ``fps``, the first frame
-    at or after each of the times ``start/fps_video + k / fps``; stop after ``num_frames`` (``None``:
-    to the end). ``size``: resize the short side to ``size`` (in FFmpeg's scaler, during decoding)
-    and centre-crop to ``size`` x ``size``. ``threads``: FFmpeg decoding threads (0 = its default).
-
-    Raises :class:`VideoDecodeError` naming the file when it cannot be read or holds no frames.
-    """
-    av = _import_av()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video {path} does not exist")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    frames: List[np.ndarray] = []
-    kept: List[int] = []
-    decoded = 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream in the file")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            if threads:
-                stream.codec_context.thread_count = threads
-            rate = float(stream.average_rate or stream.guessed_rate or 30.0)
-            start_time = start / rate
-            next_time = start_time
-            width = height = None
-            for index, frame in enumerate(container.decode(stream)):
-                decoded += 1
-                if index < start:
-                    continue
-                if fps is not None:
-                    time = frame.time if frame.time is not None else index / rate
-                    if time + 1e-6 < next_time:
-                        continue
-                    while next_time <= time + 1e-6:
-                        next_time += 1.0 / fps
-                elif (index - start) % stride:
-                    continue
-                if width is None:
-                    width, height = _scaled(frame.width, frame.height, size)
-                image = frame.to_ndarray(format="rgb24", width=width, height=height)
-                frames.append(_center_crop(image, size))
-                kept.append(index)
-                if num_frames is not None and len(frames) >= num_frames:
-                    break
-    except av.FFmpegError as e:
-        raise VideoDecodeError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
-    if not frames:
-        if decoded == 0:
-            raise VideoDecodeError(f"{path}: the video holds no decodable frames (zero-length or corrupt)")
-        raise VideoDecodeError(f"{path}: no frame at or after frame {start} ({decoded} frames decoded)")
-    return np.stack(frames), np.asarray(kept, dtype=np.int64)
-
-
-def count_frames(path: str | Path) -> int:
-    """Frames in a video, by decoding it (containers' own counts can be missing or wrong)."""
-    _, indices = decode_video(path, size=16)
-    return int(indices[-1]) + 1
-
-
-# ---- frame folders -----------------------------------------------------------------------------
-_NUMBER = re.compile(r"(\d+)$")
-
-
-def list_frames(folder: str | Path, allow_gaps: bool = False) -> List[Tuple[int, Path]]:
-    """The image files of a frame folder as ``(number, path)``, in number order. The number is the
-    run of digits that ends the file name (``000017.jpg`` -> 17, ``img_00017.jpg`` -> 17)."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise FileNotFoundError(f"frame folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    numbered: Dict[int, Path] = {}
-    for path in files:
-        match = _NUMBER.search(path.stem)
-        if match is None:
-            raise ValueError(f"{path}: frame file names must end in a frame number (e.g. 000001.jpg)")
-        number = int(match.group(1))
-        if number in numbered:
-            raise ValueError(f"{folder}: two files for frame {number}: {numbered[number].name} and {path.name}")
-        numbered[number] = path
-    numbers = sorted(numbered)
-    first, last = numbers[0], numbers[-1]
-    if not allow_gaps and last - first + 1 != len(numbers):
-        missing = sorted(set(range(first, last + 1)) - set(numbers))
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise ValueError(
-            f"{folder}: frame numbering has gaps ({len(missing)} missing between {first} and {last}: "
-            f"{shown}); re-extract the frames, or pass allow_gaps=True to use the frames in order"
-        )
-    return [(n, numbered[n]) for n in numbers]
-
-
-def load_image(path: Path, size: Optional[int]) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if size is not None:
-                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
-            image = image.convert("RGB")
-            if size is not None:
-                image = image.resize(_scaled(image.width, image.height, size), Image.BILINEAR, reducing_gap=2.0)
-            return _center_crop(np.asarray(image), size)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from None
 
 
 # ---- clips, labels -----------------------------------------------------------------------------
@@ -470,7 +286,7 @@ def download_ucf101(root: Optional[str | Path] = None, videos: bool = True) -> P
 # ---- datasets ----------------------------------------------------------------------------------
 class VideoClips(Dataset):
     """Clips as dicts: ``frames`` (T, 3, H, W) uint8 or ``features`` (T, F), ``labels`` (T,),
-    ``clip_label`` (), ``video``."""
+    ``clip_label`` (), ``video`` (its id), ``index`` (its position in the split)."""
 
     def __init__(
         self,
@@ -508,7 +324,7 @@ class VideoClips(Dataset):
             frames = list_frames(clip.path, self.allow_gaps)
             start = self._start(len(frames), span)
             chosen = frames[start : start + span : self.stride][: self.num_frames]
-            images = np.stack([load_image(path, self.size) for _, path in chosen])
+            images = np.stack([load_frame(path, self.size) for _, path in chosen])
             shapes = {img.shape for img in images} if self.size is None else set()
             if len(shapes) > 1:
                 raise ValueError(f"{clip.path}: frames differ in size {sorted(shapes)}; set size to resize them")
@@ -541,42 +357,19 @@ class VideoClips(Dataset):
         else:
             labels = torch.full((len(numbers),), clip_label, dtype=torch.long)
         key = "features" if clip.kind == "features" else "frames"
-        item = {key: data, "labels": labels, "clip_label": torch.tensor(clip_label), "video": clip.video}
+        item = {key: data, "labels": labels, "clip_label": torch.tensor(clip_label), "video": clip.video, "index": i}
         if clip.memory_frames is not None:
             item["needs_memory"] = torch.tensor([n in clip.memory_frames for n in numbers.tolist()], dtype=torch.bool)
         return item
 
 
-def pad_clips(items: List[Dict[str, object]]) -> Dict[str, object]:
-    """Collate clips of different lengths: pad at the end with zeros (labels with ``-100``,
-    ``needs_memory`` with False) and give the true ``lengths``."""
-    key = "frames" if "frames" in items[0] else "features"
-    lengths = torch.tensor([item[key].shape[0] for item in items], dtype=torch.long)
-    T = int(lengths.max())
-    first = items[0][key]
-    shapes = {tuple(item[key].shape[1:]) for item in items}
-    if len(shapes) > 1:
-        raise ValueError(f"clips in a batch differ in frame shape {sorted(shapes)}; set the datamodule's size")
-    data = first.new_zeros((len(items), T, *first.shape[1:]))
-    labels = torch.full((len(items), T), IGNORE, dtype=torch.long)
-    for b, item in enumerate(items):
-        n = int(lengths[b])
-        data[b, :n] = item[key]
-        labels[b, :n] = item["labels"]
-    batch: Dict[str, object] = {key: data, "lengths": lengths, "labels": labels}
-    batch["clip_labels"] = torch.stack([torch.as_tensor(item["clip_label"]) for item in items])
-    if any("needs_memory" in item for item in items):
-        mask = torch.zeros(len(items), T, dtype=torch.bool)
-        for b, item in enumerate(items):
-            if "needs_memory" in item:
-                mask[b, : int(lengths[b])] = item["needs_memory"]
-        batch["needs_memory"] = mask
-    if "video" in items[0]:
-        batch["video"] = [item["video"] for item in items]
-    return batch
+class VideoFramesDataModule(SplitLoaders, L.LightningDataModule):
+    """Clips of a folder (see the module docstring) in padded batches. After ``setup`` it exposes
+    ``label_names`` (class names, index = label) and ``feature_dim`` (features layout; else ``None``)
+    for the model, ``splits`` (the clips of each split) and ``datasets``."""
 
+    collate_fn = staticmethod(pad_clips)
 
-class VideoFramesDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: Optional[str] = None,
@@ -624,14 +417,19 @@ class VideoFramesDataModule(L.LightningDataModule):
         if fps is not None and layout in ("frames", "features"):
             raise ValueError("fps sampling needs decoded videos; for frame folders and features use stride")
         self.save_hyperparameters()
-        self.classes: Optional[List[str]] = None
+        self.label_names: Optional[List[str]] = None
+        self.feature_dim: Optional[int] = None
         self.splits: Dict[str, List[Clip]] = {}
+        self.datasets: Dict[str, VideoClips] = {}
 
     @property
     def num_classes(self) -> int:
-        if self.classes is None:
+        if self.label_names is None:
             self.setup()
-        return len(self.classes)
+        return len(self.label_names)
+
+    def describe_source(self) -> str:
+        return f"the video data at {self._root()}"
 
     def _root(self) -> Path:
         hp = self.hparams
@@ -649,7 +447,7 @@ class VideoFramesDataModule(L.LightningDataModule):
             download_ucf101(self._root(), videos=not (frames_dir and Path(frames_dir).expanduser().is_dir()))
 
     def setup(self, stage: Optional[str] = None) -> None:
-        if self.classes is not None:
+        if self.label_names is not None:
             return
         hp = self.hparams
         root = self._root()
@@ -665,7 +463,7 @@ class VideoFramesDataModule(L.LightningDataModule):
         else:
             layout, clips = scan(root, hp.layout)
         if layout == "ucf101":
-            self.classes = read_ucf101_split(root, hp.ucf101_split, clips)
+            self.label_names = read_ucf101_split(root, hp.ucf101_split, clips)
             for clip in clips.values():
                 clip.split = "val" if clip.split == "test" else clip.split
         else:
@@ -682,8 +480,8 @@ class VideoFramesDataModule(L.LightningDataModule):
                     clip.label = parent.name
             names = {c.label for c in clips.values() if c.label is not None}
             names |= {label for c in clips.values() for label in c.frame_labels.values()}
-            self.classes = sorted(names)
-        class_index = {name: i for i, name in enumerate(self.classes)}
+            self.label_names = sorted(names)
+        class_index = {name: i for i, name in enumerate(self.label_names)}
         ordered = [clips[k] for k in sorted(clips)]
         if any(c.split for c in ordered):
             splits = {s: [c for c in ordered if (c.split or "train") == s] for s in ("train", "val", "test")}
@@ -708,139 +506,5 @@ class VideoFramesDataModule(L.LightningDataModule):
             "val": VideoClips(splits["val"], sampling=hp.eval_sampling, **common),
             "test": VideoClips(splits["test"], sampling=hp.eval_sampling, **common),
         }
-        self.feature_dim = None
         if layout == "features" and ordered:
             self.feature_dim = int(np.load(ordered[0].path, mmap_mode="r").shape[1])
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        if len(dataset) == 0:
-            raise ValueError(f"the {split} split has no clips (root {self._root()})")
-        return DataLoader(
-            dataset, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
-            collate_fn=pad_clips, persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-
-# ---- zoo extract-frames ------------------------------------------------------------------------
-def find_videos(source: Path) -> List[Path]:
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source} is neither a video file nor a folder")
-    return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-
-
-def extract_frames(
-    video: str | Path,
-    dest: str | Path,
-    fps: Optional[float] = None,
-    size: Optional[int] = None,
-    quality: int = 90,
-    progress=None,
-) -> int:
-    """Write the frames of ``video`` to ``dest/000001.jpg, 000002.jpg, ...`` (numbered from 1 without
-    gaps). ``fps``: sample at this rate (``None`` = every frame); ``size``: resize the short side
-    (no crop). The folder appears only when complete. Returns the number of frames written."""
-    from PIL import Image
-
-    av = _import_av()
-    video, dest = Path(video), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    count = 0
-    try:
-        try:
-            with av.open(str(video)) as container:
-                if not container.streams.video:
-                    raise VideoDecodeError(f"{video}: no video stream in the file")
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                rate = float(stream.average_rate or stream.guessed_rate or 30.0)
-                next_time = 0.0
-                width = height = None
-                for index, frame in enumerate(container.decode(stream)):
-                    if fps is not None:
-                        time = frame.time if frame.time is not None else index / rate
-                        if time + 1e-6 < next_time:
-                            continue
-                        while next_time <= time + 1e-6:
-                            next_time += 1.0 / fps
-                    if width is None:
-                        width, height = _scaled(frame.width, frame.height, size)
-                    image = frame.to_ndarray(format="rgb24", width=width, height=height)
-                    count += 1
-                    Image.fromarray(image).save(tmp / f"{count:06d}.jpg", quality=quality)
-                    if progress is not None:
-                        progress.update(1)
-        except av.FFmpegError as e:
-            raise VideoDecodeError(f"{video}: cannot decode video ({type(e).__name__}: {e})") from None
-        if count == 0:
-            raise VideoDecodeError(f"{video}: the video holds no decodable frames (zero-length or corrupt)")
-        tmp.chmod(0o755)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return count
-
-
-def extract_frames_command(argv: List[str]) -> int:
-    """``zoo extract-frames SOURCE DEST``: a folder of videos (or one video) -> ``DEST/<video>/000001.jpg``."""
-    parser = argparse.ArgumentParser(
-        prog="zoo extract-frames",
-        description="Extract the frames of videos into the frame-folder layout DEST/<video>/000001.jpg "
-        "(the video's path under SOURCE, without its suffix, names its folder).",
-    )
-    parser.add_argument("source", help="a video file or a folder searched recursively for videos")
-    parser.add_argument("dest", help="output folder")
-    parser.add_argument("--fps", type=float, default=None, help="frames per second to keep (default: every frame)")
-    parser.add_argument("--size", type=int, default=None, help="resize the short side to SIZE pixels (default: as stored)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
-    parser.add_argument("--overwrite", action="store_true", help="re-extract videos whose folder already exists")
-    parser.add_argument("--keep-going", action="store_true", help="report unreadable videos and go on (exit status 1 at the end)")
-    args = parser.parse_args(argv)
-    from tqdm import tqdm
-
-    source, dest = Path(args.source).expanduser(), Path(args.dest).expanduser()
-    try:
-        videos = find_videos(source)
-    except FileNotFoundError as e:
-        parser.exit(2, f"zoo extract-frames: error: {e}\n")
-    if not videos:
-        parser.exit(2, f"zoo extract-frames: error: no videos ({', '.join(VIDEO_SUFFIXES)}) under {source}\n")
-    base = source if source.is_dir() else source.parent
-    failed: List[str] = []
-    total = 0
-    with tqdm(videos, desc="videos", unit="video", file=sys.stderr) as bar:
-        for video in bar:
-            out = dest / video.relative_to(base).with_suffix("")
-            if out.is_dir() and not args.overwrite:
-                continue
-            bar.set_postfix_str(video.name)
-            try:
-                total += extract_frames(video, out, args.fps, args.size, args.quality)
-            except (VideoDecodeError, FileNotFoundError) as e:
-                if not args.keep_going:
-                    bar.close()
-                    print(f"zoo extract-frames: error: {e}", file=sys.stderr)
-                    return 1
-                failed.append(str(e))
-    print(f"wrote {total} frames of {len(videos) - len(failed)} videos to {dest}")
-    for message in failed:
-        print(f"failed: {message}", file=sys.stderr)
-    return 1 if failed else 0

@@ -13,16 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.coco_captions import (
-    COCOCaptionsDataModule,
-    CorruptImageError,
-    FlickrCaptionsDataModule,
-    MissingDataError,
-    caption_collate,
-    load_image,
-    read_karpathy_json,
-)
-from datamodules.synthetic import ShapesCaptions, caption_word_objects, shapes_caption, shapes_scene
+from datamodules.captions import caption_collate
+from datamodules.coco_captions import COCOCaptionsDataModule, FlickrCaptionsDataModule, read_karpathy_json
+from datamodules.download import MissingDataError
+from datamodules.images import CorruptImageError, load_image
+from datamodules.shapes_captions import ShapesCaptions, caption_word_objects, shapes_caption, shapes_scene
 from zoo.metrics import bleu_scores, caption_metrics, cider_d, normalize_caption
 from zoo.attention import doubly_stochastic_penalty, reinforce_loss
 from zoo.tasks.captioner import ImageCaptioner

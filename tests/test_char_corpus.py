@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datamodules.char_corpus import UNK, CharCorpusDataModule, StreamWindows, batchify, decode, encode, read_corpus
+from datamodules.char_corpus import CharCorpusDataModule, StreamWindows, batchify, read_corpus
+from datamodules.tokenizers import UNK_CHAR, decode_chars, encode_chars
 from tests.conftest import shared_data
 
 
@@ -23,7 +24,7 @@ def test_windows_continue_each_stream(tiny_corpus):
     text = tiny_corpus.read_text()
     train_text = text[: int(len(text) * 0.9)]
     row0 = torch.cat([batches[0]["ids"][0, :1]] + [b["targets"][0] for b in batches])
-    assert decode(row0, dm.vocab) == train_text[: row0.numel()]
+    assert decode_chars(row0, dm.vocab) == train_text[: row0.numel()]
 
 
 def test_validation_is_the_last_tenth_and_unseen_chars_map_to_unknown(tmp_path):
@@ -31,9 +32,9 @@ def test_validation_is_the_last_tenth_and_unseen_chars_map_to_unknown(tmp_path):
     path.write_text("ab" * 500 + "abz" * 20, encoding="utf-8")  # 'z' only in the last 10%
     dm = CharCorpusDataModule(str(path), batch_size=2, seq_len=8, max_chars=None)
     dm.setup()
-    assert dm.vocab == [UNK, "a", "b"]
+    assert dm.vocab == [UNK_CHAR, "a", "b"]
     assert (dm.val_streams == 0).any()  # every 'z' became the unknown symbol
-    assert encode("az", dm.vocab).tolist() == [1, 0]
+    assert encode_chars("az", dm.vocab).tolist() == [1, 0]
 
 
 def test_ddp_ranks_get_disjoint_streams(tiny_corpus):
@@ -45,7 +46,7 @@ def test_ddp_ranks_get_disjoint_streams(tiny_corpus):
         rows.append(dm.train_streams)
     assert rows[0].shape == rows[1].shape == (3, rows[0].shape[1])
     text = tiny_corpus.read_text()
-    whole = batchify(encode(text[: int(len(text) * 0.9)], dm.vocab), 6)
+    whole = batchify(encode_chars(text[: int(len(text) * 0.9)], dm.vocab), 6)
     assert torch.equal(torch.cat(rows), whole)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datamodules.text import EncodedTexts, pack, pad_collate, train_tokenizer
+from datamodules.loaders import pad_collate
+from datamodules.text import EncodedTexts
+from datamodules.tokenizers import pack, train_tokenizer
 from zoo.tasks.classifier import POOLS, SequenceClassifier
 
 POS = ["a great film", "great acting , loved it", "wonderful and great", "loved the great plot"]
@@ -71,7 +73,7 @@ def tiny_datamodule(tokenizer_json, batch_size=4):
     import lightning as L
     from torch.utils.data import DataLoader
 
-    tok = __import__("datamodules.text", fromlist=["load_tokenizer"]).load_tokenizer(tokenizer_json)
+    tok = __import__("datamodules.tokenizers", fromlist=["load_tokenizer"]).load_tokenizer(tokenizer_json)
     texts, labels = POS * 4 + NEG * 4, [1] * 16 + [0] * 16
     flat, offsets = pack([e.ids for e in tok.encode_batch(texts)])
     ds = EncodedTexts(flat, offsets, torch.tensor(labels))

@@ -92,7 +92,8 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
     import lightning as L
 
     from datamodules.moving_shapes import MovingShapesDataModule
-    from datamodules.video_frames import VideoFramesDataModule, pad_clips
+    from datamodules.loaders import pad_clips
+    from datamodules.video_frames import VideoFramesDataModule
     from zoo.tasks.base import load_task
 
     dm = MovingShapesDataModule(memory=4, num_train=8, num_val=4, num_test=4, batch_size=4)

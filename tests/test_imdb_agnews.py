@@ -3,10 +3,7 @@ in ../shared/data (skipped where absent), and the CLI end to end (skipped until 
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
-import random
 import subprocess
 import sys
 import tarfile
@@ -18,53 +15,14 @@ import torch
 
 from datamodules.ag_news import AGNewsDataModule, clean
 from datamodules.imdb import IMDBDataModule
-from datamodules.text import DataFormatError, padding_fraction
+from datamodules.download import DataFormatError
+from datamodules.loaders import padding_fraction
+from tests.fixtures import ag_rows, imdb_members, write_csv, write_folder, write_tar
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMDB_DEV = SHARED / "imdb" / "aclImdb_dev.tar.gz"
 AG_SAMPLE = SHARED / "ag_news" / "sample.csv"
-
-POS_WORDS = ["great", "wonderful", "loved", "superb", "moving"]
-NEG_WORDS = ["awful", "boring", "hated", "dull", "worst"]
-FILLER = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "a", "was"]
-
-
-def review(label: str, rng: random.Random, n: int = 30) -> str:
-    words = [rng.choice(FILLER) for _ in range(n)] + [rng.choice(POS_WORDS if label == "pos" else NEG_WORDS) for _ in range(4)]
-    rng.shuffle(words)
-    return " ".join(words[: n // 2]) + ".<br /><br />" + " ".join(words[n // 2 :]).capitalize() + "!"
-
-
-def imdb_members(per_class: int = 12, seed: int = 0) -> dict:
-    """``{member name: bytes}`` in the aclImdb_v1 layout, with the files a real archive also holds."""
-    rng = random.Random(seed)
-    members = {"aclImdb/README": b"Large Movie Review Dataset v1.0\n", "aclImdb/imdb.vocab": b"the\nand\n",
-               "aclImdb/imdbEr.txt": b"0.1\n", "aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0453418/\n",
-               "aclImdb/train/labeledBow.feat": b"9 0:9 1:1\n", "aclImdb/train/unsup/0_0.txt": b"unlabeled review"}
-    for split in ("train", "test"):
-        for label in ("pos", "neg"):
-            for i in range(per_class):
-                rating = rng.choice([7, 8, 9, 10] if label == "pos" else [1, 2, 3, 4])
-                members[f"aclImdb/{split}/{label}/{i}_{rating}.txt"] = review(label, rng).encode()
-    return members
-
-
-def write_tar(path: Path, members: dict) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def write_folder(root: Path, members: dict) -> Path:
-    for name, data in members.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return root
-
 
 def imdb(root, tmp_path, **kw) -> IMDBDataModule:
     kw.setdefault("min_frequency", 1)
@@ -89,7 +47,13 @@ def test_imdb_tarball_and_folder_agree(tmp_path):
     assert "unlabeled" not in from_tar.tokenizer_json and "<br" not in from_tar.tokenizer_json
     assert imdb(tmp_path / "x" / "aclImdb", tmp_path / "third").datasets["train"].ids.equal(from_dir.datasets["train"].ids)
     batch = next(iter(from_tar.train_dataloader()))
-    assert set(batch) == {"ids", "lengths", "labels"} and batch["ids"].shape[0] == 4
+    assert set(batch) == {"ids", "lengths", "labels", "index", "source"} and batch["ids"].shape[0] == 4
+    assert all("aclImdb/train/" in source for source in batch["source"])
+    # predict: the test split in file order, each example named by its index, its file and its text
+    predicted = list(from_dir.predict_dataloader())
+    assert [i for b in predicted for i in b["index"].tolist()] == list(range(24))
+    first = predicted[0]
+    assert "aclImdb/test/neg/0_" in first["source"][0] and first["text"][0] == Path(first["source"][0]).read_text()
 
 
 def test_imdb_cache_second_run_and_invalidation(tmp_path):
@@ -117,7 +81,7 @@ def test_imdb_truncation_of_a_100000_word_review(tmp_path):
     i = int(ds.full_lengths.argmax())
     item = ds[i]
     assert len(item["ids"]) == 40 and ds.lengths[i] == 40
-    from datamodules.text import load_tokenizer
+    from datamodules.tokenizers import load_tokenizer
     words = load_tokenizer(dm.tokenizer_json).decode(item["ids"].tolist()).split()
     assert words[:5] == ["i", "loved", "it", ".", "great"] and words[-6:] == ["the", "end", ",", "awful", "ending", "."]
 
@@ -130,7 +94,7 @@ def test_imdb_bad_input(tmp_path):
         imdb(archive, tmp_path)
     assert not list((tmp_path / "cache").glob("*"))  # nothing cached, not even half
     dm = imdb(archive, tmp_path, encoding_errors="replace")
-    from datamodules.text import load_tokenizer
+    from datamodules.tokenizers import load_tokenizer
     assert any("\ufffd" in t for t in load_tokenizer(dm.tokenizer_json).get_vocab())  # bad bytes, replaced
 
     members = imdb_members()
@@ -156,26 +120,6 @@ def test_imdb_bad_input(tmp_path):
 
 
 # ---- AG News --------------------------------------------------------------------------------------
-AG_TEXT = {1: ["Iraq elections", "UN talks on Iran"], 2: ["Yankees win the series", "Olympic gold for sprinter"],
-           3: ["Stocks fall as oil #36;50", "Fed raises rates"], 4: ["New Linux kernel", "NASA probe reaches Mars"]}
-
-
-def ag_rows(per_class: int = 10, seed: int = 0):
-    rng = random.Random(seed)
-    rows = []
-    for i in range(per_class):
-        for label, titles in AG_TEXT.items():
-            title = rng.choice(titles)
-            rows.append([str(label), f"{title} ({i})", f"AP - {title.lower()}, reports say.\\Details \"quoted\" follow."])
-    return rows
-
-
-def write_csv(path: Path, rows) -> Path:
-    with open(path, "w", newline="") as f:
-        csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
-    return path
-
-
 def ag(root, tmp_path, **kw) -> AGNewsDataModule:
     kw.setdefault("min_frequency", 1)
     dm = AGNewsDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4, **kw)
@@ -296,6 +240,22 @@ def zoo(tmp_path, *args):
                             text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+@needs_cli
+@pytest.mark.parametrize("recipe,own", [("agnews_gru.yaml", "test_fraction"), ("multi30k_attn.yaml", "source_lang")])
+def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
+    """AG News and Multi30k declare only their own arguments and the defaults they change; the rest
+    pass through **kwargs, which the CLI follows: --print_config shows every parent option and
+    --data.init_args.X overrides one."""
+    out = zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / recipe), "--data.init_args.bucket_batches", "7",
+              "--data.init_args.num_workers", "1", "--print_config").stdout
+    data = out[out.index("\ndata:") :]
+    data = (data[: data.index("\noptimizer:")] if "\noptimizer:" in data else data) + "\n"
+    for option in (own, "root", "tokenizer", "vocab_size", "min_frequency", "lowercase", "batch_size", "eval_batch_size",
+                   "bucket", "seed", "cache_dir"):
+        assert f"\n    {option}: " in data, (option, data)
+    assert "\n    bucket_batches: 7\n" in data and "\n    num_workers: 1\n" in data
 
 
 @needs_cli

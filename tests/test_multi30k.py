@@ -20,55 +20,16 @@ import torch
 
 import datamodules.multi30k as m30k
 from datamodules.download import ChecksumError
-from datamodules.multi30k import (
-    Multi30kDataModule, detokenize, encode_sentence, join_words, read_sentences, train_translation_tokenizer,
-    translation_collate,
+from datamodules.download import DataFormatError
+from datamodules.multi30k import Multi30kDataModule, read_sentences, translation_collate
+from datamodules.tokenizers import (
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID, detokenize, encode_sentence, join_words, train_translation_tokenizer,
 )
-from datamodules.text import BOS_ID, EOS_ID, PAD_ID, UNK_ID, DataFormatError
 from tests.conftest import shared_data
+from tests.fixtures import corpus, fixture_files, gz, sentence_pair, write_files
 from tests.test_download import Server
 
 # German/English word pairs: a fixture sentence is a random walk over them, so the two sides align.
-LEXICON = [
-    ("Ein", "A"), ("Mann", "man"), ("Frau", "woman"), ("Hund", "dog"), ("läuft", "runs"), ("springt", "jumps"),
-    ("über", "over"), ("die", "the"), ("grüne", "green"), ("Wiese", "meadow"), ("mit", "with"),
-    ("einem", "a"), ("roten", "red"), ("T-Shirt", "T-shirt"), ("Ball", "ball"), ("im", "in the"),
-    ("Schnee", "snow"), ("Straße", "street"), ("(lächelnd)", "(smiling)"), ("schnell,", "quickly,"),
-]
-
-
-def sentence_pair(rng: random.Random, n_words: int) -> tuple:
-    words = [rng.choice(LEXICON) for _ in range(n_words)]
-    end = rng.choice([".", "!", "?"])
-    return " ".join(w[0] for w in words) + end, " ".join(w[1] for w in words) + end
-
-
-def corpus(n: int, seed: int, lo: int = 3, hi: int = 12) -> tuple:
-    rng = random.Random(seed)
-    pairs = [sentence_pair(rng, rng.randint(lo, hi)) for _ in range(n)]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def gz(lines: List[str]) -> bytes:
-    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
-
-
-def write_files(root: Path, files: Dict[str, bytes]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (root / name).write_bytes(data)
-    return root
-
-
-def fixture_files(n_train: int = 120, n_val: int = 15, n_test: int = 12) -> Dict[str, bytes]:
-    """``{file name: gzip'd bytes}`` of de/en train, val and test_2016_flickr."""
-    files = {}
-    for split, n, seed in (("train", n_train, 0), ("val", n_val, 1), ("test_2016_flickr", n_test, 2)):
-        de, en = corpus(n, seed)
-        files[f"{split}.de.gz"], files[f"{split}.en.gz"] = gz(de), gz(en)
-    return files
-
-
 def lines_of(data: bytes) -> List[str]:
     return gzip.decompress(data).decode().split("\n")[:-1]
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.multi30k import train_translation_tokenizer
-from datamodules.text import BOS_ID, EOS_ID, PAD_ID
+from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, train_translation_tokenizer
 from tests.conftest import REPO, shared_data
 from zoo.tasks.base import load_task
 from zoo.tasks.seq2seq import Seq2Seq
@@ -50,7 +49,7 @@ def make(tokenizers, **kwargs) -> Seq2Seq:
 
 
 def batch_of(model: Seq2Seq, pairs):
-    from datamodules.multi30k import encode_sentence
+    from datamodules.tokenizers import encode_sentence
 
     src_tok, tgt_tok = model.tokenizer("source"), model.tokenizer("target")
     srcs = [encode_sentence(src_tok, s) for s, _ in pairs]

@@ -1,5 +1,5 @@
-"""datamodules/text.py: tokenizer, truncation, cache, collate, bucketing sampler (incl. how Lightning
-treats it under DDP)."""
+"""datamodules/tokenizers.py, loaders.py, text.py and download.cached: tokenizer, truncation, cache,
+collate, bucketing sampler (incl. how Lightning treats it under DDP)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
-from datamodules.text import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, BucketBatchSampler, EncodedTexts, cached, encode_texts,
-    load_tokenizer, pack, pad_collate, padding_fraction, stratified_split, train_tokenizer, truncate,
+from datamodules.download import cached
+from datamodules.loaders import BucketBatchSampler, pad_collate, padding_fraction
+from datamodules.text import EncodedTexts, stratified_split
+from datamodules.tokenizers import (
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID, encode_texts, load_tokenizer, pack, train_tokenizer, truncate,
 )
 
 TEXTS = [
@@ -216,7 +218,9 @@ def test_cache_failed_build_leaves_nothing_and_corrupt_entry_is_rebuilt(tmp_path
 DDP_SCRIPT = r'''
 import json, sys
 import lightning as L, torch
-from datamodules.text import BucketBatchSampler, EncodedTexts, pack, pad_collate
+from datamodules.loaders import BucketBatchSampler, pad_collate
+from datamodules.text import EncodedTexts
+from datamodules.tokenizers import pack
 from torch.utils.data import DataLoader
 
 lengths = [int(x) for x in torch.randint(1, 60, (300,), generator=torch.Generator().manual_seed(0))]

@@ -10,16 +10,11 @@ import torch
 
 av = pytest.importorskip("av", reason="PyAV (pip install av) decodes the videos")
 
+from datamodules.loaders import IGNORE, pad_clips  # noqa: E402
 from datamodules.moving_shapes import MovingShapesDataModule, render_clip  # noqa: E402
-from datamodules.video_frames import (  # noqa: E402
-    IGNORE,
-    VideoDecodeError,
-    VideoFramesDataModule,
-    decode_video,
-    list_frames,
-    pad_clips,
-    probe_video,
-)
+from datamodules.video_frames import VideoFramesDataModule  # noqa: E402
+from datamodules.video_io import VideoDecodeError, decode_video, extract_frames, find_videos, list_frames, probe_video, read_clip  # noqa: E402
+from tests.fixtures import fake_ucf101, make_frames, make_video  # noqa: E402
 
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 
@@ -29,30 +24,6 @@ def real_clip(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"real data not available: {path} is absent")
     return path
-
-
-def make_video(path: Path, frames: int = 12, width: int = 48, height: int = 32, fps: int = 10) -> Path:
-    """A small MPEG-4 video whose frame i is a flat grey of level 10 * i."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            image = np.full((height, width, 3), 10 * i, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def make_frames(folder: Path, numbers, size: int = 20) -> Path:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in numbers:
-        Image.fromarray(np.full((size, size + 4, 3), 5 * n, dtype=np.uint8)).save(folder / f"{n:06d}.jpg")
-    return folder
 
 
 # ---- the two real clips --------------------------------------------------------------------------
@@ -123,7 +94,7 @@ def test_frame_folders_with_per_frame_labels(tmp_path):
     labels.write_text("\n".join(rows) + "\n")
     dm = VideoFramesDataModule(str(root), labels=str(labels), num_frames=8, size=16, batch_size=2)
     dm.setup()
-    assert dm.classes == ["run", "walk"]
+    assert dm.label_names == ["run", "walk"]
     train = next(iter(dm.train_dataloader()))
     assert train["frames"].shape == (1, 5, 3, 16, 16) and train["frames"].dtype == torch.uint8
     assert train["labels"].tolist() == [[1, 1, 0, 0, 0]]
@@ -174,38 +145,25 @@ def test_video_files_with_clip_labels(tmp_path):
     dm.setup()
     batch = next(iter(dm.val_dataloader()))
     assert batch["frames"].shape == (1, 4, 3, 24, 24)  # 7 frames, stride 2 -> 0, 2, 4, 6
-    assert batch["clip_labels"].tolist() == [dm.classes.index("clap")]
+    assert batch["clip_labels"].tolist() == [dm.label_names.index("clap")]
 
 
 # ---- UCF101 layout and zoo extract-frames -------------------------------------------------------
-def _fake_ucf101(root: Path) -> Path:
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir(parents=True)
-    (lists / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 HandstandPushups\n")
-    (lists / "trainlist01.txt").write_text(
-        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nHandstandPushups/v_HandStandPushups_g08_c01.avi 2\n"
-    )
-    (lists / "testlist01.txt").write_text("HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
-    make_video(root / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi", frames=6)
-    make_video(root / "UCF-101" / "HandstandPushups" / "v_HandstandPushups_g08_c01.avi", frames=6)
-    make_video(root / "UCF-101" / "HandstandPushups" / "v_HandstandPushups_g01_c01.avi", frames=9)
-    return root
-
-
-def test_ucf101_layout_from_videos_and_extracted_frames(tmp_path, capsys):
-    from zoo.cli import main
-
-    root = _fake_ucf101(tmp_path / "ucf101")
+def test_ucf101_layout_from_videos_and_extracted_frames(tmp_path):
+    root = fake_ucf101(tmp_path / "ucf101")
     dm = VideoFramesDataModule(str(root), layout="ucf101", num_frames=4, size=16)
     dm.setup()
-    assert dm.classes == ["ApplyEyeMakeup", "HandstandPushups"]
-    assert [c.label for c in dm.splits["train"]] == dm.classes
+    assert dm.label_names == ["ApplyEyeMakeup", "HandstandPushups"]
+    assert [c.label for c in dm.splits["train"]] == dm.label_names
     assert [c.label for c in dm.splits["val"]] == ["HandstandPushups"]
 
+    # What `zoo extract-frames SOURCE DEST` does: DEST/<video path under SOURCE>/000001.jpg
     frames_dir = tmp_path / "ucf101-frames"
-    assert main(["extract-frames", str(root / "UCF-101"), str(frames_dir), "--size", "20"]) == 0
-    err = capsys.readouterr().err
-    assert "videos" in err and "3/3" in err  # the tqdm bar
+    source = root / "UCF-101"
+    videos = find_videos(source)
+    assert len(videos) == 3
+    for video in videos:
+        extract_frames(video, frames_dir / video.relative_to(source).with_suffix(""), size=20)
     clip = frames_dir / "HandstandPushups" / "v_HandstandPushups_g01_c01"
     assert [n for n, _ in list_frames(clip)] == list(range(1, 10))
     dm = VideoFramesDataModule(str(root), layout="ucf101", frames_dir=str(frames_dir), num_frames=4, size=16)
@@ -214,16 +172,49 @@ def test_ucf101_layout_from_videos_and_extracted_frames(tmp_path, capsys):
     assert batch["frames"].shape == (1, 4, 3, 16, 16) and batch["clip_labels"].tolist() == [1]
 
 
-def test_extract_frames_fps_and_bad_video(tmp_path, capsys):
-    from zoo.cli import main
-
+def test_extract_frames_fps_and_bad_video(tmp_path):
     src = tmp_path / "src"
     make_video(src / "clip.avi", frames=20, fps=10)
-    assert main(["extract-frames", str(src), str(tmp_path / "out"), "--fps", "2"]) == 0
-    assert len(list_frames(tmp_path / "out" / "clip")) == 4  # 2 s at 2 fps
+    assert extract_frames(src / "clip.avi", tmp_path / "out" / "clip", fps=2) == 4  # 2 s at 2 fps
+    assert len(list_frames(tmp_path / "out" / "clip")) == 4
     (src / "broken.mp4").write_bytes(b"\x00" * 100)
-    assert main(["extract-frames", str(src), str(tmp_path / "out2")]) == 1
-    assert "broken.mp4" in capsys.readouterr().err
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        extract_frames(src / "broken.mp4", tmp_path / "out" / "broken")
+    assert not (tmp_path / "out" / "broken").exists() and [p.name for p in (tmp_path / "out").iterdir()] == ["clip"]
+
+
+# ---- read_clip (inference) and predict batches -----------------------------------------------------
+def test_read_clip_from_a_video_or_a_frame_folder(tmp_path):
+    video = make_video(tmp_path / "v.avi", frames=10, width=48, height=32)
+    clip = read_clip(video)
+    assert clip.shape == (10, 32, 48, 3) and clip.dtype == np.uint8
+    assert np.allclose(clip.reshape(10, -1).mean(1), 10 * np.arange(10), atol=6)
+    assert read_clip(video, size=16, num_frames=3, stride=2).shape == (3, 16, 16, 3)
+    folder = make_frames(tmp_path / "frames", range(1, 6))
+    frames = read_clip(folder)
+    assert frames.shape == (5, 20, 24, 3) and np.allclose(frames.reshape(5, -1).mean(1), 5 * np.arange(1, 6), atol=3)
+    assert read_clip(folder, size=12).shape == (5, 12, 12, 3)
+    gappy = make_frames(tmp_path / "gappy", [1, 3])
+    with pytest.raises(ValueError, match="gaps"):
+        read_clip(gappy)
+    assert len(read_clip(gappy, allow_gaps=True)) == 2
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        read_clip(tmp_path / "nope.mp4")
+
+
+def test_predict_batches_name_their_clips(tmp_path):
+    root = tmp_path / "frames"
+    for name in ("a", "b", "c"):
+        make_frames(root / "jump" / name, range(1, 4))
+    make_frames(root / "sit" / "d", range(1, 4))
+    dm = VideoFramesDataModule(str(root), num_frames=4, size=16, batch_size=2, val_fraction=0.5)
+    batches = list(dm.predict_dataloader())  # sets itself up
+    assert [i for b in batches for i in b["index"].tolist()] == list(range(len(dm.datasets["test"])))
+    assert [v for b in batches for v in b["video"]] == [c.video for c in dm.splits["test"]]
+    shapes = MovingShapesDataModule(memory=2, num_train=2, num_val=2, num_test=3, batch_size=2)
+    batch = next(iter(shapes.predict_dataloader()))
+    assert batch["index"].tolist() == [0, 1] and batch["video"] == ["test/0", "test/1"]
+    assert shapes.label_names == ["red", "green", "blue", "yellow"] and shapes.feature_dim is None
 
 
 # ---- MovingShapes --------------------------------------------------------------------------------

@@ -197,10 +197,10 @@ class SequenceClassifier(TaskModule):
         self._step(batch, "test")
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
-        """Per example: ``label``, ``probs`` and, where the batch has them, ``index`` and ``text``."""
+        """Per example: ``label``, ``probs`` and, where the batch has them, ``index``, ``source`` and ``text``."""
         probs = torch.softmax(self(batch["ids"], batch["lengths"]).float(), -1)
         results = self._describe(probs)
-        for key in ("index", "text"):
+        for key in ("index", "source", "text"):
             if key in batch:
                 for result, value in zip(results, batch[key]):
                     result[key] = value.item() if isinstance(value, Tensor) else value

@@ -1,16 +1,16 @@
-"""Generated data sets where the right answer is known, so a model can be checked, not only scored.
+"""Captioned shapes: a generated caption set where the right answer is known, so a model can be
+checked, not only scored.
 
-Captioned shapes (:class:`ShapesCaptions`, the offline default of the captioning recipes): images with
-1-3 coloured shapes at known places and a caption that describes them, plus each object's box, so
-attention can be checked: when the model says a colour or shape word, it should be looking at that
-object.
+:class:`ShapesCaptions` (the offline default of the captioning recipes): images with 1-3 coloured
+shapes at known places and a caption that describes them, plus each object's box, so attention can be
+checked: when the model says a colour or shape word, it should be looking at that object. The
+datamodule measures that itself (:meth:`ShapesCaptions.evaluation_measures`, logged as
+``val/attn_in_box``): the captioner knows captions, not shapes.
 """
 
 from __future__ import annotations
 
-# =====================================================================================================
-# Captioned shapes
-# =====================================================================================================
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .coco_captions import CaptionDataModule, CaptionRecord
+from .captions import CaptionDataModule, CaptionRecord
+
+__all__ = [
+    "SHAPE_COLOURS", "SHAPE_KINDS", "ShapeObject", "ShapesCaptions", "attention_in_box", "caption_word_objects",
+    "grounded_words", "render_shapes", "shapes_caption", "shapes_scene",
+]
 
 SHAPE_COLOURS: Dict[str, Tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -119,6 +124,29 @@ def grounded_words() -> List[str]:
     return [*SHAPE_COLOURS, *SHAPE_KINDS]
 
 
+def attention_in_box(attention: torch.Tensor, owners: Sequence[int], boxes: Sequence[Sequence[float]], size: float) -> List[float]:
+    """For each word that names an object (``owners[t] >= 0``): 1.0 if the argmax of its attention row
+    ``attention[t]`` (over a square grid of ``L`` cells, row-major; ``(1, L)`` if ``L`` is not a
+    square), taken at the centre of its cell in an image of ``size`` pixels, lies inside the box
+    ``(x0, y0, x1, y1)`` of that object, else 0.0 (also 0.0 when the word names an object the image
+    does not have)."""
+    locations = int(attention.shape[-1])
+    side = math.isqrt(locations)
+    h, w = (side, side) if side * side == locations else (1, locations)
+    hits: List[float] = []
+    for t, obj in enumerate(owners):
+        if obj < 0:
+            continue
+        if obj >= len(boxes):
+            hits.append(0.0)  # names an object that is not there
+            continue
+        loc = int(attention[t].argmax())
+        y, x = (loc // w + 0.5) * size / h, (loc % w + 0.5) * size / w
+        x0, y0, x1, y1 = boxes[obj]
+        hits.append(float(x0 <= x <= x1 and y0 <= y <= y1))
+    return hits
+
+
 class ShapesCaptions(CaptionDataModule):
     """Captioned shapes, generated on the fly: no download, deterministic from the seeds.
 
@@ -201,7 +229,23 @@ class ShapesCaptions(CaptionDataModule):
 
         return extra
 
-    # What the captioner uses to check attention on the captions it generates.
-    @staticmethod
-    def word_objects(words: Sequence[str]) -> List[int]:
-        return caption_word_objects(words)
+    def evaluation_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
+        """Dataset-specific measures of the generated captions of ``batch`` (a task logs the mean of
+        each list as ``{split}/<name>``). ``predictions``: one dict per example of the batch with
+        ``words`` (list of str) and ``attention`` (tensor ``(n_words, L)`` over the square feature grid,
+        or ``None`` without attention).
+
+        ``attn_in_box``: for every colour or shape word generated, 1.0 if the attention argmax (the
+        centre of its grid cell) lies inside the box of the object the word names, else 0.0. Words
+        are tied to objects by :func:`caption_word_objects` (phrase k = object k in reading order),
+        so attention is checked on wrong captions too. Empty when nothing was attended."""
+        hits: List[float] = []
+        size = float(self._config.size)  # boxes are in pixels of the model's input (no resize/crop)
+        for b, prediction in enumerate(predictions):
+            attention, words = prediction.get("attention"), prediction.get("words") or []
+            if attention is None or not words:
+                continue
+            n_boxes = int(batch["box_mask"][b].sum())
+            boxes = batch["boxes"][b, :n_boxes].tolist()
+            hits.extend(attention_in_box(attention.detach().float().cpu(), caption_word_objects(words), boxes, size))
+        return {"attn_in_box": hits}

@@ -1,0 +1,109 @@
+"""Images as the encoders see them: decoding any file to RGB, and an encoder's preprocessing.
+
+- :func:`load_image`: open and fully decode an image as RGB (grayscale, 16-bit, palette, RGBA and
+  CMYK converted); a corrupt or truncated file is a :class:`CorruptImageError` naming it.
+- :class:`ImageConfig`: an encoder's preprocessing as timm's data config gives it (square input of
+  ``size`` pixels, resize the shorter side to ``size / crop_pct``, centre crop, normalize);
+  :class:`Normalize` applies it, in numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = ["CorruptImageError", "ImageConfig", "Normalize", "load_image"]
+
+
+class CorruptImageError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image); names the file."""
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as RGB. Grayscale (L, I;16), palette (P), RGBA/LA and CMYK are
+    converted to RGB (CMYK through PIL's conversion, alpha dropped). A truncated or corrupt file is a
+    :class:`CorruptImageError` naming it (PIL decodes lazily, so ``load()`` is forced here)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits
+                array = np.asarray(image, dtype=np.float64)
+                top = array.max() or 1.0
+                image = Image.fromarray((array * (255.0 / top)).astype(np.uint8), "L")
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise CorruptImageError(f"{path}: cannot decode the image ({type(err).__name__}: {err}); the file is corrupt, truncated or not an image") from None
+
+
+@dataclass
+class ImageConfig:
+    """The preprocessing of an encoder, as timm's data config gives it: square input of ``size``
+    pixels, resize the shorter side to ``size / crop_pct``, centre-crop, normalize."""
+
+    size: int = 224
+    crop_pct: float = 0.875
+    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bicubic"
+
+    @classmethod
+    def for_encoder(cls, encoder: Optional[str], size: Optional[int] = None, crop_pct: Optional[float] = None) -> "ImageConfig":
+        """timm's data config for a model name (read from its pretrained config; no model is built);
+        ``size``/``crop_pct`` override it."""
+        config = cls()
+        if encoder:
+            import timm
+
+            try:
+                pretrained = timm.get_pretrained_cfg(encoder)
+            except Exception:  # an unknown name: let the model say so, with close matches
+                pretrained = None
+            if pretrained is not None:
+                data = timm.data.resolve_data_config(pretrained_cfg=pretrained.to_dict())
+                config = cls(int(data["input_size"][-1]), float(data.get("crop_pct", 0.875)), tuple(data["mean"]), tuple(data["std"]), str(data.get("interpolation", "bicubic")))
+        if size is not None:
+            config.size = int(size)
+        if crop_pct is not None:
+            config.crop_pct = float(crop_pct)
+        return config
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"size": self.size, "crop_pct": self.crop_pct, "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}
+
+    def geometric(self):
+        """Resize + centre crop (PIL in, PIL out): what the model sees, before normalization."""
+        from torchvision import transforms as T
+
+        mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR, "nearest": T.InterpolationMode.NEAREST}.get(self.interpolation, T.InterpolationMode.BICUBIC)
+        return T.Compose([T.Resize(int(math.floor(self.size / self.crop_pct)), interpolation=mode), T.CenterCrop(self.size)])
+
+    def transform(self) -> "Normalize":
+        """PIL image → normalized ``(3, size, size)`` float tensor."""
+        return Normalize(self.geometric(), self.mean, self.std)
+
+
+class Normalize:
+    """``geometric`` (PIL → PIL), then ``(pixels / 255 - mean) / std`` as a ``(3, H, W)`` float tensor;
+    in numpy, several times faster than torchvision's ToTensor + Normalize on small images."""
+
+    def __init__(self, geometric: Callable, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.geometric = geometric
+        self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(1, 1, 3)
+        self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(1, 1, 3)
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        pixels = np.asarray(self.geometric(image), dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray((pixels * self.scale - self.shift).transpose(2, 0, 1)))
+
+    def __repr__(self) -> str:
+        return f"Normalize({self.geometric}, shift={self.shift.ravel().tolist()}, scale={self.scale.ravel().tolist()})"
