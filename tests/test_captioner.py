@@ -431,13 +431,6 @@ def test_cli_fast_dev_run_on_shapes(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_cli_coco_without_data_says_what_is_missing(tmp_path) -> None:
-    result = run_cli(["fit", "--config", "recipes/caption_attn.yaml", "--data.root", str(tmp_path / "coco"), "--model.pretrained", "false",
-                      "--trainer.logger", "false"], {"ZOO_HOME": str(tmp_path / "home")})
-    assert result.returncode != 0
-    assert "MissingDataError" in result.stderr and "train2014.zip" in result.stderr and "13 GB" in result.stderr
-
-
 @pytest.mark.realdata
 def test_real_flickr8k_images_fit_and_caption(tmp_path) -> None:
     """The 12 real Flickr8k JPEGs of ../shared/data: fit a few steps, then caption an image from the

@@ -111,7 +111,7 @@ def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path
     assert result["test/acc"] == 1.0 and result["test/f1"] == 1.0 and "test/loss" in result
     preds = trainer.predict(m, dm)
     assert preds[0][0]["label"] == "pos" and len(preds[0]) == 8
-    assert set(preds[0][0]) == {"label", "probs"}  # the batch holds neither index nor text
+    assert set(preds[0][0]) == {"index", "label", "probs"}  # the batch holds its index, not the text
 
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = SequenceClassifier.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")

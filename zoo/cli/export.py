@@ -1,7 +1,7 @@
 """``zoo export``: turn a Lightning checkpoint (or any pretrained model) into a pretrained folder.
 
-    zoo export --ckpt checkpoints/imdb_gru/best.ckpt --out zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
-    zoo export char_lstm_shakespeare --out /tmp/lm            # re-export a name, folder, URL or Hub repo
+    zoo export --ckpt checkpoints/imdb_gru/best.ckpt --output zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
+    zoo export char_lstm_shakespeare --output /tmp/lm         # re-export a name, folder, URL or Hub repo
 
 The checkpoint is read with ``weights_only=True`` and the class it names goes through
 :func:`zoo.tasks.resolve.resolve_task`: only a zoo task (or the ``--task`` class you name) is built.
@@ -15,6 +15,7 @@ from typing import List
 
 import torch
 
+from zoo.cli.common import guarded
 from zoo.hub.format import CONFIG_NAME, WEIGHTS_NAME, write_folder
 from zoo.tasks.base import TaskModule, load_pretrained, load_task
 from zoo.tasks.resolve import resolve_task
@@ -28,7 +29,7 @@ def main(argv: List[str]) -> int:
     )
     parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER", help="a pretrained name, folder, archive, URL or Hub repo")
     parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (read with weights_only=True)")
-    parser.add_argument("--out", required=True, help="the folder to write (created if needed)")
+    parser.add_argument("--output", "--out", dest="out", required=True, help="the folder to write (created if needed)")
     parser.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; loaded back as float32)")
     parser.add_argument("--int8", action="append", metavar="KEY", default=[],
                         help="store this 2-D weight (state-dict key, or 'embeddings' for every embedding table) as int8 "
@@ -37,6 +38,10 @@ def main(argv: List[str]) -> int:
                         help="the task class to rebuild with (a checkpoint that does not record one, or your own task "
                         "class: naming its module here is what allows it to be imported)")
     args = parser.parse_args(argv)
+    return guarded("zoo export", lambda: export(parser, args))
+
+
+def export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if bool(args.ckpt) == bool(args.model):
         parser.error("give either --ckpt PATH or a pretrained NAME_OR_FOLDER (exactly one)")
     # The user named this class on the command line: its module may be imported.

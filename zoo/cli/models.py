@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from zoo.cli.common import guarded
 from zoo.hub.cards import model_rows, models_markdown
 
 BEGIN = "<!-- BEGIN GENERATED: zoo models --markdown -->\n"
@@ -76,6 +77,10 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--max_windows", type=int, default=None, help="char LM: only the first windows of each stream")
     parser.add_argument("--per_label", type=int, default=None, help="IMDB: only the first reviews (by id) of each label")
     args = parser.parse_args(argv)
+    return guarded("zoo models", lambda: run(parser, args))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.evaluate:
         if bool(args.corpus) == bool(args.imdb):
             parser.error("--evaluate needs exactly one of --corpus FILE or --imdb ARCHIVE")
