@@ -56,7 +56,7 @@ def test_unknown_cell_and_nonlinearity_errors():
 
 def test_lstm_pointwise_gradcheck():
     # the hand-written backward of the fused LSTM step, against finite differences (float64)
-    from zoo.cells import LSTMPointwise
+    from zoo.kernels import LSTMPointwise
 
     torch.manual_seed(0)
     gates = torch.randn(3, 4 * 5, dtype=torch.float64, requires_grad=True)

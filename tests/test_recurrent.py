@@ -121,7 +121,7 @@ def test_lstm_unpadded_fast_path_equals_native(layers, bi):
 
 def test_lstm_layer_gradcheck():
     # the hand-written backward of the whole-layer LSTM, against finite differences (float64)
-    from zoo.recurrent import _LSTMLayer
+    from zoo.kernels import LSTMLayer as _LSTMLayer
 
     torch.manual_seed(0)
     T, B, I, H = 5, 3, 4, 2
