@@ -10,7 +10,6 @@ from 64..128, one of them 128). Variants:
 - ``native``: ``torch.nn.LSTM/RNN`` (oneDNN; packed when padded);
 - ``equations``: :mod:`zoo.cells`' ``recur`` in the plain-autograd time loop, nothing else;
 - ``+hoisted``: the same loop with ``W_hh``'s gradient in one matmul (``kernels.HoistedProjection``);
-- ``+hoisted+pointwise`` (LSTM): also the pointwise step as one node (``kernels.LSTMPointwise``);
 - ``fused`` (LSTM unpadded): the whole layer as one node (``kernels.LSTMLayer``), ``fused-addmm`` the
   same with ``torch.addmm`` instead of oneDNN's packed matmul (``kernels.RecurrentMatmul``).
 
@@ -30,12 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from zoo import kernels
-from zoo.recurrent import Recurrent, Weights, _lstm_kernel_step, step_loop
+from zoo.recurrent import Recurrent, Weights, step_loop
 from zoo.sequences import lengths_to_mask
 
 
-def loop(rnn: Recurrent, x, h0, w: Weights, mask, hoist: bool, pointwise: bool):
-    """The step loop of ``backend="cells"`` with each kernel switched on or off (``_kernel_loop``'s parts)."""
+def loop(rnn: Recurrent, x, h0, w: Weights, mask, hoist: bool):
+    """The step loop of ``backend="cells"``, with ``HoistedProjection`` (``Recurrent._hoisted_loop``) or
+    without (the plain equations, no gates kept)."""
     xt = x.transpose(0, 1)
     previous: List[torch.Tensor] = []
     if hoist:
@@ -43,8 +43,7 @@ def loop(rnn: Recurrent, x, h0, w: Weights, mask, hoist: bool, pointwise: bool):
         w_hh, b_hh = w.hh.detach(), None
     else:
         x_proj, w_hh, b_hh = F.linear(xt, w.ih, w.b_ih), w.hh, w.b_hh
-    step = _lstm_kernel_step(w_hh, b_hh) if pointwise else rnn._equations_step(w_hh, b_hh)
-    out, _, _ = step_loop(step, x_proj, h0, mask, False)
+    out, _, _ = step_loop(rnn._equations_step(w_hh, b_hh), x_proj, h0, mask, False)
     if hoist:
         h = h0[0] if isinstance(h0, tuple) else h0
         previous.append(torch.cat([h.unsqueeze(0), out.transpose(0, 1)[:-1]]).detach())
@@ -59,20 +58,18 @@ def variants(rnn: Recurrent, x, lengths) -> Dict[str, Callable[[], torch.Tensor]
     h0 = (zeros, zeros) if rnn.cell == "lstm" else zeros
     runs = {
         "native": lambda: rnn(x, lengths, backend="native").output,
-        "equations": lambda: loop(rnn, x, h0, w, mask, False, False),
+        "equations": lambda: loop(rnn, x, h0, w, mask, False),
     }
     if rnn.cell != "gru":  # GRU's r * (W_hn h + b_hn) makes W_hh's gradient differ from its gates'
-        runs["+hoisted"] = lambda: loop(rnn, x, h0, w, mask, True, False)
-    if rnn.cell == "lstm":
-        runs["+hoisted+pointwise"] = lambda: loop(rnn, x, h0, w, mask, True, True)
-        if mask is None:
-            runs["fused"] = lambda: rnn._fused_layer(x, h0, w)[0]
+        runs["+hoisted"] = lambda: loop(rnn, x, h0, w, mask, True)
+    if rnn.cell == "lstm" and mask is None:
+        runs["fused"] = lambda: rnn._fused_layer(x, h0, w)[0]
 
-            def fused_addmm():
-                with mock.patch.object(kernels, "onednn_packed", lambda weight, batch: None):
-                    return rnn._fused_layer(x, h0, w)[0]
+        def fused_addmm():
+            with mock.patch.object(kernels, "onednn_packed", lambda weight, batch: None):
+                return rnn._fused_layer(x, h0, w)[0]
 
-            runs["fused-addmm"] = fused_addmm
+        runs["fused-addmm"] = fused_addmm
     return runs
 
 
@@ -107,6 +104,7 @@ def main() -> None:
                     start = time.perf_counter()
                     run().square().mean().backward()
                     times[name].append(time.perf_counter() - start)
+                print("  round: " + "  ".join(f"{k} {1000 * v[-1]:.0f}" for k, v in times.items()), flush=True)
             print(f"\n{cell.upper()} {args.hidden}, {'padded' if padded else 'unpadded'}, {args.repeats} rounds")
             print(f"{'variant':20s} {'median ms':>9s}   {'/ equations (min-max)':24s} {'/ native (min-max)':24s}")
             for name, ts in times.items():

@@ -23,9 +23,23 @@ def f64(*shapes):
     return [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
 
 
-def test_lstm_pointwise_gradcheck():
+def test_lstm_pointwise_and_its_backward_equal_the_cell_equations():
+    # LSTMLayer's step and hand-written backward against LSTMCell.recur through autograd (float64)
+    from zoo.cells import LSTMCell
+
     torch.manual_seed(0)
-    assert torch.autograd.gradcheck(kernels.LSTMPointwise.apply, f64((3, 4 * 5), (3, 5)))
+    B, H = 3, 5
+    gates, c = f64((B, 4 * H), (B, H))
+    (h_ref, c_ref), _ = LSTMCell.recur(gates, (torch.zeros(B, H, dtype=torch.float64), c), torch.zeros(4 * H, H, dtype=torch.float64), None)
+    act, c_new, tanh_c, h_new = (torch.empty_like(t) for t in (gates, c, c, c))
+    with torch.no_grad():
+        kernels.lstm_pointwise(gates, c, act, c_new, tanh_c, h_new)
+    torch.testing.assert_close((h_new, c_new), (h_ref, c_ref))
+    grad_h, grad_c = torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    expected = torch.autograd.grad((h_ref, c_ref), (gates, c), (grad_h, grad_c))
+    grad_gates = torch.empty_like(gates)
+    grad_c_prev = kernels.lstm_pointwise_backward(grad_h, grad_c, act, c.detach(), tanh_c, grad_gates)
+    torch.testing.assert_close((grad_gates, grad_c_prev), expected)
 
 
 def test_lstm_layer_gradcheck():

@@ -47,32 +47,6 @@ class HoistedProjection(torch.autograd.Function):
         return grad_x, grad_w_ih, grad_b, grad_w_hh, grad_b, None
 
 
-class LSTMPointwise(torch.autograd.Function):
-    r"""``(h', c') = LSTMPointwise.apply(gates, c)``: :meth:`zoo.cells.LSTMCell.recur`'s equations after
-    its matmul (``i, f, o = sigma(.)``, ``g = tanh(.)``, ``c' = f c + i g``, ``h' = o tanh(c')``),
-    ``gates`` being the pre-activations ``W_i x + b_i + W_h h + b_h`` (gate order i, f, g, o).
-
-    One autograd node with a hand-written backward instead of the ~15 nodes (and a ``cat`` of the
-    chunks' gradients) autograd records for the same step: the forward saves the activated gates,
-    ``c`` and ``tanh(c')``; the backward is :func:`lstm_pointwise_backward`.
-    """
-
-    @staticmethod
-    def forward(ctx, gates: Tensor, c: Tensor):
-        act, c_new, tanh_c, h_new = torch.empty_like(gates), torch.empty_like(c), torch.empty_like(c), torch.empty_like(c)
-        lstm_pointwise(gates, c, act, c_new, tanh_c, h_new)
-        ctx.save_for_backward(act, c, tanh_c)
-        return h_new, c_new
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: Tensor, grad_c: Tensor):
-        act, c, tanh_c = ctx.saved_tensors
-        grad_gates = torch.empty_like(act)
-        grad_c = lstm_pointwise_backward(grad_h, grad_c, act, c, tanh_c, grad_gates)
-        return grad_gates, grad_c
-
-
 def lstm_pointwise(gates: Tensor, c: Tensor, act: Tensor, c_new: Tensor, tanh_c: Tensor, h_new: Tensor) -> None:
     """:meth:`zoo.cells.LSTMCell.recur` after the matmul, written into preallocated tensors: the
     activated gates into ``act`` (may be ``gates`` itself: then in place), ``c'``, ``tanh(c')``, ``h'``."""
@@ -214,10 +188,5 @@ def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_
     return LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
 
-def lstm_step(gates: Tensor, c: Tensor) -> Tuple[Tensor, Tensor]:
-    """:class:`LSTMPointwise` as a function: ``(h', c')`` from the pre-activations and ``c``."""
-    return LSTMPointwise.apply(gates, c)
-
-
-__all__: List[str] = ["HoistedProjection", "LSTMPointwise", "LSTMLayer", "RecurrentMatmul", "lstm_layer", "lstm_step",
-                      "lstm_pointwise", "lstm_pointwise_backward", "onednn_packed"]
+__all__: List[str] = ["HoistedProjection", "LSTMLayer", "RecurrentMatmul", "lstm_layer", "lstm_pointwise",
+                      "lstm_pointwise_backward", "onednn_packed"]

@@ -100,15 +100,6 @@ def step_loop(step: Step, x_proj: Tensor, h0: State, mask: Optional[Tensor], kee
     return out, state, gate_seq
 
 
-def _lstm_kernel_step(w_hh: Tensor, b_hh: Optional[Tensor]) -> Step:
-    """:meth:`zoo.cells.LSTMCell.recur` with its pointwise part as :class:`zoo.kernels.LSTMPointwise`."""
-
-    def step(x_t: Tensor, state: State) -> Tuple[State, Gates]:
-        return kernels.lstm_step(x_t + F.linear(state[0], w_hh, b_hh), state[1]), {}
-
-    return step
-
-
 class Recurrent(nn.Module):
     def __init__(
         self,
@@ -229,21 +220,13 @@ class Recurrent(nn.Module):
 
     def _run_direction(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor], return_gates: bool):
         """One direction of one layer, ``x`` batch first: picks one of three paths that compute the
-        same equations, and returns ``(output, final state, gates)``."""
-        if return_gates:
-            return self._equations_loop(x, h0, w, mask)
-        if self.cell == "lstm" and mask is None and not torch.is_autocast_enabled(x.device.type):
+        same equations (the kernels only where they measured faster, docs/benchmarks.md), and returns
+        ``(output, final state, gates)``."""
+        if not return_gates and self.cell == "lstm" and mask is None and not torch.is_autocast_enabled(x.device.type):
             return self._fused_layer(x, h0, w)
-        return self._kernel_loop(x, h0, w, mask)
-
-    def _equations_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor]):
-        """(c) The cells' ``recur`` step by step in plain autograd, every gate kept."""
-        return step_loop(self._equations_step(w.hh, w.b_hh), F.linear(x.transpose(0, 1), w.ih, w.b_ih), h0, mask, True)
-
-    def _equations_step(self, w_hh: Tensor, b_hh: Optional[Tensor]) -> Step:
-        recur = cell_class(self.cell).recur
-        extra = (self.nonlinearity,) if self.cell == "rnn" else ()
-        return lambda x_t, state: recur(x_t, state, w_hh, b_hh, *extra)
+        if not return_gates and self.cell != "gru" and torch.is_grad_enabled() and w.hh.requires_grad:
+            return self._hoisted_loop(x, h0, w, mask)
+        return self._equations_loop(x, h0, w, mask, return_gates)
 
     def _fused_layer(self, x: Tensor, h0: State, w: Weights):
         """(a) The whole LSTM layer as one autograd node (:class:`zoo.kernels.LSTMLayer`)."""
@@ -251,25 +234,27 @@ class Recurrent(nn.Module):
         out = out.transpose(0, 1).contiguous()  # batch first
         return out, (out[:, -1], c), {}
 
-    def _kernel_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor]):
-        """(b) The step loop with kernels: ``W_hh``'s gradient in one matmul over all steps
-        (:class:`zoo.kernels.HoistedProjection`, RNN and LSTM) and, for LSTM, the pointwise step as one
-        node (:class:`zoo.kernels.LSTMPointwise`)."""
-        x = x.transpose(0, 1)
-        hoist = self.cell != "gru" and torch.is_grad_enabled() and w.hh.requires_grad
-        previous: List[Tensor] = []  # h_0 .. h_{T-1}, filled after the loop for HoistedProjection's backward
-        if hoist:
-            x_proj = kernels.HoistedProjection.apply(x, w.ih, w.b_ih, w.hh, w.b_hh, previous)
-            w_hh, b_hh = w.hh.detach(), None  # the loop must not accumulate W_hh's gradient per step
-        else:
-            x_proj, w_hh, b_hh = F.linear(x, w.ih, w.b_ih), w.hh, w.b_hh
-        step = _lstm_kernel_step(w_hh, b_hh) if self.cell == "lstm" else self._equations_step(w_hh, b_hh)
-        out, final, _ = step_loop(step, x_proj, h0, mask, False)
-        if hoist:
-            # out is zero at padded steps where the state was frozen instead; both are fine here, since
-            # a frozen step's gates get no gradient (torch.where routes it to the old state).
-            previous.append(torch.cat([hidden_of(h0).unsqueeze(0), out.transpose(0, 1)[:-1]]).detach())
+    def _hoisted_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor]):
+        """(b) The equations loop with ``W_hh``'s gradient in one matmul over all steps
+        (:class:`zoo.kernels.HoistedProjection`; RNN and LSTM, where a gradient is needed)."""
+        previous: List[Tensor] = []  # h_0 .. h_{T-1}, filled after the loop for the kernel's backward
+        x_proj = kernels.HoistedProjection.apply(x.transpose(0, 1), w.ih, w.b_ih, w.hh, w.b_hh, previous)
+        # W_hh detached and b_hh already added: the loop must not accumulate their gradients per step
+        out, final, _ = step_loop(self._equations_step(w.hh.detach(), None), x_proj, h0, mask, False)
+        # out is zero at padded steps where the state was frozen instead; either is fine here, since a
+        # frozen step's gates get no gradient (torch.where routes it to the old state).
+        previous.append(torch.cat([hidden_of(h0).unsqueeze(0), out.transpose(0, 1)[:-1]]).detach())
         return out, final, {}
+
+    def _equations_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor], keep_gates: bool):
+        """(c) The cells' ``recur`` step by step in plain autograd (every gate kept if asked)."""
+        x_proj = F.linear(x.transpose(0, 1), w.ih, w.b_ih)
+        return step_loop(self._equations_step(w.hh, w.b_hh), x_proj, h0, mask, keep_gates)
+
+    def _equations_step(self, w_hh: Tensor, b_hh: Optional[Tensor]) -> Step:
+        recur = cell_class(self.cell).recur
+        extra = (self.nonlinearity,) if self.cell == "rnn" else ()
+        return lambda x_t, state: recur(x_t, state, w_hh, b_hh, *extra)
 
     def _initial(self, state, direction: int, batch: int, like: Tensor):
         if state is None:
