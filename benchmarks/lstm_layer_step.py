@@ -112,7 +112,7 @@ def main() -> None:
                 for base in [b for b in ("equations", "native") if b in times]:
                     r = [a / b for a, b in zip(ts, times[base])]
                     cols.append(f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})")
-                print(f"{name:20s} {1000 * statistics.median(ts):9.0f}   {cols[0]:24s} {cols[1]:24s}", flush=True)
+                print(f"{name:20s} {1000 * statistics.median(ts):9.0f}   " + " ".join(f"{c:24s}" for c in cols), flush=True)
 
 
 if __name__ == "__main__":
