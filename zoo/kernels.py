@@ -25,7 +25,9 @@ class HoistedProjection(torch.autograd.Function):
     detached ``W_hh``, so autograd no longer computes and accumulates a full-size weight gradient at
     every step (128 small matmuls and 128 additions of a 4 MB tensor for LSTM 512 become one matmul).
     The caller appends ``h_0 .. h_{T-1}`` (detached, ``(time, batch, hidden)``) to ``previous`` once
-    the loop has run; the backward reads it from there.
+    the loop has run; the backward reads it from there. Measured (docs/benchmarks.md, 2 CPU cores,
+    hidden 512, 64 x 128, forward+backward, per-round median): 0.92x the plain equations loop's time
+    for LSTM unpadded, 0.77x (0.91x in a second run) padded; RNN 0.63x unpadded, 0.66x padded.
     """
 
     @staticmethod
@@ -111,7 +113,9 @@ class RecurrentMatmul:
 
     On CPU in float32 it runs oneDNN's matmul on the weight reordered once (:func:`onednn_packed`, the
     layout ``torch.nn.LSTM``'s fused kernel uses too); elsewhere ``torch.addmm``. Same result up to
-    float32 rounding.
+    float32 rounding. For the loop's shapes (64 x 512 times 512 x 2048 and back) 0.62-0.72 ms per
+    matmul where ``torch.addmm`` (MKL's sgemm on the AMD EPYC) took 0.84-1.28 ms; it is what makes
+    :class:`LSTMLayer` fast (0.69x the equations loop with it, 0.98x with ``torch.addmm``).
     """
 
     def __init__(self, weight: Tensor, batch: int) -> None:
@@ -135,7 +139,10 @@ class LSTMLayer(torch.autograd.Function):
     over all steps; ``b_ih + b_hh`` is folded into the input projection; the per-step matmuls use
     :class:`RecurrentMatmul`.
 
-    ``x``: ``(time, batch, input)``; returns ``h_1..h_T`` ``(time, batch, hidden)`` and ``c_T``.
+    Measured (docs/benchmarks.md): 0.69x the plain equations loop's time for LSTM 512, 64 x 128,
+    forward+backward on 2 CPU cores (1.35x ``torch.nn.LSTM`` on a busy machine; 1.08-1.10x in the
+    last quiet run). ``x``: ``(time, batch, input)``; returns ``h_1..h_T`` ``(time, batch, hidden)``
+    and ``c_T``.
     """
 
     @staticmethod
