@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.char_corpus import CharCorpusDataModule
-from zoo.tasks.language_model import CharLanguageModel, detach_state
+from zoo.sequences import detach_state
+from zoo.tasks.language_model import CharLanguageModel
 
 
 def make_data(batch: int, seq: int) -> CharCorpusDataModule:
@@ -37,15 +38,19 @@ def make_data(batch: int, seq: int) -> CharCorpusDataModule:
 
 
 def load_recurrent_at(ref: str):
-    """``zoo.recurrent.Recurrent`` as it was at git revision ``ref`` (with that revision's ``zoo.cells``),
-    imported under another name, so an earlier cells backend can be timed beside the current one."""
+    """``zoo.recurrent.Recurrent`` as it was at git revision ``ref`` (with that revision's ``zoo.cells``
+    and, where they exist there, ``zoo.kernels`` and ``zoo.sequences``), imported under another name,
+    so an earlier cells backend can be timed beside the current one."""
     repo = Path(__file__).resolve().parents[1]
     package = Path(tempfile.mkdtemp()) / "zoo_at_ref"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("recurrent", "cells"):
-        source = subprocess.run(["git", "show", f"{ref}:zoo/{name}.py"], cwd=repo, check=True, capture_output=True, text=True)
-        (package / f"{name}.py").write_text(source.stdout)
+    for name in ("recurrent", "cells", "kernels", "sequences"):
+        source = subprocess.run(["git", "show", f"{ref}:zoo/{name}.py"], cwd=repo, capture_output=True, text=True)
+        if source.returncode == 0:
+            (package / f"{name}.py").write_text(source.stdout)
+        elif name in ("recurrent", "cells"):
+            raise RuntimeError(f"git show {ref}:zoo/{name}.py failed: {source.stderr.strip()}")
     sys.path.insert(0, str(package.parent))
     return importlib.import_module("zoo_at_ref.recurrent").Recurrent
 

@@ -54,26 +54,14 @@ def test_unknown_cell_and_nonlinearity_errors():
         RNNCell(2, 2, nonlinearity="sigmoid")
 
 
-def test_lstm_pointwise_gradcheck():
-    # the hand-written backward of the fused LSTM step, against finite differences (float64)
-    from zoo.cells import LSTMPointwise
-
+def test_recur_returns_the_state_and_gates_of_its_equations():
+    # recur is the equations after the input projection: check LSTM's against a direct transcription
     torch.manual_seed(0)
-    gates = torch.randn(3, 4 * 5, dtype=torch.float64, requires_grad=True)
-    c = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(LSTMPointwise.apply, (gates, c))
-
-
-def test_lstm_fast_path_equals_gates_path():
-    # return_gates=False takes LSTMPointwise; return_gates=True the step-by-step equations
-    torch.manual_seed(0)
-    cell = LSTMCell(5, 7)
-    x, state = torch.randn(4, 5), (torch.randn(4, 7), torch.randn(4, 7))
-    fast = torch.cat(cell(x, state), -1)
-    slow = torch.cat(cell(x, state, return_gates=True)[0], -1)
-    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
-    weights = torch.randn_like(fast)
-    g_fast = torch.autograd.grad((fast * weights).sum(), list(cell.parameters()))
-    g_slow = torch.autograd.grad((slow * weights).sum(), list(cell.parameters()))
-    for a, b in zip(g_fast, g_slow):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    cell = LSTMCell(3, 4)
+    x_proj, h, c = torch.randn(2, 16), torch.randn(2, 4), torch.randn(2, 4)
+    (h1, c1), gates = LSTMCell.recur(x_proj, (h, c), cell.weight_hh, cell.bias_hh)
+    pre = x_proj + h @ cell.weight_hh.t() + cell.bias_hh
+    i, f, g, o = pre[:, :4].sigmoid(), pre[:, 4:8].sigmoid(), pre[:, 8:12].tanh(), pre[:, 12:].sigmoid()
+    torch.testing.assert_close(c1, f * c + i * g)
+    torch.testing.assert_close(h1, o * torch.tanh(f * c + i * g))
+    torch.testing.assert_close(gates["forget"], f)

@@ -97,39 +97,6 @@ def test_bad_arguments():
         rnn(torch.randn(2, 3, 2), torch.tensor([4, 1]))
 
 
-@pytest.mark.parametrize("layers, bi", [(1, False), (2, True)])
-def test_lstm_unpadded_fast_path_equals_native(layers, bi):
-    # no lengths and no gates: the cells backend runs each LSTM layer as one _LSTMLayer node
-    torch.manual_seed(0)
-    rnn = Recurrent(4, 6, "lstm", num_layers=layers, bidirectional=bi)
-    x = torch.randn(3, 8, 4, requires_grad=True)
-    n = layers * (2 if bi else 1)
-    state = (torch.randn(n, 3, 6, requires_grad=True), torch.randn(n, 3, 6, requires_grad=True))
-    native, cells = rnn(x, state=state), rnn(x, state=state, backend="cells")
-    torch.testing.assert_close(native.output, cells.output, atol=1e-5, rtol=0)
-    torch.testing.assert_close(flat(native.state), flat(cells.state), atol=1e-5, rtol=0)
-    inputs = [x, *state, *rnn.parameters()]
-
-    def loss(out):  # the output and both parts of the final state all carry a gradient
-        return out.output.square().sum() + (out.state[0] * 0.5).sum() + out.state[1].square().sum()
-
-    g_native = torch.autograd.grad(loss(native), inputs)
-    g_cells = torch.autograd.grad(loss(cells), inputs)
-    for a, b in zip(g_native, g_cells):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-
-
-def test_lstm_layer_gradcheck():
-    # the hand-written backward of the whole-layer LSTM, against finite differences (float64)
-    from zoo.recurrent import _LSTMLayer
-
-    torch.manual_seed(0)
-    T, B, I, H = 5, 3, 4, 2
-    args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-            for shape in [(T, B, I), (B, H), (B, H), (4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
-    assert torch.autograd.gradcheck(_LSTMLayer.apply, args)
-
-
 def test_lstm_gates_still_returned_without_padding():
     torch.manual_seed(0)
     rnn = Recurrent(3, 5, "lstm", backend="cells")
