@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         rows.append({"video": path.name, "resolution": f"{info.width}x{info.height}", "stage": "decode", "encoder": "-",
                      "size": "-", "frames": count, "seconds": seconds})
         for name in args.encoders:
-            model = FrameClassifier(num_classes=2, encoder=name, trainable=False, recurrent=False).eval()
+            model = FrameClassifier(label_names=["a", "b"], encoder=name, trainable=False, recurrent=False).eval()
             size = args.size or model.encoder.data_config()["input_size"][-1]
             t_dec, (frames, _) = best_of(args.repeats, lambda: decode_video(path, size=size, threads=args.threads))
             clip = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()

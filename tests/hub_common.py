@@ -38,3 +38,12 @@ def outputs(model: CharLanguageModel) -> torch.Tensor:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return tiny_lm().save_pretrained(tmp_path / "tiny")
+
+
+def assert_refused(main, argv, match: str, capsys) -> None:
+    """A command refuses with one line: exit status 2 and ``match`` in its error message."""
+    import re
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err), err

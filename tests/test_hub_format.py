@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import VOCAB, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
+from tests.hub_common import assert_refused, VOCAB, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
 from zoo import load_pretrained
 from zoo.hub import (
     ChecksumMismatchError, FormatVersionError, MissingFileError, PickleRefusedError, PretrainedError, read_folder,
@@ -240,8 +240,7 @@ def test_export_command_turns_a_checkpoint_into_a_folder(tmp_path: Path, capsys)
     torch.testing.assert_close(outputs(loaded), outputs(model), atol=2e-3, rtol=2e-3)
     # a checkpoint that records no class: --task names it
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
-    with pytest.raises(PretrainedError, match="no 'zoo_task' entry"):
-        main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out2")])
+    assert_refused(main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "out2")], "no 'zoo_task' entry", capsys)
     assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out2"), "--task", "zoo.tasks.language_model.CharLanguageModel"]) == 0
     # a pretrained folder (or name) re-exported, here to int8 embeddings
     assert main([str(tmp_path / "out"), "--out", str(tmp_path / "out3"), "--int8", "embeddings"]) == 0
@@ -250,11 +249,10 @@ def test_export_command_turns_a_checkpoint_into_a_folder(tmp_path: Path, capsys)
         main(["--out", str(tmp_path / "out4")])  # neither a model nor --ckpt: a usage error
 
 
-def test_export_of_a_malicious_pickle_fails_cleanly(tmp_path: Path) -> None:
+def test_export_of_a_malicious_pickle_fails_cleanly(tmp_path: Path, capsys) -> None:
     from zoo.cli.export import main
 
     marker = tmp_path / "unpickled"
     (tmp_path / "evil.ckpt").write_bytes(evil_pickle(marker))
-    with pytest.raises(PretrainedError, match="evil.ckpt: not a readable checkpoint of tensors and plain data"):
-        main(["--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(tmp_path / "out")])
+    assert_refused(main, ["--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(tmp_path / "out")], "evil.ckpt: not a readable checkpoint of tensors and plain data", capsys)
     assert not marker.exists() and not (tmp_path / "out").exists()

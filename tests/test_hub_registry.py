@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import VOCAB, folder, isolated_home  # noqa: F401  (fixtures)
+from tests.hub_common import assert_refused, VOCAB, folder, isolated_home  # noqa: F401  (fixtures)
 from zoo import create_model, list_models, load_pretrained
 from zoo.hub import NoWeightsError, PretrainedError, UnknownModelError, model_entry, model_rows, models_markdown
 from zoo.tasks.language_model import CharLanguageModel
@@ -108,8 +108,7 @@ def test_zoo_models_lists_prints_markdown_and_updates_docs(tmp_path: Path, capsy
     assert main(["--update-docs", str(doc)]) == 0
     assert doc.read_text(encoding="utf-8") == f"intro\n{BEGIN}{models_markdown()}{END}\noutro\n"
     (tmp_path / "bare.md").write_text("no markers\n")
-    with pytest.raises(ValueError, match="bare.md: markers"):
-        main(["--update-docs", str(tmp_path / "bare.md")])
+    assert_refused(main, ["--update-docs", str(tmp_path / "bare.md")], "bare.md: markers", capsys)
     with pytest.raises(SystemExit):
         main(["--evaluate", "char_lstm_shakespeare"])  # neither --corpus nor --imdb
 
@@ -128,8 +127,8 @@ def test_zoo_models_evaluates_a_folder(folder: Path, tiny_corpus: Path, capsys) 
     assert main(["--evaluate", str(folder.parent / "lm"), "--corpus", str(tiny_corpus), "--max_windows", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["val_bpc"] == pytest.approx(result["val_loss"] / 0.6931471805599453)
-    with pytest.raises(ValueError, match="vocabulary"):  # the tiny LM's vocabulary is not the corpus's
-        main(["--evaluate", str(folder), "--corpus", str(tiny_corpus)])
+    # the tiny LM's vocabulary is not the corpus's
+    assert_refused(main, ["--evaluate", str(folder), "--corpus", str(tiny_corpus)], "vocabulary", capsys)
 
 
 def test_score_classifier_accuracy_and_f1() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import VOCAB, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
+from tests.hub_common import assert_refused, VOCAB, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
 from zoo import load_pretrained
 from zoo.hub import CheckpointError, PickleRefusedError, TaskNameError
 from zoo.tasks.base import TaskModule, load_task
@@ -60,13 +60,11 @@ def test_evil_checkpoint_is_refused_by_load_pretrained(evil_ckpt: Path, folder: 
     assert not (evil_ckpt.parent / "pwned.txt").exists()
 
 
-def test_evil_checkpoint_is_refused_by_zoo_export(evil_ckpt: Path) -> None:
+def test_evil_checkpoint_is_refused_by_zoo_export(evil_ckpt: Path, capsys) -> None:
     from zoo.cli.export import main
 
-    with pytest.raises(TaskNameError, match="subprocess.Popen"):
-        main(["--ckpt", str(evil_ckpt), "--out", "x"])
-    with pytest.raises(TaskNameError, match="is the class subprocess.Popen, not a task class"):
-        main(["--ckpt", str(evil_ckpt), "--out", "x", "--task", "subprocess.Popen"])  # even when named: not a task
+    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out", "x"], "subprocess.Popen", capsys)
+    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out", "x", "--task", "subprocess.Popen"], "is the class subprocess.Popen, not a task class", capsys)  # even when named: not a task
     assert not Path("pwned.txt").exists() and not Path("x").exists()
 
 
