@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["CorruptImageError", "ImageConfig", "Normalize", "load_image"]
+__all__ = ["CorruptImageError", "ImageConfig", "Normalize", "as_rgb_image", "load_image"]
 
 
 class CorruptImageError(ValueError):
@@ -44,6 +44,20 @@ def load_image(path: str | Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise CorruptImageError(f"{path}: cannot decode the image ({type(err).__name__}: {err}); the file is corrupt, truncated or not an image") from None
 
+
+
+def as_rgb_image(image: Any) -> Image.Image:
+    """A path, a PIL image or a uint8 ``(H, W, 3)`` array as an RGB PIL image (what a model's
+    ``predict`` accepts); a path goes through :func:`load_image`."""
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        return Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    raise ValueError(f"an image must be a path, a PIL image or a uint8 (H, W, 3) array, got {type(image).__name__}")
 
 @dataclass
 class ImageConfig:

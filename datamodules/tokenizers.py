@@ -204,6 +204,18 @@ def detokenize(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
 
 
 # ---- characters -----------------------------------------------------------------------------------
+def decode_words(tokenizer: Tokenizer, ids: Sequence[int]) -> List[str]:
+    """A word-level decoder's output ids -> its words: stop at ``<eos>``, skip ``<pad>`` and ``<bos>``."""
+    words = []
+    for i in ids:
+        i = int(i)
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            words.append(tokenizer.id_to_token(i))
+    return words
+
+
 def build_char_vocab(text: str) -> List[str]:
     """``[UNK_CHAR] + sorted distinct characters``: index 0 is for characters never seen in training."""
     return [UNK_CHAR] + sorted(set(text))

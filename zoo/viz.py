@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import html
 import math
-import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from datamodules.tokenizers import encode_chars
 from zoo.encoders import grid_shape
 from zoo.sequences import evaluating
-from zoo.features import FEATURES, UnitMatch, best_units, correlate, text_features
+from zoo.features import FEATURES, UnitMatch, best_units, correlate
 
 CMAP = "RdBu_r"  # blue = low, white = middle, red = high
 NEWLINE_GLYPH = "\u21b5"  # ↵ : a newline has an activation too, so it gets a visible cell
@@ -308,7 +308,7 @@ def plot_gradient_curves(curves: Mapping[str, np.ndarray], path: str | Path, tit
 
 
 # ---- the command -------------------------------------------------------------------------------
-def _unit_title(kind: str, layer: int, unit: int, extra: str = "") -> str:
+def unit_title(kind: str, layer: int, unit: int, extra: str = "") -> str:
     return f"{kind} layer {layer} unit {unit}" + (f" — {extra}" if extra else "")
 
 

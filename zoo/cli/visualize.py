@@ -65,7 +65,8 @@ def read_text(prog: str, path: str | None, max_chars: int) -> str:
 
 
 def draw(prog: str, model, text: str, args) -> int:
-    from zoo.viz import _unit_title, activations, discover_units, report_markdown, text_features, write_unit
+    from zoo.features import text_features
+    from zoo.viz import activations, discover_units, report_markdown, unit_title, write_unit
 
     acts = activations(model, text)
     kinds = sorted({k for k, _ in acts})
@@ -81,7 +82,7 @@ def draw(prog: str, model, text: str, args) -> int:
             common.fail(prog, f"--unit {args.unit} out of range ({args.kind} has {units} units: 0..{units - 1})")
         values = acts[(args.kind, args.layer)][:, args.unit]
         paths = write_unit(text, values, out, f"{args.kind}_L{args.layer}_u{args.unit}", args.kind,
-                           _unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width)
+                           unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width)
         if args.json:
             print(json.dumps({"kind": args.kind, "layer": args.layer, "unit": args.unit, "files": [str(p) for p in paths]}))
         else:
@@ -93,7 +94,7 @@ def draw(prog: str, model, text: str, args) -> int:
     for row in rows:
         values = acts[(row["kind"], row["layer"])][:, row["unit"]]
         stem = f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}"
-        title = _unit_title(row["kind"], row["layer"], row["unit"], f"{row['feature']} r={row['r_heldout']:+.2f}")
+        title = unit_title(row["kind"], row["layer"], row["unit"], f"{row['feature']} r={row['r_heldout']:+.2f}")
         write_unit(text, values, out, stem, row["kind"], title, args.show_start, args.show_chars, args.width)
         images[row["feature"]] = f"{stem}.png"
     common.write_text(out / "units.json", json.dumps(rows, indent=2) + "\n")

@@ -51,15 +51,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datamodules.images import ImageConfig, load_image
-from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, load_tokenizer
+from datamodules.images import ImageConfig, as_rgb_image
+from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words, load_tokenizer
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
 from zoo.cells import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
@@ -435,18 +435,6 @@ class ImageCaptioner(TaskModule):
             return greedy_decode(step, state, B, BOS_ID, EOS_ID, max_len, PAD_ID, memory.device)
         return beam_search(step, state, B, BOS_ID, EOS_ID, max_len, beam_size=K, alpha=hp.length_penalty, pad_id=PAD_ID, device=memory.device)
 
-    def words(self, tokens: Sequence[int]) -> List[str]:
-        """Token ids → words, stopping at ``<eos>``."""
-        out = []
-        for t in tokens:
-            t = int(t)
-            if t == EOS_ID:
-                break
-            if t in (PAD_ID, BOS_ID):
-                continue
-            out.append(self.tokenizer.id_to_token(t))
-        return out
-
     def caption_batch(self, batch: Dict[str, Tensor], beam_size: Optional[int] = None, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
         """Caption a batch (``images`` or ``features``): per image ``{"words", "caption", "attention"
         (n_words, L) or None, "score"}`` — the attention row of each word, ``<eos>`` left out."""
@@ -454,7 +442,7 @@ class ImageCaptioner(TaskModule):
             decoded = self._decode_memory(self.memory(batch), beam_size, max_len)
         results = []
         for b in range(decoded.tokens.shape[0]):
-            words = self.words(decoded.tokens[b])
+            words = decode_words(self.tokenizer, decoded.tokens[b].tolist())
             attention = decoded.extras["attention"][b, : len(words)].float().cpu() if "attention" in decoded.extras else None
             results.append({"caption": " ".join(words), "words": words, "score": float(decoded.scores[b]), "attention": attention})
         return results
@@ -465,21 +453,9 @@ class ImageCaptioner(TaskModule):
             return ImageConfig(**self.hparams.image_config)
         return ImageConfig.for_encoder(self.hparams.encoder)
 
-    @staticmethod
-    def _pil(image: Any):
-        from PIL import Image
-
-        if isinstance(image, (str, Path)):
-            return load_image(image)
-        if isinstance(image, np.ndarray):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-                raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-            return Image.fromarray(image)
-        return image.convert("RGB")
-
     def display_image(self, image: Any) -> np.ndarray:
         """The picture as the model sees it (resized and cropped, not normalised), for figures."""
-        return np.asarray(self.image_config().geometric()(self._pil(image)))
+        return np.asarray(self.image_config().geometric()(as_rgb_image(image)))
 
     def predict(self, images: Any, beam_size: Optional[int] = None, batch_size: int = 16) -> List[Dict[str, Any]]:
         """Caption images (paths, PIL images or uint8 ``(H, W, 3)`` arrays) with the preprocessing of
@@ -491,7 +467,7 @@ class ImageCaptioner(TaskModule):
         results: List[Dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = {"images": torch.stack([transform(self._pil(x)) for x in chunk]).to(self.device)}
+            batch = {"images": torch.stack([transform(as_rgb_image(x)) for x in chunk]).to(self.device)}
             for offset, (image, result) in enumerate(zip(chunk, self.caption_batch(batch, beam_size))):
                 name = str(image) if isinstance(image, (str, Path)) else start + offset
                 results.append({"image": name, **result})

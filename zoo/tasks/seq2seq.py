@@ -43,7 +43,6 @@ the datamodule at setup), so a checkpoint translates raw sentences by itself.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
