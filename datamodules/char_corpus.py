@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sysconfig
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import lightning as L
 import torch
@@ -195,12 +195,21 @@ def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, 
     (logits, state)`` (the zoo's CharLanguageModel); how the pretrained card's number is measured."""
     import math
 
-    import torch.nn.functional as F
-
     data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=None)
     data.setup("validate")
     if list(data.vocab) != list(model.vocab):
         raise ValueError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")
+    loss, count = validation_nll(model, data, max_windows)
+    return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(loss), "characters": count}
+
+
+@torch.no_grad()
+def validation_nll(model, data: "CharCorpusDataModule", max_windows: Optional[int] = None) -> Tuple[float, int]:
+    """Mean cross-entropy (nats per character) of ``model`` over ``data``'s validation windows, the
+    state carried from window to window as in training, and the number of characters scored
+    (``max_windows``: only the first windows of every stream)."""
+    import torch.nn.functional as F
+
     model.eval()
     total, count, state = 0.0, 0, None
     for i, batch in enumerate(data.val_dataloader()):
@@ -209,5 +218,4 @@ def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, 
         logits, state = model(batch["ids"], state)
         total += float(F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), reduction="sum"))
         count += batch["targets"].numel()
-    loss = total / count
-    return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(loss), "characters": count}
+    return total / count, count

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -91,6 +91,38 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
 
 
+def _video_stream(container: Any, path: Path) -> Any:
+    """The first video stream of an open container, decoded with FFmpeg's own threading."""
+    if not container.streams.video:
+        raise VideoDecodeError(f"{path}: no video stream in the file")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _sampled(container: Any, stream: Any, fps: Optional[float], start: int = 0, stride: int = 1,
+             counter: Optional[List[int]] = None) -> Iterator[Tuple[int, Any]]:
+    """``(index, frame)`` of the frames kept: from frame ``start`` every ``stride``-th, or, with ``fps``,
+    the first frame at or after each of the times ``start/fps_video + k / fps``. ``counter[0]`` counts
+    the frames decoded."""
+    rate = float(stream.average_rate or stream.guessed_rate or 30.0)
+    next_time = start / rate
+    for index, frame in enumerate(container.decode(stream)):
+        if counter is not None:
+            counter[0] += 1
+        if index < start:
+            continue
+        if fps is not None:
+            time = frame.time if frame.time is not None else index / rate
+            if time + 1e-6 < next_time:
+                continue
+            while next_time <= time + 1e-6:
+                next_time += 1.0 / fps
+        elif (index - start) % stride:
+            continue
+        yield index, frame
+
+
 def decode_video(
     path: str | Path,
     num_frames: Optional[int] = None,
@@ -120,31 +152,14 @@ def decode_video(
         raise ValueError(f"fps must be > 0, got {fps}")
     frames: List[np.ndarray] = []
     kept: List[int] = []
-    decoded = 0
+    counter = [0]
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{path}: no video stream in the file")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = _video_stream(container, path)
             if threads:
                 stream.codec_context.thread_count = threads
-            rate = float(stream.average_rate or stream.guessed_rate or 30.0)
-            start_time = start / rate
-            next_time = start_time
             width = height = None
-            for index, frame in enumerate(container.decode(stream)):
-                decoded += 1
-                if index < start:
-                    continue
-                if fps is not None:
-                    time = frame.time if frame.time is not None else index / rate
-                    if time + 1e-6 < next_time:
-                        continue
-                    while next_time <= time + 1e-6:
-                        next_time += 1.0 / fps
-                elif (index - start) % stride:
-                    continue
+            for index, frame in _sampled(container, stream, fps, start, stride, counter):
                 if width is None:
                     width, height = _scaled(frame.width, frame.height, size)
                 image = frame.to_ndarray(format="rgb24", width=width, height=height)
@@ -154,6 +169,7 @@ def decode_video(
                     break
     except av.FFmpegError as e:
         raise VideoDecodeError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
+    decoded = counter[0]
     if not frames:
         if decoded == 0:
             raise VideoDecodeError(f"{path}: the video holds no decodable frames (zero-length or corrupt)")
@@ -272,20 +288,9 @@ def extract_frames(
     try:
         try:
             with av.open(str(video)) as container:
-                if not container.streams.video:
-                    raise VideoDecodeError(f"{video}: no video stream in the file")
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                rate = float(stream.average_rate or stream.guessed_rate or 30.0)
-                next_time = 0.0
+                stream = _video_stream(container, video)
                 width = height = None
-                for index, frame in enumerate(container.decode(stream)):
-                    if fps is not None:
-                        time = frame.time if frame.time is not None else index / rate
-                        if time + 1e-6 < next_time:
-                            continue
-                        while next_time <= time + 1e-6:
-                            next_time += 1.0 / fps
+                for index, frame in _sampled(container, stream, fps):
                     if width is None:
                         width, height = _scaled(frame.width, frame.height, size)
                     image = frame.to_ndarray(format="rgb24", width=width, height=height)

@@ -12,7 +12,6 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"  # JSON with every number a table shows
@@ -96,18 +95,11 @@ def train_char_lm(
     return model, recorder
 
 
-@torch.no_grad()
 def evaluate_lm(model, data, max_batches: Optional[int] = None) -> float:
     """Mean validation cross-entropy (nats per character), the state carried across windows."""
-    model.eval()
-    total, count, state = 0.0, 0, None
-    for index, batch in enumerate(data.val_dataloader()):
-        if max_batches is not None and index >= max_batches:
-            break
-        logits, state = model(batch["ids"], state)
-        total += float(F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction="sum"))
-        count += batch["targets"].numel()
-    return total / count
+    from datamodules.char_corpus import validation_nll
+
+    return validation_nll(model, data, max_batches)[0]
 
 
 def params(module: torch.nn.Module) -> int:

@@ -6,11 +6,14 @@ split files, UCF101's lists with tiny videos (PyAV), frame folders and a charact
 from __future__ import annotations
 
 import csv
+import functools
+import threading
 import gzip
 import io
 import json
 import random
 import tarfile
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List
 
@@ -240,3 +243,44 @@ def fake_ucf101(root: Path) -> Path:
     make_video(root / "UCF-101" / "HandstandPushups" / "v_HandstandPushups_g08_c01.avi", frames=6)
     make_video(root / "UCF-101" / "HandstandPushups" / "v_HandstandPushups_g01_c01.avi", frames=9)
     return root
+
+
+# ---- a local HTTP server (127.0.0.1 only) for download tests --------------------------------------
+class StaticServer:
+    """A static file server over a tmp folder that records the paths it was asked for."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args: object) -> None:  # keep test output clean
+                pass
+
+        self.httpd = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+        )
+        self.port = self.httpd.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.running = True
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def add(self, name: str, data: bytes) -> str:
+        (self.root / name).write_bytes(data)
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.running:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(timeout=5)
+            self.running = False

@@ -8,19 +8,19 @@ Local folders and archives are covered here too (`locate`), and the registry's s
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 import tarfile
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 import torch
 
+from tests.fixtures import StaticServer
 from tests.hub_common import isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
 from zoo import load_pretrained
 from zoo.hub import ChecksumMismatchError, MissingFileError, PretrainedError, RemoteError, UnknownModelError, locate, push_to_hub
@@ -28,45 +28,23 @@ from zoo.tasks.language_model import CharLanguageModel
 
 
 # ---- URL sources ---------------------------------------------------------------------------------
-class StaticServer:
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def served(tmp_path: Path):
     root = tmp_path / "www"
     tiny_lm().save_pretrained(root / "tiny", dtype=torch.float16)
     server = StaticServer(root)
     yield root, server
-    server.close()
+    server.stop()
 
 
 def test_url_folder_is_downloaded_verified_and_cached(served, isolated_home: Path) -> None:
     root, server = served
-    model = load_pretrained(f"{server.url}/tiny")
+    model = load_pretrained(f"{server.base}/tiny")
     torch.testing.assert_close(outputs(model), outputs(tiny_lm()), atol=2e-3, rtol=2e-3)
     assert sorted(server.requests) == ["/tiny/config.json", "/tiny/model.safetensors", "/tiny/vocab.json"]
     assert list((isolated_home / "pretrained" / "url").glob("*/model.safetensors"))
     server.requests.clear()
-    load_pretrained(f"{server.url}/tiny/")
+    load_pretrained(f"{server.base}/tiny/")
     assert server.requests == ["/tiny/config.json"]  # the weights come from the cache (their sha256 pinned)
 
 
@@ -76,7 +54,7 @@ def test_url_checksum_mismatch(served) -> None:
     data[-1] ^= 0xFF
     (root / "tiny" / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ChecksumMismatchError, match="checksum mismatch"):
-        load_pretrained(f"{server.url}/tiny")
+        load_pretrained(f"{server.base}/tiny")
 
 
 def test_url_without_manifest_is_refused(served) -> None:
@@ -85,16 +63,16 @@ def test_url_without_manifest_is_refused(served) -> None:
     del config["files"]
     (root / "tiny" / "config.json").write_text(json.dumps(config))
     with pytest.raises(PretrainedError, match="no 'files' manifest"):
-        load_pretrained(f"{server.url}/tiny")
+        load_pretrained(f"{server.base}/tiny")
 
 
 def test_url_missing_file_and_server_errors(served) -> None:
     root, server = served
     (root / "tiny" / "vocab.json").unlink()
     with pytest.raises(RemoteError, match="vocab.json"):
-        load_pretrained(f"{server.url}/tiny")
+        load_pretrained(f"{server.base}/tiny")
     with pytest.raises(RemoteError, match="config.json"):
-        load_pretrained(f"{server.url}/nothing-here")
+        load_pretrained(f"{server.base}/nothing-here")
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz"])
@@ -109,13 +87,13 @@ def test_url_archive_pinned(served, kind: str) -> None:
         with tarfile.open(archive, "w:gz") as tf:
             tf.add(root / "tiny", "tiny")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    model = load_pretrained(f"{server.url}/tiny.{kind}#sha256={digest}")
+    model = load_pretrained(f"{server.base}/tiny.{kind}#sha256={digest}")
     torch.testing.assert_close(outputs(model), outputs(tiny_lm()), atol=2e-3, rtol=2e-3)
     server.requests.clear()
-    load_pretrained(f"{server.url}/tiny.{kind}", sha256=digest)
+    load_pretrained(f"{server.base}/tiny.{kind}", sha256=digest)
     assert server.requests == []  # pinned: served from the cache
     with pytest.raises(ChecksumMismatchError):
-        load_pretrained(f"{server.url}/tiny.{kind}#sha256={'0' * 64}")
+        load_pretrained(f"{server.base}/tiny.{kind}#sha256={'0' * 64}")
     assert isinstance(load_pretrained(archive), CharLanguageModel)  # a local archive works too
 
 

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import lightning as L  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
-from zoo.cli.common import debug, error_message, is_user_error  # noqa: E402
+from zoo.cli.common import guarded  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
 
 SECTIONS = ("model", "data", "trainer")
@@ -228,12 +228,9 @@ def misspelt_options(argv: List[str]) -> List[str]:
 def main(argv: List[str]) -> int:
     """``argv`` starts with the subcommand (fit, validate, test or predict)."""
     configure_wandb()
-    try:
+
+    def run() -> int:
         ZooCLI(args=argv)
-    except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs just below
-        if debug() or not is_user_error(error):
-            raise
-        sys.stdout.flush()
-        sys.stderr.write(f"zoo {_subcommand(argv)}: error: {error_message(error)}\n")
-        return 2
-    return 0
+        return 0
+
+    return guarded(f"zoo {_subcommand(argv)}", run)
