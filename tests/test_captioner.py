@@ -422,6 +422,7 @@ def run_cli(args, env_extra=None, timeout=240):
     return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_fast_dev_run_on_shapes(tmp_path) -> None:
     result = run_cli(
         ["fit", "--config", "recipes/caption_attn_shapes.yaml", "--trainer.fast_dev_run", "true",

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the `zoo` command in subprocesses: `python -m pytest -m slow`
 
 RECIPE = str(REPO / "recipes" / "char_lm.yaml")
 TINY = ["--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8",

@@ -20,6 +20,8 @@ import torch
 from tests.conftest import REPO
 
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the `zoo` command in subprocesses: `python -m pytest -m slow`
+
 def zoo(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "WANDB_MODE": "offline", "ZOO_HOME": str(cwd / "zoo_home"), "PYTHONUNBUFFERED": "1"}

@@ -126,6 +126,7 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
     assert fm(batch["features"], batch["lengths"]).shape[:2] == batch["labels"].shape
 
 
+@pytest.mark.slow
 def test_cli_fast_dev_run_on_moving_shapes(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path))
     result = subprocess.run(

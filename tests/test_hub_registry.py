@@ -242,6 +242,7 @@ def test_shipped_imdb_rechecks_its_number(name: str, one_thread) -> None:
     assert result["test_acc"] == pytest.approx(check["test_acc"], abs=1e-9)
 
 
+@pytest.mark.slow
 # ---- through the command line (needs the zoo.cli package: `python -m zoo.cli`) -------------------
 def test_zoo_sample_loads_a_folder_or_says_what_is_wrong(folder: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -242,6 +242,7 @@ def zoo(tmp_path, *args):
     return result
 
 
+@pytest.mark.slow
 @needs_cli
 @pytest.mark.parametrize("recipe,own", [("agnews_gru.yaml", "test_fraction"), ("multi30k_attn.yaml", "source_lang")])
 def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
@@ -258,6 +259,7 @@ def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
     assert "\n    bucket_batches: 7\n" in data and "\n    num_workers: 1\n" in data
 
 
+@pytest.mark.slow
 @needs_cli
 @needs_ag
 def test_cli_fast_dev_run_agnews(tmp_path):

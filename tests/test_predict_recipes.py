@@ -26,6 +26,8 @@ from tests.fixtures import (
     fake_ucf101, fixture_files, imdb_members, write_ag_news, write_coco, write_corpus, write_files, write_folder, write_tar,
 )
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the `zoo` command in subprocesses: `python -m pytest -m slow`
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 

@@ -239,6 +239,7 @@ def _inputs(tmp_path: Path) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["sample", "classify", "translate", "caption", "label-frames", "visualize", "export"])
 def test_every_ckpt_command_refuses_the_evil_checkpoint(evil_ckpt: Path, tmp_path: Path, command: str) -> None:
     args = _inputs(tmp_path)[command]

@@ -221,6 +221,7 @@ def zoo_cli(tmp_path, *args):
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["multi30k_attn", "multi30k_seq2seq"])
 def test_cli_fast_dev_run_on_raw_files(tmp_path, recipe):
     data = tmp_path / "multi30k"
@@ -233,6 +234,7 @@ def test_cli_fast_dev_run_on_raw_files(tmp_path, recipe):
             "--data.init_args.vocab_size", "200", "--data.init_args.cache_dir", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_cli_fast_dev_run_on_real_multi30k(tmp_path):
     data = shared_data("multi30k")

@@ -26,8 +26,8 @@ def debug() -> bool:
 
 
 def is_user_error(error: BaseException) -> bool:
-    """A known user error: missing data, a bad file, a bad value (design.md's list). These end in their
-    message and exit status 2; anything else is a bug and keeps its traceback."""
+    """A known user error: missing data, a bad file, a bad value. These end in their
+    message and exit status 2; anything else is a bug and keeps its traceback (docs/architecture.md)."""
     known: tuple = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
     if isinstance(error, known):
         return True
