@@ -265,3 +265,13 @@ def test_label_frames(tmp_path):
     assert lines[0].split("\t")[1] == expected
     run = ok(zoo("label-frames", "--ckpt", str(ckpt), str(clip), "--every-frame", cwd=tmp_path))
     assert run.stdout.strip().split("\t")[1].split() == records[0]["labels"]
+
+
+def test_registered_names_work_like_folders(tmp_path):
+    """A name from the registry (`zoo models`) in place of a folder: the models shipped in the package."""
+    records = json_lines(ok(zoo("sample", "char_lstm_shakespeare", "--prime", "ROMEO:", "--length", "20", "--seed", "1",
+                                "--json", "--device", "cpu", cwd=tmp_path)).stdout)
+    assert records[0]["text"].startswith("ROMEO:") and len(records[0]["text"]) == 26
+    records = json_lines(ok(zoo("classify", "imdb_bigru", "A wonderful, moving film.", "Dull and far too long.",
+                                "--json", cwd=tmp_path)).stdout)
+    assert [r["label"] for r in records] == ["pos", "neg"]
