@@ -61,9 +61,9 @@ def pad_collate(items: List[Dict]) -> Dict[str, Any]:
 
 
 def pad_clips(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Collate clips of different lengths: pad at the end with zeros (labels with ``-100``,
-    ``needs_memory`` with False) and give the true ``lengths``; ``index`` and ``video`` identify the
-    clips."""
+    """Collate clips of different lengths: pad at the end with zeros (labels with ``-100``, as are all
+    labels of an unlabelled clip; ``needs_memory`` with False) and give the true ``lengths``; ``index``
+    and ``video`` identify the clips."""
     key = "frames" if "frames" in items[0] else "features"
     lengths = torch.tensor([item[key].shape[0] for item in items], dtype=torch.long)
     T = int(lengths.max())
@@ -76,9 +76,10 @@ def pad_clips(items: List[Dict[str, Any]]) -> Dict[str, Any]:
     for b, item in enumerate(items):
         n = int(lengths[b])
         data[b, :n] = item[key]
-        labels[b, :n] = item["labels"]
+        if "labels" in item:  # an unlabelled clip (raw video at inference) keeps IGNORE
+            labels[b, :n] = item["labels"]
     batch: Dict[str, Any] = {key: data, "lengths": lengths, "labels": labels}
-    batch["clip_labels"] = torch.stack([torch.as_tensor(item["clip_label"]) for item in items])
+    batch["clip_labels"] = torch.tensor([int(item.get("clip_label", IGNORE)) for item in items], dtype=torch.long)
     if any("needs_memory" in item for item in items):
         mask = torch.zeros(len(items), T, dtype=torch.bool)
         for b, item in enumerate(items):

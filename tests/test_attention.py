@@ -11,9 +11,9 @@ from zoo.attention import (
     MultiplicativeAttention,
     attention_entropy,
     hard_attention,
-    lengths_to_mask,
     masked_softmax,
 )
+from zoo.sequences import lengths_to_mask
 
 B, L, Q, M = 3, 7, 6, 5
 

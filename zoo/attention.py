@@ -36,12 +36,6 @@ from torch import Tensor, nn
 SCORES = ("additive", "dot", "general")
 
 
-def lengths_to_mask(lengths: Tensor, max_len: Optional[int] = None) -> Tensor:
-    """``(B,)`` lengths → ``(B, max_len)`` bool mask, True at the real positions."""
-    max_len = int(lengths.max()) if max_len is None else max_len
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
-
-
 def masked_softmax(scores: Tensor, mask: Optional[Tensor]) -> Tensor:
     """Softmax over the last dimension where ``mask`` is True; masked slots get exactly 0. A row whose
     mask is all False gets all zeros (and a zero context), not NaN."""

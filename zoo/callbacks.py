@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Iterable, Optional, TextIO
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -40,13 +38,21 @@ class SampleText(L.Callback):
         self._show(trainer, pl_module, "end of training")
 
 
-def jsonable(value: Any) -> Any:
-    """What ``json.dumps`` cannot write itself: tensors and arrays as (nested) lists, paths as text."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+def jsonable(value: Any, drop: Iterable[str] = (), digits: Optional[int] = None) -> Any:
+    """``value`` with tensors and arrays as (nested) lists, paths as strings and the keys in ``drop``
+    left out of every dict; floats rounded to ``digits`` when given (keeps JSON lines short)."""
+    drop = tuple(drop)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, drop, digits) for k, v in value.items() if k not in drop}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, drop, digits) for v in value]
+    if hasattr(value, "tolist") and callable(value.tolist):  # torch.Tensor, numpy array or scalar
+        return jsonable(value.tolist(), drop, digits)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and digits is not None:
+        return round(value, digits)
+    return value
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -73,7 +79,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx: int, dataloader_idx: int) -> None:
         for item in prediction if isinstance(prediction, list) else [prediction]:
-            self._file.write(json.dumps(item, ensure_ascii=False, default=jsonable) + "\n")
+            self._file.write(json.dumps(jsonable(item), ensure_ascii=False) + "\n")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._file.close()

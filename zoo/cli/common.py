@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, NoReturn, Optional, Sequence, Type
 
+from zoo.callbacks import jsonable  # the one conversion: `zoo predict` and every command
+
 
 def debug() -> bool:
     """``ZOO_DEBUG=1``: let errors end in their traceback instead of one line."""
@@ -154,23 +156,6 @@ def read_inputs(args: argparse.Namespace) -> List[str]:
     for item in given or ["-"]:
         inputs.extend([line for line in read_stdin_lines() if line.strip()] if item == "-" else [item])
     return inputs
-
-
-def jsonable(value: Any, drop: Iterable[str] = (), digits: Optional[int] = None) -> Any:
-    """``value`` with tensors and arrays as (nested) lists, paths as strings and the keys in ``drop``
-    left out of every dict; floats rounded to ``digits`` when given (keeps JSON lines short)."""
-    drop = tuple(drop)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v, drop, digits) for k, v in value.items() if k not in drop}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v, drop, digits) for v in value]
-    if hasattr(value, "tolist") and callable(value.tolist):  # torch.Tensor, numpy array or scalar
-        return jsonable(value.tolist(), drop, digits)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and digits is not None:
-        return round(value, digits)
-    return value
 
 
 def json_line(record: Any, drop: Iterable[str] = (), digits: Optional[int] = None) -> str:

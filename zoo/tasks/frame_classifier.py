@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from datamodules.loaders import pad_clips
+from datamodules.loaders import IGNORE, pad_clips
 from datamodules.video_io import read_clip
 from zoo.encoders import ImageEncoder, register_frame_cnn
 from zoo.recurrent import Recurrent
@@ -44,7 +44,6 @@ from zoo.tasks.base import TaskModule
 
 __all__ = ["FrameClassifier"]
 
-IGNORE = -100
 TARGETS = ("frame", "clip")
 
 register_frame_cnn()  # `encoder: zoo_frame_cnn` in a recipe or a checkpoint
@@ -288,12 +287,8 @@ class FrameClassifier(TaskModule):
         with evaluating(self):
             for start in range(0, len(videos), batch_size):
                 chunk = list(videos[start : start + batch_size])
-                clips = []
-                for i, video in enumerate(chunk):
-                    frames = self._frames(video)
-                    clips.append({"frames": frames, "labels": torch.full((len(frames),), IGNORE), "clip_label": IGNORE,
-                                  "video": str(video) if isinstance(video, (str, Path)) else start + i})
-                batch = pad_clips(clips)
+                batch = pad_clips([{"frames": self._frames(video), "video": str(video) if isinstance(video, (str, Path)) else start + i}
+                                   for i, video in enumerate(chunk)])
                 batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
                 results.extend(self.predict_step(batch))
         return results
