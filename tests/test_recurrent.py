@@ -1,11 +1,17 @@
-"""Recurrent: padding never leaks, the two backends agree, state goes in and comes out."""
+"""Recurrent: padding never leaks, the two backends agree, state goes in and comes out; the LSTM's
+gate biases start as ``lstm_init`` says and loaded weights replace them."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from zoo.recurrent import Recurrent, reverse_padded
+from zoo.recurrent import CHRONO_MAX_STEPS, LSTM_INIT, Recurrent, reverse_padded
+from zoo.tasks.base import load_pretrained
 
 CONFIGS = [(cell, layers, bi) for cell in ("rnn", "gru", "lstm") for layers, bi in ((1, False), (2, True))]
+ALL_CONFIGS = CONFIGS + [(cell, layers, bi) for cell in ("mingru", "minlstm") for layers, bi in ((1, False), (2, True))]
+PRETRAINED_LM = Path(__file__).resolve().parents[1] / "zoo" / "pretrained" / "char_lstm_shakespeare"
 
 
 def first(state):
@@ -31,7 +37,7 @@ def test_backends_agree(cell, layers, bi):
 
 
 @pytest.mark.parametrize("backend", ["native", "cells"])
-@pytest.mark.parametrize("cell, layers, bi", CONFIGS)
+@pytest.mark.parametrize("cell, layers, bi", ALL_CONFIGS)
 def test_padding_never_changes_the_result(cell, layers, bi, backend):
     torch.manual_seed(0)
     rnn = Recurrent(4, 6, cell, num_layers=layers, bidirectional=bi, backend=backend)
@@ -50,7 +56,7 @@ def test_padding_never_changes_the_result(cell, layers, bi, backend):
         torch.testing.assert_close(alone.output[0], a.output[i, :n], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "mingru"])
 def test_initial_state_in_final_state_out(cell):
     torch.manual_seed(0)
     rnn = Recurrent(3, 5, cell, num_layers=2)
@@ -105,3 +111,46 @@ def test_lstm_gates_still_returned_without_padding():
     torch.testing.assert_close(plain.output, with_gates.output, atol=1e-6, rtol=0)
     gates = with_gates.gates[0]
     torch.testing.assert_close(with_gates.output, gates["output"] * torch.tanh(gates["cell"]), atol=1e-6, rtol=0)
+
+
+def lstm_biases(rnn):
+    """Per layer and direction: the total bias ``b_ih + b_hh`` split into gates i, f, g, o."""
+    H = rnn.hidden_size
+    return [
+        (getattr(layer, "bias_ih" + s) + getattr(layer, "bias_hh" + s)).detach().split(H)
+        for layer in rnn.layers for s in ("_l0", "_l0_reverse")
+    ]
+
+
+def test_lstm_init_sets_the_gate_biases_for_both_backends():
+    torch.manual_seed(0)
+    forget1 = Recurrent(3, 8, "lstm", num_layers=2, bidirectional=True, lstm_init="forget1")
+    for i, f, g, o in lstm_biases(forget1):
+        torch.testing.assert_close(f, torch.ones(8))
+        assert i.abs().max() <= 2 / 8**0.5  # torch's draw, two uniforms in +-1/sqrt(hidden)
+    chrono = Recurrent(3, 8, "lstm", num_layers=2, bidirectional=True, lstm_init="chrono")
+    for i, f, g, o in lstm_biases(chrono):
+        assert (f >= 0).all() and (f <= torch.log(torch.tensor(CHRONO_MAX_STEPS - 1.0))).all()
+        assert f.std() > 0.1  # drawn per unit
+        torch.testing.assert_close(i, -f)
+    torch.manual_seed(1)
+    ours = Recurrent(3, 8, "lstm", lstm_init="torch")
+    torch.manual_seed(1)
+    torchs = torch.nn.LSTM(3, 8, batch_first=True)
+    torch.testing.assert_close(ours.layers[0].bias_hh_l0, torchs.bias_hh_l0)  # untouched
+    assert Recurrent(3, 8, "lstm").layers[0].bias_ih_l0[8:16].eq(1).all() == (LSTM_INIT == "forget1")
+    # the backends share the parameters: the cells backend sees the same biases
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(forget1(x).output, forget1(x, backend="cells").output, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="unknown lstm_init 'ones'.*'forget1', 'chrono', 'torch'"):
+        Recurrent(3, 8, "lstm", lstm_init="ones")
+
+
+@pytest.mark.skipif(not PRETRAINED_LM.exists(), reason="the shipped char LM is not in this checkout")
+def test_loaded_weights_do_not_depend_on_the_initialisation():
+    ids = torch.arange(1, 40).view(3, 13)
+    logits = [load_pretrained(PRETRAINED_LM, lstm_init=init)(ids)[0] for init in ("torch", "chrono")]
+    default = load_pretrained(PRETRAINED_LM)
+    assert default.hparams.lstm_init == LSTM_INIT
+    torch.testing.assert_close(logits[0], logits[1], atol=0, rtol=0)
+    torch.testing.assert_close(default(ids)[0], logits[0], atol=0, rtol=0)

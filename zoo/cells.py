@@ -1,8 +1,10 @@
-"""The three cell families, written from their equations.
+"""The cell families, written from their equations.
 
-Each cell keeps torch's parameter names and gate order (``weight_ih``, ``weight_hh``, ``bias_ih``,
-``bias_hh``), so weights load both ways and the cells can be checked against
-``torch.nn.RNNCell`` / ``GRUCell`` / ``LSTMCell``.
+The three classic cells keep torch's parameter names and gate order (``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh``), so weights load both ways and the cells can be checked against
+``torch.nn.RNNCell`` / ``GRUCell`` / ``LSTMCell``. minGRU and minLSTM (Feng et al. 2024) have no
+``weight_hh``: their gates read ``x_t`` only, so the whole sequence can also be computed by a scan
+(:mod:`zoo.scan`) from the coefficients :meth:`MinCell.coefficients` returns.
 
 A step is split in two, because the input projection ``W_i x + b_i`` does not depend on the previous
 state: :class:`~zoo.recurrent.Recurrent` computes it for every time step in one matmul and then calls
@@ -31,15 +33,17 @@ class Cell(nn.Module):
     """Shared parameters and plumbing; subclasses define ``num_gates`` and :meth:`recur`."""
 
     num_gates: int = 1
+    reads_state: bool = True  # False: the gates depend on x_t only (no weight_hh, no bias_hh)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
         rows = self.num_gates * hidden_size
+        recurrent = self.reads_state
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size)) if recurrent else None
         self.bias_ih = nn.Parameter(torch.empty(rows)) if bias else None
-        self.bias_hh = nn.Parameter(torch.empty(rows)) if bias else None
+        self.bias_hh = nn.Parameter(torch.empty(rows)) if bias and recurrent else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -155,11 +159,93 @@ class LSTMCell(Cell):
         return (h, c), {"input": i, "forget": f, "candidate": g, "output": o, "cell": c}
 
 
-CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}
+def g(x: Tensor) -> Tensor:
+    r"""minGRU's candidate activation for the log-space scan: :math:`g(x) = x + 0.5` for
+    :math:`x \ge 0`, :math:`\sigma(x)` otherwise -- positive, continuous, linear for large inputs."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+class MinCell(Cell):
+    """A cell whose gates read ``x_t`` only, so that ``h_t = a_t * h_{t-1} + b_t``: a linear
+    recurrence in ``h`` whose coefficients every step computes without the state."""
+
+    reads_state = False
+
+    @staticmethod
+    def coefficients(x_proj: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(a, b)`` with ``h_t = a_t * h_{t-1} + b_t``, for any leading shape of ``x_proj``."""
+        raise NotImplementedError
+
+
+class MinGRUCell(MinCell):
+    r"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): a GRU whose gates read ``x_t`` only.
+
+    .. math::
+        z_t &= \sigma(W_z x_t + b_z)                          \quad\text{update gate} \\
+        \tilde h_t &= g(W_h x_t + b_h)                        \quad\text{candidate state} \\
+        h_t &= (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
+
+    ``weight_ih`` stacks ``W_z, W_h``. The candidate uses :func:`g` (the paper's log-space variant),
+    so the state stays positive from a positive start.
+    """
+
+    num_gates = 2
+
+    @staticmethod
+    def recur(x_proj, h, weight_hh=None, bias_hh=None):
+        x_z, x_h = x_proj.chunk(2, dim=-1)
+        z = torch.sigmoid(x_z)
+        h_tilde = g(x_h)
+        h = (1 - z) * h + z * h_tilde
+        return h, {"update": z, "candidate": h_tilde}
+
+    @staticmethod
+    def coefficients(x_proj):
+        x_z, x_h = x_proj.chunk(2, dim=-1)
+        # a = 1 - z written as sigma(-x): no cancellation when z is close to 1
+        return torch.sigmoid(-x_z), torch.sigmoid(x_z) * g(x_h)
+
+
+class MinLSTMCell(MinCell):
+    r"""minLSTM (Feng et al. 2024): forget and input gates from ``x_t`` only, normalised to sum to 1.
+
+    .. math::
+        f_t &= \sigma(W_f x_t + b_f)                          \quad\text{forget gate} \\
+        i_t &= \sigma(W_i x_t + b_i)                          \quad\text{input gate} \\
+        \tilde h_t &= g(W_h x_t + b_h)                        \quad\text{candidate state} \\
+        f'_t &= f_t / (f_t + i_t), \quad i'_t = i_t / (f_t + i_t) \\
+        h_t &= f'_t \odot h_{t-1} + i'_t \odot \tilde h_t
+
+    ``weight_ih`` stacks ``W_f, W_i, W_h``; the state is ``h`` alone (no memory cell); the gates
+    returned as ``forget`` and ``input`` are the normalised ``f'`` and ``i'``.
+    """
+
+    num_gates = 3
+
+    @staticmethod
+    def recur(x_proj, h, weight_hh=None, bias_hh=None):
+        x_f, x_i, x_h = x_proj.chunk(3, dim=-1)
+        f = torch.sigmoid(x_f)
+        i = torch.sigmoid(x_i)
+        h_tilde = g(x_h)
+        f, i = f / (f + i), i / (f + i)
+        h = f * h + i * h_tilde
+        return h, {"forget": f, "input": i, "candidate": h_tilde}
+
+    @staticmethod
+    def coefficients(x_proj):
+        x_f, x_i, x_h = x_proj.chunk(3, dim=-1)
+        f, i = torch.sigmoid(x_f), torch.sigmoid(x_i)
+        total = f + i
+        return f / total, i / total * g(x_h)
+
+
+CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell, "mingru": MinGRUCell, "minlstm": MinLSTMCell}
 
 
 def cell_class(name: str) -> type[Cell]:
-    """The cell class for ``"rnn" | "gru" | "lstm"``, with a clear error for anything else."""
+    """The cell class for ``"rnn" | "gru" | "lstm" | "mingru" | "minlstm"``, with a clear error for
+    anything else."""
     try:
         return CELLS[name]
     except KeyError:

@@ -3,6 +3,8 @@
 One set of parameters, two ways to run it:
 
 - ``backend="native"`` calls ``torch.nn.RNN/GRU/LSTM`` (cuDNN on GPU, oneDNN on CPU): the fast path.
+  For minGRU and minLSTM, whose gates read ``x_t`` only, the fast path is the parallel scan of
+  :mod:`zoo.scan` over the coefficients of :meth:`zoo.cells.MinCell.coefficients`.
 - ``backend="cells"`` runs the equations of :mod:`zoo.cells` in a Python time loop, so every hidden
   state and every gate can be returned for inspection. The input projection ``W_i x + b_i`` of all
   time steps is one matmul hoisted out of the loop; only ``W_h h`` is computed per step. Where no
@@ -10,8 +12,12 @@ One set of parameters, two ways to run it:
   (:meth:`Recurrent._run_direction` picks the path).
 
 The layers are stored as single-layer torch modules (``layers.{l}.weight_ih_l0``,
-``..._reverse``), so the two backends share the very same tensors and every layer's output can be
-returned by either backend.
+``..._reverse``; minGRU/minLSTM: :class:`ScanLayer`, the same names without ``weight_hh``), so the
+two backends share the very same tensors and every layer's output can be returned by either backend.
+
+An LSTM's gate biases start memory-friendly (``lstm_init``, :func:`init_lstm_biases`): by default
+the forget gate's bias is 1 (Gers et al. 2000; Jozefowicz et al. 2015), so the cell starts out
+keeping ~73% of its content per step instead of torch's ~50%. Loaded weights replace them.
 
 Padding: pass ``lengths`` and the padded steps never touch the result — the native backend packs the
 batch, the cells backend freezes each sequence's state after its last step and runs the reverse
@@ -28,12 +34,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import kernels
-from .cells import cell_class
+from . import kernels, scan
+from .cells import CELLS, MinCell, cell_class
 from .sequences import State, hidden_of, lengths_to_mask
 
 NATIVE = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 BACKENDS = ("native", "cells")
+# what each backend runs, per family: the error for a backend a family lacks names these
+FAMILY_BACKENDS = {
+    **{name: {"native": f"torch.nn.{NATIVE[name].__name__}", "cells": "the equations of zoo.cells"} for name in NATIVE},
+    **{name: {"native": "the parallel scan of zoo.scan", "cells": "the sequential step of zoo.cells"}
+       for name, cls in CELLS.items() if issubclass(cls, MinCell)},
+}
+LSTM_INITS = ("forget1", "chrono", "torch")
+LSTM_INIT = "forget1"  # the default; docs/experiments.md measured it against chrono and torch's
+CHRONO_MAX_STEPS = 100  # chrono's T_max: forget biases log U(1, T_max - 1), memories of up to ~T_max steps
 Gates = Dict[str, Tensor]
 # step(x_proj_t, state) -> (new state, gates): one time step after the input projection
 Step = Callable[[Tensor, State], Tuple[State, Gates]]
@@ -64,6 +79,49 @@ class Weights(NamedTuple):
     def of(cls, layer: nn.RNNBase, direction: int) -> "Weights":
         suffix = "_l0_reverse" if direction else "_l0"
         return cls(*(getattr(layer, name + suffix, None) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+
+
+def check_backend(cell: str, backend: str) -> None:
+    """Raises a ValueError naming the backends ``cell`` supports if ``backend`` is not one of them."""
+    supported = FAMILY_BACKENDS[cell]
+    if backend not in supported:
+        listed = ", ".join(f"{name!r} ({what})" for name, what in supported.items())
+        raise ValueError(f"unknown backend {backend!r} for cell {cell!r}: it supports {listed}")
+
+
+def init_lstm_biases(layer: nn.LSTM, scheme: str) -> None:
+    """Sets an LSTM layer's gate biases (torch's gate order i, f, g, o; the total ``b_ih + b_hh``
+    counts, so ``b_hh`` of those gates is zeroed): ``forget1``: forget bias 1, the rest as torch
+    drew it; ``chrono`` (Tallec & Ollivier 2018): forget bias ``log U(1, T_max - 1)`` per unit and
+    input bias its negative; ``torch``: unchanged."""
+    if scheme not in LSTM_INITS:
+        raise ValueError(f"unknown lstm_init {scheme!r}: expected one of {LSTM_INITS}")
+    if scheme == "torch" or not layer.bias:
+        return
+    H = layer.hidden_size
+    with torch.no_grad():
+        for suffix in ("_l0", "_l0_reverse")[: 1 + layer.bidirectional]:
+            b_ih, b_hh = getattr(layer, "bias_ih" + suffix), getattr(layer, "bias_hh" + suffix)
+            if scheme == "forget1":
+                b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
+            else:
+                forget = torch.log(torch.empty(H).uniform_(1, CHRONO_MAX_STEPS - 1))
+                b_ih[H : 2 * H], b_hh[H : 2 * H] = forget, 0.0
+                b_ih[:H], b_hh[:H] = -forget, 0.0
+
+
+class ScanLayer(nn.Module):
+    """One layer of minGRU or minLSTM, named like torch's single-layer modules (``weight_ih_l0``,
+    ``bias_ih_l0``, ``..._reverse``) so that :class:`Weights` and the hidden-unit tools read it the
+    same way; there is no ``weight_hh``. Initialised as the cell initialises itself."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, bidirectional: bool) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.bidirectional = input_size, hidden_size, bidirectional
+        for suffix in ("_l0", "_l0_reverse")[: 1 + bidirectional]:
+            step = cell_class(cell)(input_size, hidden_size, bias)
+            self.register_parameter("weight_ih" + suffix, step.weight_ih)
+            self.register_parameter("bias_ih" + suffix, step.bias_ih)
 
 
 def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
@@ -112,11 +170,13 @@ class Recurrent(nn.Module):
         backend: str = "native",
         nonlinearity: str = "tanh",
         bias: bool = True,
+        lstm_init: str = LSTM_INIT,
     ) -> None:
         super().__init__()
         cell_class(cell)  # validates the name
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+        check_backend(cell, backend)
+        if lstm_init not in LSTM_INITS:
+            raise ValueError(f"unknown lstm_init {lstm_init!r}: expected one of {LSTM_INITS}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
@@ -124,18 +184,17 @@ class Recurrent(nn.Module):
         self.nonlinearity = nonlinearity
         self.num_directions = 2 if bidirectional else 1
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        self.layers = nn.ModuleList(
-            NATIVE[cell](
-                input_size if layer == 0 else hidden_size * self.num_directions,
-                hidden_size,
-                num_layers=1,
-                bias=bias,
-                batch_first=True,
-                bidirectional=bidirectional,
-                **extra,
+        sizes = [input_size if layer == 0 else hidden_size * self.num_directions for layer in range(num_layers)]
+        if cell in NATIVE:
+            self.layers = nn.ModuleList(
+                NATIVE[cell](size, hidden_size, num_layers=1, bias=bias, batch_first=True, bidirectional=bidirectional, **extra)
+                for size in sizes
             )
-            for layer in range(num_layers)
-        )
+        else:
+            self.layers = nn.ModuleList(ScanLayer(cell, size, hidden_size, bias, bidirectional) for size in sizes)
+        if cell == "lstm":
+            for layer in self.layers:
+                init_lstm_biases(layer, lstm_init)
 
     @property
     def output_size(self) -> int:
@@ -153,6 +212,7 @@ class Recurrent(nn.Module):
         """``x``: ``(batch, time, input_size)``; ``lengths``: ``(batch,)`` true lengths (``None`` = all
         full); ``state``: initial state in torch's layout, ``None`` = zeros."""
         backend = backend or self.backend
+        check_backend(self.cell, backend)
         if return_gates and backend != "cells":
             raise ValueError("return_gates needs backend='cells' (torch's fused kernels do not expose gates)")
         if lengths is not None:
@@ -171,10 +231,10 @@ class Recurrent(nn.Module):
             if state is not None:
                 rows = slice(index * D, (index + 1) * D)
                 layer_state = (state[0][rows], state[1][rows]) if is_lstm else state[rows]
-            if backend == "native":
+            if backend == "native" and self.cell in NATIVE:
                 (x, final), layer_gates = self._run_native(layer, x, lengths, layer_state), None
             else:
-                x, final, layer_gates = self._run_cells(layer, x, lengths, layer_state, return_gates)
+                x, final, layer_gates = self._run_cells(layer, x, lengths, layer_state, return_gates, backend == "native")
             finals.append(final)
             if return_hidden:
                 hidden.append(x)
@@ -197,13 +257,19 @@ class Recurrent(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, final
 
-    def _run_cells(self, layer: nn.RNNBase, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool):
+    def _run_cells(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool, parallel: bool = False):
+        """Each direction of one layer through :meth:`_run_direction` (``parallel``: minGRU's and
+        minLSTM's scan), the reverse one over each sequence's own steps."""
         mask = lengths_to_mask(lengths, x.shape[1], device=x.device) if lengths is not None else None
         outs, finals, all_gates = [], [], []
         for direction in range(self.num_directions):
             inputs = reverse_padded(x, lengths) if direction else x  # each sequence's own steps, reversed
             h0 = self._initial(state, direction, x.shape[0], x)
-            out, final, gates = self._run_direction(inputs, h0, Weights.of(layer, direction), mask, return_gates)
+            w = Weights.of(layer, direction)
+            if parallel:
+                out, final, gates = self._scan(inputs, h0, w, mask)
+            else:
+                out, final, gates = self._run_direction(inputs, h0, w, mask, return_gates)
             if direction:
                 out = reverse_padded(out, lengths)
                 gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
@@ -224,7 +290,7 @@ class Recurrent(nn.Module):
         ``(output, final state, gates)``."""
         if not return_gates and self.cell == "lstm" and mask is None and not torch.is_autocast_enabled(x.device.type):
             return self._fused_layer(x, h0, w)
-        if not return_gates and self.cell != "gru" and torch.is_grad_enabled() and w.hh.requires_grad:
+        if not return_gates and self.cell in ("rnn", "lstm") and torch.is_grad_enabled() and w.hh.requires_grad:
             return self._hoisted_loop(x, h0, w, mask)
         return self._equations_loop(x, h0, w, mask, return_gates)
 
@@ -233,6 +299,17 @@ class Recurrent(nn.Module):
         out, c = kernels.lstm_layer(x.transpose(0, 1), h0[0], h0[1], *w)
         out = out.transpose(0, 1).contiguous()  # batch first
         return out, (out[:, -1], c), {}
+
+    def _scan(self, x: Tensor, h0: Tensor, w: Weights, mask: Optional[Tensor]):
+        """minGRU/minLSTM, every step at once: ``h_t = a_t h_{t-1} + b_t`` by :func:`zoo.scan.linear_scan`.
+        A padded step gets ``a = 1, b = 0``: the state stays as it was, like the step loop's freeze."""
+        a, b = cell_class(self.cell).coefficients(F.linear(x, w.ih, w.b_ih))
+        a, b = a.to(h0.dtype), b.to(h0.dtype)  # under autocast: the state accumulates in its own dtype
+        if mask is not None:
+            keep = mask.unsqueeze(-1)
+            a, b = torch.where(keep, a, 1.0), torch.where(keep, b, 0.0)
+        h = scan.linear_scan(a, b, h0)
+        return (h * mask.unsqueeze(-1) if mask is not None else h), h[:, -1], {}
 
     def _hoisted_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor]):
         """(b) The equations loop with ``W_hh``'s gradient in one matmul over all steps

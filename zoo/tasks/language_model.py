@@ -22,7 +22,7 @@ from torchmetrics.text import Perplexity
 
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import sample_next
-from zoo.recurrent import Recurrent
+from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of
 from zoo.tasks.base import TaskModule
 
@@ -47,18 +47,22 @@ class CharLanguageModel(TaskModule):
         grad_clip: Optional[float] = 1.0,
         backend: str = "native",
         nonlinearity: str = "tanh",
+        lstm_init: str = LSTM_INIT,
     ) -> None:
         """
         Args:
             vocab: the characters (index 0 = unknown); ``None`` = take it from the datamodule at setup.
-            cell: ``rnn`` | ``gru`` | ``lstm``.
+            cell: ``rnn`` | ``gru`` | ``lstm`` | ``mingru`` | ``minlstm``.
             embedding_dim: size of the learned character embedding; ``None`` or 0 = one-hot input.
             hidden_size, num_layers: width and depth of the recurrent stack.
             dropout: on the input, between layers and before the output layer.
             lr, weight_decay: AdamW; the learning rate warms up for ``warmup_steps`` and then follows
                 a cosine down to ``min_lr_ratio * lr`` over the run's planned steps.
             grad_clip: clip the global gradient norm to this (``None`` = no clipping).
-            backend: ``native`` (torch's fused RNNs) or ``cells`` (ours: gates inspectable).
+            backend: ``native`` (torch's fused RNNs; minGRU/minLSTM: the parallel scan) or ``cells``
+                (ours: gates inspectable).
+            lstm_init: an LSTM's gate-bias initialisation, ``forget1`` | ``chrono`` | ``torch``
+                (:func:`zoo.recurrent.init_lstm_biases`; a checkpoint's weights replace it).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -73,7 +77,7 @@ class CharLanguageModel(TaskModule):
         self.drop = nn.Dropout(hp.dropout)
         self.rnn = Recurrent(
             hp.embedding_dim or V, hp.hidden_size, hp.cell, hp.num_layers,
-            dropout=hp.dropout, backend=hp.backend, nonlinearity=hp.nonlinearity,
+            dropout=hp.dropout, backend=hp.backend, nonlinearity=hp.nonlinearity, lstm_init=hp.lstm_init,
         )
         self.head = nn.Linear(hp.hidden_size, V)
         self.val_ppl = Perplexity()
