@@ -13,7 +13,7 @@ a step is forward + backward. Models:
 - ``nn.GRU``, ``nn.LSTM``: torch's fused layers.
 
 Prints, per length, each model's median time per step, tokens/s, the median (min-max) over rounds of
-minGRU's speed-up over ``nn.GRU`` in the same round, and the memory: on a GPU the peak allocated
+each model's speed-up over ``nn.GRU`` in the same round, and the memory: on a GPU the peak allocated
 during the step; on the CPU the bytes autograd keeps for the backward (tensors saved by the forward,
 each storage counted once), which is what grows with ``T``. ``--profile T`` prints
 ``torch.profiler``'s table of one minGRU step instead.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,12 +56,9 @@ def models(device: torch.device) -> Dict[str, Callable[[torch.Tensor], torch.Ten
     }
 
 
-def step(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
-    run(x).square().mean().backward()
-
-
-def saved_bytes(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
-    """Bytes of the tensors the forward saves for the backward, each storage once."""
+def step(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    """One forward+backward; returns the bytes of the tensors the forward saved for the backward
+    (each storage counted once): what autograd holds between the two, and what grows with ``T``."""
     storages: Dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -74,25 +71,19 @@ def saved_bytes(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) ->
     return sum(storages.values())
 
 
-def timed(run, x, device) -> float:
+def measured(run, x, device) -> Tuple[float, int]:
+    """Seconds of one step, and its memory: the peak allocated during the step on a GPU, the bytes
+    saved for the backward on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     start = time.perf_counter()
-    step(run, x)
+    saved = step(run, x)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def peak_bytes(run, x, device) -> int:
-    if device.type != "cuda":
-        return saved_bytes(run, x)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step(run, x)
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated() - base
+    return time.perf_counter() - start, saved
 
 
 def profile(T: int, device: torch.device) -> None:
@@ -108,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (0 at long T: the first step is then timed too)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], help="models to leave out, e.g. 'minGRU log-space'")
@@ -124,11 +116,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for T in args.lengths:
         x = torch.randn(BATCH, T, SIZE, device=device, requires_grad=True)
-        memory = {name: peak_bytes(run, x, device) for name, run in runs.items()}  # also the warm-up
         times: Dict[str, list] = {name: [] for name in runs}
-        for _ in range(args.repeats):
+        memory: Dict[str, int] = {name: 0 for name in runs}
+        for round in range(args.warmup + args.repeats):  # interleaved: every model once per round
             for name, run in runs.items():
-                times[name].append(timed(run, x, device))
+                seconds, used = measured(run, x, device)
+                memory[name] = max(memory[name], used)
+                if round >= args.warmup:
+                    times[name].append(seconds)
         for name in runs:
             median = statistics.median(times[name])
             gain = ""

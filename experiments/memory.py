@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm-torch", "lstm-forget1", "lstm-chrono", "mingru", "minlstm"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="memory", help="results/<name>.json and img/<name>_gap.png (runs side by side)")
     args = parser.parse_args()
     use_threads()
     results = []
@@ -99,7 +100,7 @@ def main() -> None:
     for cell in args.cells:
         solved = [r["gap"] for r in results if r["cell"] == cell and r["accuracy"] >= 0.9]
         longest[cell] = max(solved) if solved else 0
-    save_json("memory", {"config": vars(args), "results": results, "longest_gap_solved": longest})
+    save_json(args.name, {"config": vars(args), "results": results, "longest_gap_solved": longest})
 
     header = ["gap", *args.cells]
     table = []
@@ -127,8 +128,8 @@ def main() -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     IMAGES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMAGES / "memory_gap.png")
-    print(f"wrote {IMAGES / 'memory_gap.png'}")
+    fig.savefig(IMAGES / f"{args.name}_gap.png")
+    print(f"wrote {IMAGES / f'{args.name}_gap.png'}")
 
 
 if __name__ == "__main__":

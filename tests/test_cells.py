@@ -65,3 +65,37 @@ def test_recur_returns_the_state_and_gates_of_its_equations():
     torch.testing.assert_close(c1, f * c + i * g)
     torch.testing.assert_close(h1, o * torch.tanh(f * c + i * g))
     torch.testing.assert_close(gates["forget"], f)
+
+
+def test_min_cells_are_the_papers_equations_and_their_scan_coefficients():
+    # Feng et al. 2024, written out: minGRU and minLSTM from x_t only, g(x) = x + 0.5 (x >= 0) else sigmoid(x)
+    from zoo.cells import MinGRUCell, MinLSTMCell, g
+
+    torch.testing.assert_close(g(torch.tensor([-2.0, 0.0, 3.0])), torch.tensor([torch.sigmoid(torch.tensor(-2.0)).item(), 0.5, 3.5]))
+    torch.manual_seed(0)
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    gru = MinGRUCell(3, 4).double()
+    assert gru.weight_hh is None and gru.bias_hh is None and gru.weight_ih.shape == (8, 3)
+    W_z, W_h = gru.weight_ih.split(4)
+    b_z, b_h = gru.bias_ih.split(4)
+    z = torch.sigmoid(x @ W_z.t() + b_z)
+    h_tilde = g(x @ W_h.t() + b_h)
+    expected = (1 - z) * h + z * h_tilde
+    new, gates = gru(x, h, return_gates=True)
+    torch.testing.assert_close(new, expected)
+    torch.testing.assert_close(gates["update"], z)
+    lstm = MinLSTMCell(3, 4).double()
+    W_f, W_i, W_h = lstm.weight_ih.split(4)
+    b_f, b_i, b_h = lstm.bias_ih.split(4)
+    f, i = torch.sigmoid(x @ W_f.t() + b_f), torch.sigmoid(x @ W_i.t() + b_i)
+    expected = f / (f + i) * h + i / (f + i) * g(x @ W_h.t() + b_h)
+    torch.testing.assert_close(lstm(x, h), expected)
+    for cell in (gru, lstm):  # h_t = a_t h_{t-1} + b_t, the form the scan computes
+        x_proj = torch.nn.functional.linear(x, cell.weight_ih, cell.bias_ih)
+        a, b = cell.coefficients(x_proj)
+        torch.testing.assert_close(a * h + b, cell(x, h))
+
+
+def test_unknown_cell_lists_every_family():
+    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'rnn'\]"):
+        cell_class("min-gru")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.cells import cell_class
-from zoo.recurrent import Recurrent
+from zoo.recurrent import Recurrent, Weights
 from zoo.sequences import evaluating
 
 StepFn = Callable[[Tensor, object], object]  # (x_t, state) -> state
@@ -100,8 +100,7 @@ def gradient_through_time(
     layer_states: List[List[object]] = []
     h_in = x if x.requires_grad else x.detach().requires_grad_()  # every state then needs a gradient
     for index, layer in enumerate(rnn.layers):
-        w_ih, w_hh = layer.weight_ih_l0, layer.weight_hh_l0
-        b_ih, b_hh = getattr(layer, "bias_ih_l0", None), getattr(layer, "bias_hh_l0", None)
+        w_ih, w_hh, b_ih, b_hh = Weights.of(layer, 0)  # minGRU/minLSTM: no w_hh, b_hh (None)
         if state is not None:
             s = (state[0][index], state[1][index]) if is_lstm else state[index]
         else:

@@ -16,8 +16,9 @@ The layers are stored as single-layer torch modules (``layers.{l}.weight_ih_l0``
 two backends share the very same tensors and every layer's output can be returned by either backend.
 
 An LSTM's gate biases start memory-friendly (``lstm_init``, :func:`init_lstm_biases`): by default
-the forget gate's bias is 1 (Gers et al. 2000; Jozefowicz et al. 2015), so the cell starts out
-keeping ~73% of its content per step instead of torch's ~50%. Loaded weights replace them.
+"chrono" (Tallec & Ollivier 2018), forget biases spread from 0 to log 98 over the units and input
+biases their negatives, so units start out keeping 50% to 99% of their content per step (torch's
+init: ~50% for all). Loaded weights replace them.
 
 Padding: pass ``lengths`` and the padded steps never touch the result — the native backend packs the
 batch, the cells backend freezes each sequence's state after its last step and runs the reverse
@@ -47,7 +48,7 @@ FAMILY_BACKENDS = {
        for name, cls in CELLS.items() if issubclass(cls, MinCell)},
 }
 LSTM_INITS = ("forget1", "chrono", "torch")
-LSTM_INIT = "forget1"  # the default; docs/experiments.md measured it against chrono and torch's
+LSTM_INIT = "chrono"  # the default; docs/experiments.md (a) measured it against forget1 and torch's
 CHRONO_MAX_STEPS = 100  # chrono's T_max: forget biases log U(1, T_max - 1), memories of up to ~T_max steps
 Gates = Dict[str, Tensor]
 # step(x_proj_t, state) -> (new state, gates): one time step after the input projection
@@ -92,8 +93,12 @@ def check_backend(cell: str, backend: str) -> None:
 def init_lstm_biases(layer: nn.LSTM, scheme: str) -> None:
     """Sets an LSTM layer's gate biases (torch's gate order i, f, g, o; the total ``b_ih + b_hh``
     counts, so ``b_hh`` of those gates is zeroed): ``forget1``: forget bias 1, the rest as torch
-    drew it; ``chrono`` (Tallec & Ollivier 2018): forget bias ``log U(1, T_max - 1)`` per unit and
-    input bias its negative; ``torch``: unchanged."""
+    drew it; ``chrono`` (Tallec & Ollivier 2018): forget biases spread as ``log U(1, T_max - 1)``
+    over the units and each input bias their negative; ``torch``: unchanged.
+
+    chrono takes the distribution's quantiles instead of drawing from it: the units get the same
+    spread of time scales (1 to ~T_max steps) and nothing is drawn from torch's random stream, so
+    every other weight of a seeded model stays what it was."""
     if scheme not in LSTM_INITS:
         raise ValueError(f"unknown lstm_init {scheme!r}: expected one of {LSTM_INITS}")
     if scheme == "torch" or not layer.bias:
@@ -105,7 +110,8 @@ def init_lstm_biases(layer: nn.LSTM, scheme: str) -> None:
             if scheme == "forget1":
                 b_ih[H : 2 * H], b_hh[H : 2 * H] = 1.0, 0.0
             else:
-                forget = torch.log(torch.empty(H).uniform_(1, CHRONO_MAX_STEPS - 1))
+                quantiles = (torch.arange(H, dtype=torch.float64) + 0.5) / H
+                forget = torch.log(1 + (CHRONO_MAX_STEPS - 2) * quantiles).to(b_ih.dtype)
                 b_ih[H : 2 * H], b_hh[H : 2 * H] = forget, 0.0
                 b_ih[:H], b_hh[:H] = -forget, 0.0
 
