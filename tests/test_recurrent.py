@@ -56,7 +56,7 @@ def test_padding_never_changes_the_result(cell, layers, bi, backend):
         torch.testing.assert_close(alone.output[0], a.output[i, :n], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm", "mingru"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "mingru", "minlstm"])
 def test_initial_state_in_final_state_out(cell):
     torch.manual_seed(0)
     rnn = Recurrent(3, 5, cell, num_layers=2)
@@ -118,7 +118,7 @@ def lstm_biases(rnn):
     H = rnn.hidden_size
     return [
         (getattr(layer, "bias_ih" + s) + getattr(layer, "bias_hh" + s)).detach().split(H)
-        for layer in rnn.layers for s in ("_l0", "_l0_reverse")
+        for layer in rnn.layers for s in ("_l0", "_l0_reverse")[: rnn.num_directions]
     ]
 
 

@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, RNNCell
 from zoo.recurrent import Recurrent, RecurrentOutput
 from zoo.hub.registry import list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["RNNCell", "GRUCell", "LSTMCell", "Recurrent", "RecurrentOutput", "list_models", "load_pretrained",
+__all__ = ["RNNCell", "GRUCell", "LSTMCell", "MinGRUCell", "MinLSTMCell", "Recurrent", "RecurrentOutput", "list_models", "load_pretrained",
            "create_model", "__version__"]
 
 
