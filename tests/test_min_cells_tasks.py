@@ -67,7 +67,7 @@ def test_classifier_with_padding(cell):
 def run_zoo(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     return subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--trainer.enable_progress_bar", "false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.slow
