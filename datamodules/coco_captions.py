@@ -19,7 +19,7 @@ from .download import MissingDataError
 
 __all__ = [
     "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "read_flickr_token",
-    "read_karpathy_hub", "read_karpathy_json",
+    "parquet_split", "read_karpathy_hub", "read_karpathy_json",
 ]
 
 
@@ -104,6 +104,17 @@ KARPATHY_JSON_HELP = (
 )
 
 
+def parquet_split(relative: Path) -> Optional[str]:
+    """The split a Hub mirror's parquet file holds, from its path inside the dataset
+    (``data/train-00000-of-00004.parquet``, ``validation/0000.parquet``), or ``None``. Only that
+    relative path counts: the cache folder above it (say ``/train/hf_cache``) names no split."""
+    for part in Path(relative).parts:
+        for split in ("restval", "train", "validation", "val", "test"):
+            if part.startswith(split):
+                return split
+    return None
+
+
 def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path] = None) -> Dict[str, List[CaptionRecord]]:
     """The Karpathy split from a Hub dataset mirror whose rows carry Karpathy's columns
     (``filepath``, ``filename``, ``split`` or the parquet file's split, ``sentences``, ``cocoid``)."""
@@ -124,7 +135,7 @@ def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path]
         raise MissingDataError(f"could not download the Karpathy split from the Hub dataset {repo_id} ({type(err).__name__}: {err}); {KARPATHY_JSON_HELP}") from None
     rows = []
     for file in sorted(folder.rglob("*.parquet")):
-        split_from_name = next((s for s in ("restval", "train", "validation", "val", "test") if file.name.startswith(s) or f"/{s}" in str(file)), None)
+        split_from_name = parquet_split(file.relative_to(folder))
         for row in pq.read_table(file).to_pylist():
             if "split" not in row or row["split"] is None:
                 row["split"] = split_from_name

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, train_translation_tokenizer
-from tests.conftest import REPO, shared_data
+from tests.conftest import LEARNING_SEED, REPO, learned, shared_data
 from zoo.tasks.base import load_task
 from zoo.tasks.seq2seq import Seq2Seq
 
@@ -42,8 +42,8 @@ def tokenizers():
     return src.to_str(), tgt.to_str()
 
 
-def make(tokenizers, **kwargs) -> Seq2Seq:
-    torch.manual_seed(0)
+def make(tokenizers, seed: int = 0, **kwargs) -> Seq2Seq:
+    torch.manual_seed(seed)
     defaults = dict(embedding_dim=16, hidden_size=12, dropout=0.0, embedding_dropout=0.0)
     return Seq2Seq(*tokenizers, **{**defaults, **kwargs}).eval()
 
@@ -149,21 +149,39 @@ def test_teacher_forcing_below_one_trains_with_gradients(tokenizers):
     assert all(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads)
 
 
-def test_learns_the_toy_language_and_translates_raw_text(tokenizers, tmp_path):
-    """A few hundred steps on the toy pair: translations become exact; the checkpoint translates by itself."""
-    model = make(tokenizers, attention="general", hidden_size=32, embedding_dim=32).train()
+@pytest.fixture(scope="module")
+def toy_translator(tokenizers) -> Seq2Seq:
+    """The toy pair learnt from 200 batches of fresh sentences, the rate decaying linearly to 0: unlike
+    150 passes over 256 sentences at a constant rate (12-17 of 20 exact, by seed and CPU kernel), this
+    ends with the same exact translations whatever the kernel's rounding (docs/reliability.md)."""
+    model = make(tokenizers, seed=LEARNING_SEED, attention="general", hidden_size=32, embedding_dim=32).train()
+    steps = 200
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    pairs = toy_pairs(256, seed=5)
-    for step in range(150):
-        batch = batch_of(model, pairs[(step * 32) % 256 : (step * 32) % 256 + 32])
-        loss, _, _ = model._loss(batch, 1.0, 0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    pairs = toy_pairs(32 * steps, seed=5 + LEARNING_SEED)
+    for step in range(steps):
+        loss, _, _ = model._loss(batch_of(model, pairs[32 * step : 32 * (step + 1)]), 1.0, 0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+@pytest.mark.learning
+def test_learns_the_toy_language(toy_translator):
+    held_out = toy_pairs(20, seed=99)
+    results = toy_translator.predict([s for s, _ in held_out], beam_size=3)
+    exact = learned("seq2seq: toy sentences translated exactly (of 20)", sum(r["translation"] == t for r, (_, t) in zip(results, held_out)))
+    # seeds 0-4 x kernels {default, avx2, avx512} on an AMD EPYC: 18-20 of 20 (docs/reliability.md)
+    assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out) if r["translation"] != t]
+
+
+def test_a_checkpoint_and_the_cli_translate_raw_text(toy_translator, tmp_path):
+    """The trained toy model: attention per emitted token, empty input, its checkpoint and `zoo translate`."""
+    model = toy_translator
     held_out = toy_pairs(20, seed=99)
     results = model.predict([s for s, _ in held_out], beam_size=3)
-    exact = sum(r["translation"] == t for r, (_, t) in zip(results, held_out))
-    assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out)][:5]
     first = results[0]
     assert first["attention"].shape == (len(first["target_tokens"]), len(first["source_tokens"]))
     # empty sentences translate to "" and the order of the input is kept
