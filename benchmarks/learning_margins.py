@@ -76,7 +76,7 @@ def main() -> None:
                 log = Path(tmp) / f"{kernel}-{seed}.jsonl"
                 code = run(kernel, seed, log, args.tests)
                 got = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-                print(f"{kernel:8s} seed {seed}: " + ", ".join(f"{r["value"]:.4g}" for r in got)
+                print(f"{kernel:8s} seed {seed}: " + ", ".join(f"{r['value']:.4g}" for r in got)
                       + ("" if code == 0 else f"  (pytest exit {code}: a threshold failed)"), flush=True)
                 rows += [{**r, "label": kernel} for r in got]
     print()
