@@ -71,8 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kernel in args.kernels:
-            for seed in args.seeds:
+        for seed in args.seeds:  # seed by seed: an interrupted run has measured every kernel
+            for kernel in args.kernels:
                 log = Path(tmp) / f"{kernel}-{seed}.jsonl"
                 code = run(kernel, seed, log, args.tests)
                 got = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
