@@ -106,12 +106,26 @@ def test_attention_sums_to_one_and_source_padding_changes_nothing(tokenizers, at
         assert (weights.masked_select(~mask[:, None, :]) == 0).all()
 
 
-def test_beam_of_one_is_greedy_and_batched_beam_equals_one_at_a_time(tokenizers):
+def greedy_by_hand(model: Seq2Seq, src: torch.Tensor, n: int, max_len: int) -> list:
+    """One sentence through decode_step, the most likely token each step: greedy search's reference."""
+    enc = model.encode(src[None, :n], torch.tensor([n]))
+    state, token, out = model.initial_state(enc), torch.tensor([BOS_ID]), []
+    with torch.no_grad():
+        while len(out) < max_len and (not out or out[-1] != EOS_ID):
+            logits, state, _ = model.decode_step(token, state, enc)
+            token = logits.argmax(-1)
+            out.append(int(token))
+    return out
+
+
+def test_greedy_and_beam_of_one_equal_decoding_by_hand_and_batched_beam_equals_one_at_a_time(tokenizers):
     model = make(tokenizers, attention="general")
     batch = batch_of(model, toy_pairs(6, seed=3))
     greedy = model.search(batch["src"], batch["src_lengths"], beam_size=1, max_len=12)
-    beam1 = Seq2Seq.search(model, batch["src"], batch["src_lengths"], beam_size=1, max_len=12)
-    assert torch.equal(greedy.tokens, beam1.tokens)
+    for b in range(6):
+        length = int(greedy.lengths[b])
+        assert greedy.tokens[b, :length].tolist() == greedy_by_hand(model, batch["src"][b], int(batch["src_lengths"][b]), 12)
+        assert (greedy.tokens[b, length:] == PAD_ID).all()
     from zoo.decoding import beam_search  # beam width 1 through beam_search itself
 
     enc = model.encode(batch["src"], batch["src_lengths"])
@@ -122,7 +136,11 @@ def test_beam_of_one_is_greedy_and_batched_beam_equals_one_at_a_time(tokenizers)
 
     with torch.no_grad():
         via_beam = beam_search(step, model._search_state(model.initial_state(enc)), 6, BOS_ID, EOS_ID, 12, beam_size=1)
-    assert torch.equal(via_beam.tokens[:, : greedy.tokens.shape[1]], greedy.tokens[:, : via_beam.tokens.shape[1]])
+    assert torch.equal(via_beam.lengths, greedy.lengths) and torch.equal(via_beam.finished, greedy.finished)
+    for b in range(6):  # the whole sequences, not only the prefix both happen to have
+        length = int(greedy.lengths[b])
+        assert torch.equal(via_beam.tokens[b, :length], greedy.tokens[b, :length])
+    torch.testing.assert_close(via_beam.log_probs, greedy.log_probs, atol=1e-5, rtol=0)
     batched = model.search(batch["src"], batch["src_lengths"], beam_size=4, max_len=12)
     for b in range(6):
         n = int(batch["src_lengths"][b])
@@ -139,10 +157,37 @@ def test_tied_embeddings_share_one_tensor(tokenizers):
     assert model.combine.out_features == model.hparams.embedding_dim
 
 
-def test_teacher_forcing_below_one_trains_with_gradients(tokenizers):
-    model = make(tokenizers, attention="additive", teacher_forcing=0.5).train()
+def test_teacher_forcing_below_one_feeds_the_models_own_guesses(tokenizers):
+    """With teacher_forcing=0.5 a step's input is the true previous token where a uniform draw falls
+    below 0.5 and the model's own argmax guess elsewhere (never past a target's end): the same draws by
+    hand give the same logits, some inputs were guesses that differ from the truth, and the loss
+    differs from full teacher forcing's."""
+    model = make(tokenizers, attention="additive", teacher_forcing=0.5).train()  # dropout 0: the only draws are the coin's
     batch = batch_of(model, toy_pairs(4, seed=4))
-    loss, _, tokens = model._loss(batch, 0.5, 0.1)
+    src, lengths, tgt_in = batch["src"], batch["src_lengths"], batch["tgt"][:, :-1]
+    torch.manual_seed(1)
+    mixed = model(src, lengths, tgt_in, teacher_forcing=0.5)["logits"]
+    torch.manual_seed(1)
+    enc = model.encode(src, lengths)
+    state, prev, steps, guesses_fed = model.initial_state(enc), tgt_in[:, 0], [], 0
+    for t in range(tgt_in.shape[1]):
+        logits, state, _ = model.decode_step(prev, state, enc)
+        steps.append(logits)
+        if t + 1 < tgt_in.shape[1]:
+            truth, guess = tgt_in[:, t + 1], logits.argmax(-1)
+            coin = torch.rand(truth.shape) < 0.5
+            prev = torch.where(coin | (truth == PAD_ID), truth, guess)
+            guesses_fed += int((~coin & (truth != PAD_ID) & (guess != truth)).sum())
+    torch.testing.assert_close(mixed, torch.stack(steps, 1), atol=1e-6, rtol=1e-5)
+    assert guesses_fed > 0
+    forced = model(src, lengths, tgt_in, teacher_forcing=1.0)["logits"]
+    assert not torch.allclose(mixed, forced, atol=1e-3)
+
+    torch.manual_seed(1)
+    loss, _, tokens = model._loss(batch, 0.5, 0.0)
+    by_hand = torch.nn.functional.cross_entropy(torch.stack(steps, 1).flatten(0, 1), batch["tgt"][:, 1:].flatten(), ignore_index=PAD_ID)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(loss) != pytest.approx(float(model._loss(batch, 1.0, 0.0)[0]), rel=1e-3)
     loss.backward()
     assert tokens == int((batch["tgt"][:, 1:] != PAD_ID).sum())
     grads = [p.grad for p in model.parameters() if p.requires_grad]
