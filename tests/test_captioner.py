@@ -441,10 +441,21 @@ def test_hub_mirror_split_comes_from_the_path_inside_the_dataset(tmp_path, monke
 
 # ---- figures, checkpoints, CLI -----------------------------------------------------------------------------
 def test_attention_figure_png(tmp_path) -> None:
+    """The figure's size is its spec (the input and 3 word panels of 2.4 x 2.6 inches at 100 dpi); the
+    input's colour is shown as is, a word's panel is lit where it looked (full colour there, 0.2 of it
+    where the weight is 0) and the most attended cell is outlined in red."""
     image = np.zeros((64, 64, 3), dtype=np.uint8)
-    attention = torch.softmax(torch.randn(3, 4), -1)
+    image[...] = (200, 100, 50)
+    attention = torch.eye(4)[[0, 3, 1]]  # a 2 x 2 grid: each word looks at one cell
     attention_figure(image, ["a", "red", "circle"], attention, tmp_path / "fig.png")
-    assert Image.open(tmp_path / "fig.png").size[0] > 64
+    figure = np.asarray(Image.open(tmp_path / "fig.png").convert("RGB")).astype(int)
+    assert figure.shape == (260, 4 * 240, 3)
+
+    def shown(colour, tolerance: int = 3) -> int:
+        return int((np.abs(figure - np.array(colour)).max(-1) <= tolerance).sum())
+
+    # 960 x 260 pixels: each colour covers thousands (the outline, 1.2 points wide and anti-aliased, ~2,000)
+    assert shown((200, 100, 50)) > 5000 and shown((40, 20, 10)) > 5000 and shown((255, 0, 0), 30) > 500
 
 
 def run_cli(args, env_extra=None, timeout=240):

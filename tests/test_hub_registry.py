@@ -63,12 +63,17 @@ def test_unknown_name_suggests_the_closest() -> None:
         create_model("imdb_lstm")
 
 
-def test_registered_without_weights_says_so() -> None:
-    unshipped = [n for n in list_models() if not model_entry(n).has_weights]
-    if not unshipped:
-        pytest.skip("every registered model ships weights")
-    with pytest.raises(NoWeightsError, match=rf"no pretrained weights for '{unshipped[0]}'.*create_model\('{unshipped[0]}'\)"):
-        create_model(unshipped[0], pretrained=True)
+def test_registered_without_weights_says_so(monkeypatch) -> None:
+    # Every shipped name has weights today, so the test registers one without (in a copy of the registry).
+    from zoo.hub import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("tiny_unshipped", task="zoo.tasks.language_model.CharLanguageModel",
+                            init_args={"vocab": VOCAB, "hidden_size": 8}, description="a name without weights")
+    assert model_entry("tiny_unshipped").weights == "none" and "tiny_unshipped" not in list_models(pretrained=True)
+    with pytest.raises(NoWeightsError, match=r"no pretrained weights for 'tiny_unshipped'.*create_model\('tiny_unshipped'\)"):
+        create_model("tiny_unshipped", pretrained=True)
+    assert isinstance(create_model("tiny_unshipped"), CharLanguageModel)  # random weights are still a model
 
 
 # ---- cards, docs and `zoo models` ----------------------------------------------------------------
@@ -239,7 +244,9 @@ def test_shipped_imdb_rechecks_its_number(name: str, one_thread) -> None:
     model = load_pretrained(name)
     result = score_classifier(model, *imdb_test_reviews(archive, per_label=check["per_label"]))
     assert result["examples"] == check["reviews"] == 2 * check["per_label"]
-    assert result["test_acc"] == pytest.approx(check["test_acc"], abs=1e-9)
+    # The card's accuracy was measured on one CPU: another kernel's rounding may flip a borderline review
+    # or two (0.5 % each); a broken model or reader changes dozens.
+    assert abs(result["test_acc"] - check["test_acc"]) <= 2 / result["examples"] + 1e-9
 
 
 @pytest.mark.slow
