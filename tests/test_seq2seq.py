@@ -277,6 +277,17 @@ def write_raw(folder: Path, pairs, split: str, langs=("de", "en")) -> None:
             f.write("".join(p[index] + "\n" for p in pairs))
 
 
+def toy_multi30k(tmp_path: Path, train: int, val: int, test: int, seed: int, vocab_size: int):
+    """A Multi30kDataModule over toy pairs in the raw Multi30k files (the splits seeded seed, seed + 1, seed + 2)."""
+    from datamodules.multi30k import Multi30kDataModule
+
+    data = tmp_path / "multi30k"
+    data.mkdir()
+    for offset, (split, n) in enumerate((("train", train), ("val", val), ("test_2016_flickr", test))):
+        write_raw(data, toy_pairs(n, seed=seed + offset), split)
+    return Multi30kDataModule(root=str(data), vocab_size=vocab_size, batch_size=16, cache_dir=str(tmp_path / "cache"))
+
+
 def zoo_cli(tmp_path, *args):
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     result = subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
@@ -311,14 +322,7 @@ def test_validate_logs_sacrebleu_times_100_and_perplexity(tmp_path):
     import lightning as L
     import sacrebleu
 
-    from datamodules.multi30k import Multi30kDataModule
-
-    data = tmp_path / "multi30k"
-    data.mkdir()
-    write_raw(data, toy_pairs(200, seed=10), "train")
-    write_raw(data, toy_pairs(40, seed=11), "val")
-    write_raw(data, toy_pairs(10, seed=12), "test_2016_flickr")
-    dm = Multi30kDataModule(root=str(data), vocab_size=120, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    dm = toy_multi30k(tmp_path, 200, 40, 10, seed=10, vocab_size=120)
     dm.setup()
     torch.manual_seed(0)
     model = Seq2Seq(dm.source_tokenizer_json, dm.target_tokenizer_json, embedding_dim=32, hidden_size=32, dropout=0.0, log_alignments=0)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from tests.test_captioner import tiny_model, tiny_shapes
-from tests.test_seq2seq import toy_pairs, write_raw
+from tests.test_seq2seq import toy_multi30k
 
 pytestmark = pytest.mark.slow  # W&B's service process and two short fits: about 40 s on 2 cores
 
@@ -76,16 +76,10 @@ def images(run_dir: Path, row: Dict[str, Any], key: str) -> List[np.ndarray]:
 def test_translator_logs_metrics_and_its_alignment_figures(tmp_path, monkeypatch):
     """val/bleu, val/ppl = exp(val/loss) and train/loss are in the run; the alignments logged at the last
     validation are exactly the figures of the first validation sentences' greedy translations."""
-    from datamodules.multi30k import Multi30kDataModule
     from zoo.tasks.seq2seq import Seq2Seq
     from zoo.viz import alignment_figure, figure_array
 
-    data = tmp_path / "multi30k"
-    data.mkdir()
-    write_raw(data, toy_pairs(64, seed=20), "train")
-    write_raw(data, toy_pairs(8, seed=21), "val")
-    write_raw(data, toy_pairs(4, seed=22), "test_2016_flickr")
-    dm = Multi30kDataModule(root=str(data), vocab_size=60, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    dm = toy_multi30k(tmp_path, 64, 8, 4, seed=20, vocab_size=60)
     torch.manual_seed(0)
     model = Seq2Seq(embedding_dim=8, hidden_size=8, attention="general", dropout=0.0, lr=1e-2, warmup_steps=0,
                     log_alignments=2, max_len_a=1.0, max_len_b=2)
