@@ -222,6 +222,7 @@ def test_learns_the_toy_language(toy_translator):
     assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out) if r["translation"] != t]
 
 
+@pytest.mark.slow  # spawns the `zoo` command five times
 def test_a_checkpoint_and_the_cli_translate_raw_text(toy_translator, tmp_path):
     """The trained toy model: attention per emitted token, empty input, its checkpoint and `zoo translate`."""
     model = toy_translator
