@@ -217,7 +217,7 @@ def test_hard_attention_learns_where_to_look() -> None:
         loss.backward()
         optimizer.step()
     on_answer = learned("captioner: REINFORCE attention on the answer's location", float(alpha[:, 2].detach().mean()))
-    assert on_answer > 0.8  # seeds 0-2 x kernels {default, avx2, avx512}, AMD EPYC: 0.9996-0.9999
+    assert on_answer > 0.8  # seeds 0-4 x kernels {default, avx2, avx512}, AMD EPYC: 0.9996-1.0
 
 
 # ---- metrics ------------------------------------------------------------------------------------------
