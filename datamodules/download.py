@@ -13,6 +13,7 @@ they should be) are the two errors every reader raises, naming the file.
 
 from __future__ import annotations
 
+import errno
 import ftplib
 import gzip
 import hashlib
@@ -222,6 +223,25 @@ def _too_big(archive: Path, total: int, max_bytes: int) -> UnsafeArchiveError:
     )
 
 
+def _clash(archive: Path, member: str, into: Path, err: BaseException) -> DataFormatError:
+    # Raised while writing members: they clash (a file and a folder of one name, a member named like
+    # the target itself) or a link names a member that is not there. Said in archive terms: the temp
+    # folder in the OS message is gone by the time anyone reads it.
+    detail = (err.args[0] if isinstance(err, KeyError) and err.args else str(err)).replace(str(into), "<target>")
+    return DataFormatError(
+        f"{archive}: cannot extract member {member!r} ({type(err).__name__}: {detail}); expected members "
+        "with distinct paths (not a file and a folder of one name) and links to members the archive holds"
+    )
+
+
+#: Errors of extracting that come from the archive's own members, not from the disk.
+_CLASH_ERRORS = (IsADirectoryError, NotADirectoryError, FileExistsError, FileNotFoundError, KeyError)
+
+
+def _is_clash(err: BaseException) -> bool:
+    return isinstance(err, _CLASH_ERRORS) or (isinstance(err, OSError) and err.errno == errno.ELOOP)
+
+
 def _strict_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
     # The "data" filter silently strips a leading "/" and extracts inside the
     # target anyway; an archive with absolute names is suspect, so refuse it.
@@ -237,13 +257,14 @@ def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
             "safe tar extraction needs a Python with tarfile filters "
             "(3.10.12+, 3.11.4+, 3.12+)"
         )
-    total = 0
+    total, current = 0, "?"
 
     def checked(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
         # Counted as members arrive (one pass over a compressed stream): a member writes exactly
         # member.size bytes, so the running sum is what lands on disk.
-        nonlocal total
+        nonlocal total, current
         total += member.size
+        current = member.name
         if total > max_bytes:
             raise _too_big(archive, total, max_bytes)
         return _strict_data_filter(member, dest_path)
@@ -262,16 +283,27 @@ def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as err:
         # A corrupt or truncated archive; a full disk (another OSError) keeps its own message.
         raise DataFormatError(f"{archive}: not a readable tar archive ({type(err).__name__}: {err})") from None
+    except (OSError, KeyError) as err:
+        if not _is_clash(err):
+            raise
+        raise _clash(archive, current, into, err) from None
 
 
 def _extract_zip(archive: Path, into: Path, max_bytes: int) -> None:
     root = into.resolve()
+    current = "?"
     try:
         with zipfile.ZipFile(archive) as zf:
             _check_zip_members(archive, zf.infolist(), root, max_bytes)
-            zf.extractall(into)
+            for info in zf.infolist():
+                current = info.filename
+                zf.extract(info, into)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as err:
         raise DataFormatError(f"{archive}: not a readable zip archive ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        if not _is_clash(err):
+            raise
+        raise _clash(archive, current, into, err) from None
 
 
 def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Path, max_bytes: int) -> None:
@@ -292,6 +324,8 @@ def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Pa
             reason = "absolute path"
         elif ".." in parts:
             reason = "'..' component"
+        elif not name.endswith("/") and all(part in ("", ".") for part in parts):
+            reason = "a file named like the target folder itself"
         elif not (root / name).resolve().is_relative_to(root):
             reason = "resolves outside the target"
         else:
@@ -324,6 +358,9 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_
             f"{dest} exists but is not a finished extraction (no {EXTRACTED_MARKER}); "
             "remove it and try again"
         )
+    if not archive.is_file():
+        # Checked first: past this point a missing file can only be a link inside the archive.
+        raise FileNotFoundError(f"archive {archive} does not exist")
     kind = _archive_kind(archive)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Beside dest (same file system) so that the final rename is atomic.
