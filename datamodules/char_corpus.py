@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .download import fetch
+from .download import fetch, read_text
 from .loaders import SplitLoaders
 from .tokenizers import build_char_vocab, encode_chars
 
@@ -88,10 +88,7 @@ def read_corpus(corpus: str, max_chars: Optional[int] = None) -> str:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return read_text(path, "UTF-8 text (a character corpus)")
 
 
 def batchify(ids: Tensor, streams: int) -> Tensor:

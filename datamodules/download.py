@@ -49,6 +49,7 @@ __all__ = [
     "extract",
     "fetch",
     "file_identity",
+    "read_text",
     "write_atomic",
     "zoo_home",
 ]
@@ -86,6 +87,17 @@ class DataFormatError(ValueError):
 class MissingDataError(FileNotFoundError):
     """A dataset's files are not where they should be; the message says what is missing, where to put
     it and how to download it."""
+
+
+def read_text(path: str | Path, expected: str) -> str:
+    """The UTF-8 text of ``path``, as ``Path.read_text(encoding="utf-8")`` gives it; invalid UTF-8 is a :class:`DataFormatError` naming
+    the file, line and byte and saying what the file should hold (``expected``, e.g. "UTF-8 JSON")."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: invalid UTF-8 (byte {err.start}: {err.reason}); expected {expected}") from None
 
 
 def zoo_home() -> Path:
