@@ -144,7 +144,10 @@ def read_stdin_lines() -> List[str]:
         return []
     if sys.stdin.isatty():
         sys.stderr.write("reading inputs from stdin, one per line (end with Ctrl-D)\n")
-    return [line.rstrip("\r\n") for line in sys.stdin]
+    try:
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    except UnicodeDecodeError as e:  # say where: the codec's own message names no input
+        raise ValueError(f"stdin: invalid {e.encoding} input (byte {e.start} of a chunk: {e.reason}); expected text, one input per line") from None
 
 
 def read_inputs(args: argparse.Namespace) -> List[str]:

@@ -120,7 +120,7 @@ def _config_sections(argv: List[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
             continue
         try:
             config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue  # jsonargparse reports an unreadable config itself
         if isinstance(config, dict):
             yield path, config
