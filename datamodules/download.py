@@ -50,6 +50,7 @@ __all__ = [
     "fetch",
     "file_identity",
     "read_text",
+    "unreadable",
     "write_atomic",
     "zoo_home",
 ]
@@ -89,9 +90,16 @@ class MissingDataError(FileNotFoundError):
     it and how to download it."""
 
 
+def unreadable(path: str | Path, what: str, err: BaseException) -> DataFormatError:
+    """``<path>: not a readable <what> (<error>: <message>)`` on one line (tarfile's own messages span
+    several): the error for a file that a library cannot parse."""
+    return DataFormatError(f"{path}: not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})")
+
+
 def read_text(path: str | Path, expected: str) -> str:
-    """The UTF-8 text of ``path``, as ``Path.read_text(encoding="utf-8")`` gives it; invalid UTF-8 is a :class:`DataFormatError` naming
-    the file, line and byte and saying what the file should hold (``expected``, e.g. "UTF-8 JSON")."""
+    """The UTF-8 text of ``path``, as ``Path.read_text(encoding="utf-8")`` gives it; invalid UTF-8 is a
+    :class:`DataFormatError` naming the file, line and byte and saying what the file should hold
+    (``expected``, e.g. "UTF-8 JSON")."""
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8")
@@ -294,7 +302,7 @@ def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
         ) from err
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as err:
         # A corrupt or truncated archive; a full disk (another OSError) keeps its own message.
-        raise DataFormatError(f"{archive}: not a readable tar archive ({type(err).__name__}: {err})") from None
+        raise unreadable(archive, "tar archive", err) from None
     except (OSError, KeyError) as err:
         if not _is_clash(err):
             raise
@@ -311,7 +319,7 @@ def _extract_zip(archive: Path, into: Path, max_bytes: int) -> None:
                 current = info.filename
                 zf.extract(info, into)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as err:
-        raise DataFormatError(f"{archive}: not a readable zip archive ({type(err).__name__}: {err})") from None
+        raise unreadable(archive, "zip archive", err) from None
     except OSError as err:
         if not _is_clash(err):
             raise

@@ -42,7 +42,7 @@ def check_outcome(box: Path, archive: Path) -> None:
     try:
         extract(archive, dest)
     except (UnsafeArchiveError, DataFormatError) as err:
-        assert str(archive) in str(err)
+        assert str(archive) in str(err) and "\n" not in str(err)  # one line, as the CLI prints it
         assert sorted(os.listdir(box / "work")) == [archive.name], "a failed extraction left files behind"
     else:
         assert (dest / EXTRACTED_MARKER).is_file()
