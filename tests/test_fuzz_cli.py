@@ -65,6 +65,13 @@ def test_bad_data_files(folders: dict, tmp_path: Path, capsys) -> None:
                    rf"zoo label-frames: error: {video}: (cannot decode video|the video holds no decodable frames|no video stream in the file)", capsys)
 
 
+def test_a_recipe_that_is_not_utf8(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_bytes(b"model:\n  class_path: zoo.tasks.language_model.CharLanguageModel\n  # caf\xe9\n")
+    assert_refused(main, ["fit", "--config", str(recipe)],
+                   rf"zoo fit: error: {recipe}:3: invalid UTF-8 \(byte \d+: invalid continuation byte\); expected a UTF-8 YAML recipe", capsys)
+
+
 def test_invalid_utf8_on_stdin(folders: dict, monkeypatch, capsys) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(b"fine\n\xff\xfe\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
