@@ -118,18 +118,22 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale.float()[:, None]
 
 
+# The layer kinds ``quantize`` names by kind: every such module's ``weight`` (2-D: a row per output).
+_LAYER_KINDS = {"embeddings": torch.nn.Embedding, "linears": torch.nn.Linear}
+
+
 def _quantize_keys(model: Any, state: Dict[str, torch.Tensor], quantize: Union[str, Sequence[str], None]) -> List[str]:
     if not quantize:
         return []
     keys: List[str] = []
     for item in [quantize] if isinstance(quantize, str) else list(quantize):
-        if item == "embeddings":
+        if item in _LAYER_KINDS:
             modules = model.named_modules() if hasattr(model, "named_modules") else []
-            keys += [f"{name}.weight" if name else "weight" for name, m in modules if isinstance(m, torch.nn.Embedding)]
+            keys += [f"{name}.weight" if name else "weight" for name, m in modules if isinstance(m, _LAYER_KINDS[item])]
         elif item in state:
             keys.append(item)
         else:
-            raise PretrainedError(f"cannot quantize {item!r}: not a key of the state dict (nor 'embeddings')")
+            raise PretrainedError(f"cannot quantize {item!r}: not a key of the state dict (nor {' or '.join(map(repr, _LAYER_KINDS))})")
     for key in keys:
         if state[key].dim() != 2 or not state[key].is_floating_point():
             raise PretrainedError(f"cannot quantize {key!r}: int8 rows need a 2-D floating-point tensor, got {tuple(state[key].shape)} {state[key].dtype}")
@@ -159,7 +163,7 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
     records ``type(model)`` as its task. ``dtype=torch.float16`` (or ``bfloat16``) stores
     floating-point tensors at that precision (half the bytes); they read back as float32. Integer
     tensors are stored as they are. ``quantize``: state-dict keys of 2-D tensors (or
-    ``"embeddings"``: every ``nn.Embedding`` weight) to store as int8 with one scale per row (a
+    ``"embeddings"``: every ``nn.Embedding`` weight; ``"linears"``: every ``nn.Linear`` weight) to store as int8 with one scale per row (a
     quarter of float32's bytes); they read back dequantized, ``q * scale``. ``config.json`` is written
     last, so a folder with one is complete.
     """

@@ -44,7 +44,10 @@ class ModelCard:
     sha256: Optional[str] = None               # of model.safetensors
     url: Optional[str] = None                  # remote folder/archive when not shipped in the package
     hub_repo: Optional[str] = None             # Hugging Face Hub repo id ("owner/name[@revision]"), likewise
-    slice_check: Dict[str, Any] = field(default_factory=dict)  # a quick re-measurement the tests repeat
+    # A quick re-measurement the tests repeat (tests/test_hub_shipped.py): the scorer's options (``limit``,
+    # ``split``, ``max_chars``; a data path ``corpus``/``imdb``/``multi30k`` relative to ../shared/data, or a
+    # built-in corpus name; ``python``: the X.Y whose stdlib is the corpus) and every number it must give.
+    slice_check: Dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
 
