@@ -71,11 +71,13 @@ def test_registered_without_weights_says_so() -> None:
 
 # ---- cards, docs and `zoo models` ----------------------------------------------------------------
 def test_docs_table_is_generated_from_the_registry() -> None:
-    from zoo.cli.models import BEGIN, END
+    from zoo.cli.models import BEGIN, END, pictures_beside
 
-    docs = (REPO / "docs" / "pretrained.md").read_text(encoding="utf-8")
-    generated = docs.split(BEGIN)[1].split(END)[0]
-    assert generated == models_markdown(), "docs/pretrained.md is stale: zoo models --update-docs docs/pretrained.md"
+    page = REPO / "docs" / "pretrained.md"
+    generated = page.read_text(encoding="utf-8").split(BEGIN)[1].split(END)[0]
+    assert generated == models_markdown(pictures_beside(page)), "docs/pretrained.md is stale: zoo models --update-docs docs/pretrained.md"
+    for name in pictures_beside(page):  # every picture present is shown
+        assert f"![{name}](img/pretrained/{name}.png)" in generated
 
 
 def test_model_rows() -> None:

@@ -19,21 +19,27 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from zoo.cli.common import guarded
-from zoo.hub.cards import model_rows, models_markdown
+from zoo.hub.registry import list_models
+from zoo.hub.cards import PICTURE, model_rows, models_markdown
 
 BEGIN = "<!-- BEGIN GENERATED: zoo models --markdown -->\n"
 END = "<!-- END GENERATED -->"
 
 
+def pictures_beside(path: Path) -> List[str]:
+    """The registered names whose gallery picture exists beside the Markdown file ``path``."""
+    return [name for name in list_models() if (path.parent / PICTURE.format(name=name)).is_file()]
+
+
 def update_docs(path: Path) -> None:
     """Replace the generated part of ``path`` (between :data:`BEGIN` and :data:`END`) with
-    :func:`~zoo.hub.cards.models_markdown`."""
+    :func:`~zoo.hub.cards.models_markdown`, linking the pictures that exist beside it."""
     text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: markers {BEGIN.strip()!r} and {END!r} not found (the generated part goes between them)")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(head + BEGIN + models_markdown() + END + tail, encoding="utf-8")
+    path.write_text(head + BEGIN + models_markdown(pictures_beside(path)) + END + tail, encoding="utf-8")
 
 
 def _size(size: Optional[int]) -> str:

@@ -19,9 +19,10 @@ CHAR_LSTM_SHAKESPEARE = ModelCard(
         "datamodules.char_corpus.score_char_lm: the recipe's CharCorpusDataModule (batch_size 64 streams, seq_len 128, "
         "val_fraction 0.1); mean cross-entropy in nats over all 111,424 predicted validation characters, "
         "hidden state carried from window to window, computed in float32 on the float16 weights loaded "
-        "back to float32 (val_bpc = val_loss / ln 2, val_ppl = exp(val_loss)). "
-        "Command: `zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt`"
+        "back to float32 (val_bpc = val_loss / ln 2, val_ppl = exp(val_loss))."
     ),
+    evaluate_command="zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt",
+    demo='zoo sample char_lstm_shakespeare --prime "ROMEO:" --length 300',
     recipe="recipes/char_lm_shakespeare.yaml",
     command="zoo fit --config recipes/char_lm_shakespeare.yaml --data.corpus ../shared/data/tinyshakespeare/input.txt --trainer.enable_progress_bar false",
     export_command="zoo export --ckpt checkpoints/char_lm_shakespeare/best-step=1599.ckpt --out zoo/pretrained/char_lstm_shakespeare --fp16",
@@ -66,8 +67,9 @@ IMDB_BIGRU = ModelCard(
     split="test: 2,000 reviews of aclImdb_dev, ids 0-999 of each label",
     metrics={"test_acc": 0.8975},
     scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8980 with `zoo test --config recipes/imdb_gru.yaml` "
-                          "(IMDBDataModule's test loader): storage moved one review of 2,000. "
-                          "Command: `zoo models --evaluate imdb_bigru --imdb ../shared/data/imdb/aclImdb_dev.tar.gz`"),
+                          "(IMDBDataModule's test loader): storage moved one review of 2,000."),
+    evaluate_command="zoo models --evaluate imdb_bigru --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
+    demo='zoo classify imdb_bigru "One of the best films of the year: moving, funny and beautifully acted."',
     recipe="recipes/imdb_gru.yaml",
     command="zoo fit --config recipes/imdb_gru.yaml --data.root ../shared/data/imdb/aclImdb_dev.tar.gz --trainer.enable_progress_bar false",
     export_command="zoo export --ckpt checkpoints/imdb_gru/best-step=880.ckpt --out zoo/pretrained/imdb_bigru --fp16 --int8 embeddings",
@@ -82,8 +84,7 @@ IMDB_BIGRU = ModelCard(
         "for 3 epochs (1,056 steps, 25.6 min on 2 CPU cores); this is the best validation checkpoint (0.8976, "
         "step 880 of 1,056). Word-level tokenizer, 25,000 tokens, trained on the training reviews; concat "
         "pooling (last state + max + mean). The 25,000 x 128 embedding table (3.2M of the 3.4M parameters) "
-        "is stored as int8 rows: in float16 the folder would be 7.8 MB, over the 5 MB budget for weights "
-        "inside the package."
+        "is stored as int8 rows: in float16 the folder would be 7.8 MB (the budget then was 5 MB a folder)."
     ),
 )
 
@@ -107,8 +108,9 @@ IMDB_BILSTM = ModelCard(
     split="test: 2,000 reviews of aclImdb_dev, ids 0-999 of each label",
     metrics={"test_acc": 0.874},
     scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8740 with `zoo test --config recipes/imdb_lstm.yaml` "
-                          "(IMDBDataModule's test loader). "
-                          "Command: `zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz`"),
+                          "(IMDBDataModule's test loader)."),
+    evaluate_command="zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
+    demo='zoo classify imdb_bilstm "A dull, lifeless mess. I want my two hours back."',
     recipe="recipes/imdb_lstm.yaml",
     command="zoo fit --config recipes/imdb_lstm.yaml --data.root ../shared/data/imdb/aclImdb_dev.tar.gz --trainer.enable_progress_bar false",
     export_command="zoo export --ckpt checkpoints/imdb_lstm/best-step=704.ckpt --out zoo/pretrained/imdb_bilstm --fp16 --int8 embeddings",
@@ -149,8 +151,8 @@ MULTI30K_DE_EN_ATTN_GRU = ModelCard(
     scorer=("benchmarks/translate_bleu.py: every raw test sentence through model.translate (what `zoo translate` "
             "does), corpus sacreBLEU 2.6 on the detokenized cased output against the raw references, tokenize 13a "
             "(signature nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp); beam 5 with GNMT length penalty 1.0 (chosen on "
-            "val), greedy = beam 1. Command: `python benchmarks/translate_bleu.py --ckpt CKPT --data "
-            "../shared/data/multi30k --beams 1 5 --length_penalty 1.0`"),
+            "val), greedy = beam 1."),
+    evaluate_command="python benchmarks/translate_bleu.py --ckpt CKPT --data ../shared/data/multi30k --beams 1 5 --length_penalty 1.0",
     recipe="recipes/multi30k_attn.yaml",
     command="zoo fit --config recipes/multi30k_attn.yaml --data.root ../shared/data/multi30k --trainer.enable_progress_bar false",
     params=6_863_424,
@@ -187,9 +189,10 @@ MOVING_SHAPES_GRU = ModelCard(
         "on MovingShapesDataModule(num_test=500), the recipe's data settings, on one CPU process: memory_acc on the "
         "frames where no pixel of the disc is visible, direct_acc on the others; computed in float32 on the float16 "
         "weights loaded back to float32. The float32 checkpoint scores the same four accuracies (test loss 0.016676 "
-        "against 0.016685 stored; int8 rows for the head change nothing either and save 168 bytes, so float16 ships). "
-        "Command: `zoo models --evaluate moving_shapes_gru`"
+        "against 0.016685 stored; int8 rows for the head change nothing either and save 168 bytes, so float16 ships)."
     ),
+    evaluate_command="zoo models --evaluate moving_shapes_gru",
+    demo="zoo label-frames moving_shapes_gru --draw-example clip/ --strip strip.png",
     recipe="recipes/video_frames_shapes.yaml",
     command="zoo fit --config recipes/video_frames_shapes.yaml --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir logs",
     export_command="zoo export --ckpt logs/video_frames_shapes/version_0/checkpoints/best-epoch=4.ckpt --out zoo/pretrained/moving_shapes_gru --fp16",
@@ -204,8 +207,7 @@ MOVING_SHAPES_GRU = ModelCard(
         "Trained for 6 epochs (750 steps, 1.1 min wall clock on 2 CPU cores, seed 1234) with the current code "
         "(docs/results.md, video: 'Re-run after the redesign'); this is the best validation memory_acc checkpoint "
         "(epoch 5 of 6). zoo_frame_cnn (3 conv layers) per frame, one GRU of 64 units over time, a linear head per "
-        "frame. The same network without the GRU is at chance (25%) on hidden frames. "
-        "Try it: `zoo label-frames moving_shapes_gru --draw-example clip/ --strip strip.png`."
+        "frame. The same network without the GRU is at chance (25%) on hidden frames."
     ),
 )
 
@@ -234,9 +236,10 @@ SHAPES_CAPTION_SOFT = ModelCard(
         "generated, the attention argmax's cell centre lies inside the box of the object the word names "
         "(ShapesCaptions.evaluation_measures); BLEU-4 (torchmetrics) and CIDEr-D (zoo.metrics.cider_d) on normalized "
         "captions. On the float16 weights loaded back to float32; the float32 checkpoint gives the same captions and "
-        "attention (every metric equal; test loss 0.0046950 against 0.0046969 stored). "
-        "Command: `zoo models --evaluate shapes_caption_soft`"
+        "attention (every metric equal; test loss 0.0046950 against 0.0046969 stored)."
     ),
+    evaluate_command="zoo models --evaluate shapes_caption_soft",
+    demo="zoo caption shapes_caption_soft --draw-example shapes.png --output fig.png",
     recipe="recipes/caption_attn_shapes.yaml",
     command="zoo fit --config recipes/caption_attn_shapes.yaml --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir logs",
     export_command="zoo export --ckpt checkpoints/caption_attn_shapes/best-epoch=7.ckpt --out zoo/pretrained/shapes_caption_soft --fp16",
@@ -253,8 +256,7 @@ SHAPES_CAPTION_SOFT = ModelCard(
         "last epoch (val exact 99.6%). timm's test_resnet trained from scratch with the decoder (no pretrained "
         "weights: nothing is downloaded), a 4 x 4 feature grid with coordinates, additive attention after the LSTM "
         "step (decoder: luong). int8 rows for every linear and embedding weight would save 167 KB (9%) and are not "
-        "used: the folder is far under the size budget. "
-        "Try it: `zoo caption shapes_caption_soft --draw-example shapes.png --output fig.png`."
+        "used: the folder is far under the size budget."
     ),
 )
 

@@ -37,6 +37,8 @@ class ModelCard:
     recipe: str                                # the recipe file that trained it
     command: str                               # the exact command that trained it
     export_command: str = ""                   # the command that turned its checkpoint into the folder
+    evaluate_command: str = ""                 # the command that measured ``metrics`` (zoo models --evaluate ...)
+    demo: str = ""                             # one command that shows the model at work, needing no data
     params: Optional[int] = None               # number of parameters
     size: Optional[int] = None                 # bytes of model.safetensors
     dtype: str = ""                            # dtype stored in model.safetensors
