@@ -89,6 +89,9 @@ def test_model_rows() -> None:
     mt = rows["multi30k_de_en_attn_gru"]
     assert mt["weights"] == "none" and mt["size"] is None and mt["metric"].startswith("test_bleu_beam5 37.06")
     assert [r["name"] for r in model_rows("imdb_*")] == ["imdb_bigru", "imdb_bilstm"]
+    # the headline of the synthetic-data models: what their held-out test measures
+    assert rows["shapes_caption_soft"]["metric"] == "test_exact 0.991" and rows["shapes_caption_soft"]["task"] == "ImageCaptioner"
+    assert rows["moving_shapes_gru"]["metric"] == "test_memory_acc 0.9974" and rows["moving_shapes_gru"]["size"] == 100_592
 
 
 def test_zoo_models_lists_prints_markdown_and_updates_docs(tmp_path: Path, capsys) -> None:

@@ -22,12 +22,10 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--every-frame", action="store_true", help="print every frame's label instead of runs")
     parser.add_argument("--batch_size", type=int, default=8, help="clips labelled at once (default 8)")
     parser.add_argument("--strip", metavar="PNG", help="also draw the labels along time (one row per clip) here")
-    parser.add_argument("--draw-example", metavar="DIR",
-                        help="first write a MovingShapes test clip here as a folder of PNG frames (no clip at hand? "
-                        "label this one); alone, without a model, only draws it")
-    given = parser.parse_args(argv)
-    if given.draw_example and given.model is None and not given.ckpt:
-        return common.guarded("zoo label-frames", lambda: _draw_only(given.draw_example))
+    common.add_draw_example(parser, "DIR", "a MovingShapes test clip as a folder of PNG frames")
+    status = common.draw_only(parser, argv, "zoo label-frames", draw_example)
+    if status is not None:
+        return status
     args = common.parse(parser, argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -55,11 +53,6 @@ def main(argv: List[str]) -> int:
         return 0
 
     return common.guarded("zoo label-frames", run)
-
-
-def _draw_only(path: str) -> int:
-    draw_example(path)
-    return 0
 
 
 def draw_example(path: str | Path, index: int = 0) -> Path:
