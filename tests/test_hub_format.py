@@ -125,6 +125,22 @@ def test_int8_embeddings_shrink_the_table_and_load_back(tmp_path: Path) -> None:
         load_pretrained(int8)
 
 
+def test_int8_linears_quantize_every_linear_weight(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=[f"c{i}" for i in range(50)], embedding_dim=8, hidden_size=16).eval()
+    linears = sorted(f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+    assert linears  # the output head at least
+    folder = model.save_pretrained(tmp_path / "lin", dtype=torch.float16, quantize=["linears", "embeddings"])
+    config = json.loads((folder / "config.json").read_text())
+    assert sorted(config["quantized"]) == sorted([*linears, "embed.weight"])  # biases and recurrent weights stay float16
+    loaded = load_pretrained(folder)
+    for key in linears:
+        weight, back = dict(model.named_parameters())[key], dict(loaded.named_parameters())[key]
+        assert (back - weight).abs().max() <= weight.abs().max() / 127 + 1e-3
+    with pytest.raises(PretrainedError, match="cannot quantize 'convs': not a key of the state dict \\(nor 'embeddings' or 'linears'\\)"):
+        model.save_pretrained(tmp_path / "bad", quantize="convs")
+
+
 def test_overrides_and_expected_class(folder: Path) -> None:
     assert load_pretrained(folder, dropout=0.0).hparams.dropout == 0.0
     with pytest.raises(PretrainedError, match="do not fit.*shape mismatch"):
