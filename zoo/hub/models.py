@@ -255,8 +255,9 @@ SHAPES_CAPTION_SOFT = ModelCard(
         "code (docs/results.md, 'Re-run after the redesign'); this is the best validation exact-match checkpoint, the "
         "last epoch (val exact 99.6%). timm's test_resnet trained from scratch with the decoder (no pretrained "
         "weights: nothing is downloaded), a 4 x 4 feature grid with coordinates, additive attention after the LSTM "
-        "step (decoder: luong). int8 rows for every linear and embedding weight would save 167 KB (9%) and are not "
-        "used: the folder is far under the size budget."
+        "step (decoder: luong). int8 rows for every linear and embedding weight would save 167 KB (9%) and, measured, "
+        "give the same captions (exact 0.991, BLEU-4 0.9957, CIDEr-D 9.139; attn_in_box 0.9927); not used: the folder "
+        "is far under the size budget."
     ),
 )
 
