@@ -141,6 +141,40 @@ def test_int8_linears_quantize_every_linear_weight(tmp_path: Path) -> None:
         model.save_pretrained(tmp_path / "bad", quantize="convs")
 
 
+class TiedLM(torch.nn.Module):
+    """An embedding and an output layer sharing one matrix (as Seq2Seq's tie_embeddings)."""
+
+    hparams = {"vocab": ["a", "b", "c", "d", "e", "f"]}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(6, 4)
+        self.out = torch.nn.Linear(4, 6)
+        self.out.weight = self.embed.weight
+
+
+def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from zoo.hub.format import read_folder, write_folder
+
+    torch.manual_seed(0)
+    model = TiedLM()
+    for quantize in (None, "embeddings"):
+        folder = write_folder(model, tmp_path / str(quantize), dtype=torch.float16, quantize=quantize)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["tied"] == {"out.weight": "embed.weight"}
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            assert "out.weight" not in f.keys() and "out.bias" in f.keys()
+        _, state = read_folder(folder)
+        assert torch.equal(state["out.weight"], state["embed.weight"])
+        assert (state["out.weight"] - model.embed.weight).abs().max() < 0.02
+    config["tied"] = {"out.weight": "lost.weight"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainedError, match="'out.weight' is tied to 'lost.weight', which is missing"):
+        read_folder(folder)
+
+
 def test_overrides_and_expected_class(folder: Path) -> None:
     assert load_pretrained(folder, dropout=0.0).hparams.dropout == 0.0
     with pytest.raises(PretrainedError, match="do not fit.*shape mismatch"):
