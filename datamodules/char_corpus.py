@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .download import fetch
+from .download import fetch, read_text
 from .loaders import SplitLoaders
 from .tokenizers import build_char_vocab, encode_chars
 
@@ -88,10 +88,7 @@ def read_corpus(corpus: str, max_chars: Optional[int] = None) -> str:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return read_text(path, "UTF-8 text (a character corpus)")
 
 
 def batchify(ids: Tensor, streams: int) -> Tensor:
@@ -186,16 +183,17 @@ class CharCorpusDataModule(SplitLoaders, L.LightningDataModule):
 
 @torch.no_grad()
 def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, val_fraction: float = 0.1,
-                  max_windows: Optional[int] = None) -> Dict[str, float]:
+                  max_windows: Optional[int] = None, max_chars: Optional[int] = None) -> Dict[str, float]:
     """Validation loss of a character language model on the last ``val_fraction`` of ``corpus``, read
     exactly as in training (this module's datamodule: ``batch_size`` parallel streams, windows of
     ``seq_len``, state carried from window to window): mean cross-entropy in nats per character over
     every predicted character (``max_windows``: only the first windows of every stream), plus
-    bits/char and perplexity. ``model`` is any module with ``vocab`` and ``model(ids, state) ->
+    bits/char and perplexity. ``max_chars``: the recipe's cut of the corpus (the validation part is
+    the last ``val_fraction`` of what is kept; ``None`` = all of it). ``model`` is any module with ``vocab`` and ``model(ids, state) ->
     (logits, state)`` (the zoo's CharLanguageModel); how the pretrained card's number is measured."""
     import math
 
-    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=None)
+    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=max_chars)
     data.setup("validate")
     if list(data.vocab) != list(model.vocab):
         raise ValueError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")

@@ -107,20 +107,32 @@ def _given_options(argv: List[str]) -> Iterator[Tuple[str, str, str]]:
             yield section, prefix, key.split(".")[0]
 
 
+def _config_paths(argv: List[str]) -> Iterator[str]:
+    """Every ``--config``/``-c`` file named in ``argv``, in order."""
+    for i, token in enumerate(argv):
+        if token in ("--config", "-c") and i + 1 < len(argv):
+            yield argv[i + 1]
+        elif token.startswith("--config="):
+            yield token.split("=", 1)[1]
+
+
+def check_config_encoding(argv: List[str]) -> None:
+    """A recipe that is not UTF-8 is a DataFormatError naming it (jsonargparse's own error names no file)."""
+    from datamodules.download import read_text
+
+    for path in _config_paths(argv):
+        if Path(path).is_file():
+            read_text(path, "a UTF-8 YAML recipe")
+
+
 def _config_sections(argv: List[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """``(file, config)`` of every ``--config``/``-c`` YAML file in ``argv``, in order."""
     import yaml
 
-    for i, token in enumerate(argv):
-        if token in ("--config", "-c") and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif token.startswith("--config="):
-            path = token.split("=", 1)[1]
-        else:
-            continue
+    for path in _config_paths(argv):
         try:
             config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue  # jsonargparse reports an unreadable config itself
         if isinstance(config, dict):
             yield path, config
@@ -230,6 +242,7 @@ def main(argv: List[str]) -> int:
     configure_wandb()
 
     def run() -> int:
+        check_config_encoding(argv)
         ZooCLI(args=argv)
         return 0
 

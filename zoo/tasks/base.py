@@ -196,14 +196,37 @@ def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
         raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
 
 
+#: Init args that size the network, by the zoo's naming: no value can exceed what the weights hold.
+_SIZE_SUFFIXES = ("_size", "_dim", "layers")
+
+
+def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse a size the weights cannot have before anything is built: even on the meta device a
+    module takes time for every layer (num_layers=10**6 would never finish), and for real, memory for
+    every unit. A layer count is at most the number of tensors, a width at most the number of weights."""
+    tensors, weights = len(state), sum(t.numel() for t in state.values())
+    for key, value in args.items():
+        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(_SIZE_SUFFIXES):
+            bound, what = (tensors, "tensors") if key.endswith("layers") else (weights, "weights")
+            if value > bound:
+                raise PretrainedError(f"{where}: init arg {key}={value} cannot fit weights that hold {bound:,} {what} in all")
+
+
 def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
            overrides: Mapping[str, Any]) -> "TaskModule":
     """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
     ``where`` when the arguments or the weights do not fit the class."""
     args = {**init_args, **overrides}
     _check_args(cls, args, where)
-    model = cls(**args)
-    own = model.state_dict()
+    _check_sizes(args, state, where)
+    # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as
+    # hidden_size=10**12 that the weights do not have, are refused before a byte of memory is taken.
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**args)
+    except Exception as e:  # noqa: BLE001 - whatever the file's values break in the constructor
+        raise PretrainedError(f"{where}: its init args do not build {cls.__name__} ({type(e).__name__}: {e})") from e
+    own = skeleton.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
@@ -212,6 +235,7 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
                  f"shape mismatch (file vs model): {shapes}" if shapes else ""]
         built = ", ".join(f"{k}=..." for k in overrides) or "its saved arguments"
         raise PretrainedError(f"{where}: the weights do not fit {cls.__name__}({built}): " + "; ".join(p for p in parts if p))
+    model = cls(**args)
     # load_state_dict copies into the module's own (float32) tensors.
     model.load_state_dict(dict(state))
     return model.eval()
