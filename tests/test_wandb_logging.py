@@ -18,7 +18,7 @@ from PIL import Image
 from tests.test_captioner import tiny_model, tiny_shapes
 from tests.test_seq2seq import toy_multi30k
 
-pytestmark = pytest.mark.slow  # W&B's service process and two short fits: well over 20 s (7.4 min under load 15, AMD EPYC)
+pytestmark = pytest.mark.slow  # W&B's service process and two short fits: ~100 s at load 10 on 2 shared cores (AMD EPYC)
 
 BLOCK, FULL, FIRST, LAST = 32768, 1, 2, 4  # the .wandb file's blocks and chunk kinds (LevelDB's log format)
 
