@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -281,8 +282,6 @@ class SplitLoaders:
     - ``predict_split``: the split ``predict_dataloader`` serves (``test``);
     - ``eval_batch_factor``: the evaluation batch size, when ``eval_batch_size`` is not set, is this
       many times ``batch_size`` (1);
-    - ``seeded_shuffle``: shuffle training batches with a generator seeded by ``seed`` (otherwise
-      Lightning's global seed decides the order).
 
     Batch sizes, workers and seed are read from :meth:`loader_options` (``self.hparams``).
     """
@@ -290,7 +289,6 @@ class SplitLoaders:
     collate_fn: Optional[Callable] = None
     predict_split: str = "test"
     eval_batch_factor: int = 1
-    seeded_shuffle: bool = False
     datasets: Dict[str, Dataset]
     _resume: Optional[Tuple[int, int]] = None
 
@@ -336,15 +334,21 @@ class SplitLoaders:
         return int(opts.get("eval_batch_size") or self.eval_batch_factor * opts["batch_size"])
 
     def plain_loader(self, dataset: Dataset, mode: str) -> DataLoader:
-        """Batches in stored order (``eval``/``predict``) or shuffled (``train``)."""
+        """Batches in stored order (``eval``/``predict``) or shuffled (``train``: a new order every epoch,
+        from the ``seed`` option or else the run's seed; sharded across DDP ranks so that they read one
+        process's batches, and resumable mid-epoch -- a :class:`BucketBatchSampler` over equal lengths)."""
         opts = self.loader_options()
         workers = int(opts.get("num_workers", 0))
-        shuffle = mode == "train"
-        generator = torch.Generator().manual_seed(int(opts.get("seed", 0))) if shuffle and self.seeded_shuffle else None
-        return DataLoader(
-            dataset, batch_size=self.loader_batch_size(mode), shuffle=shuffle, generator=generator,
-            collate_fn=self.collate_fn, num_workers=workers, persistent_workers=workers > 0,
+        common = dict(collate_fn=self.collate_fn, num_workers=workers, persistent_workers=workers > 0)
+        if mode != "train":
+            return DataLoader(dataset, batch_size=self.loader_batch_size(mode), shuffle=False, **common)
+        world, rank = datamodule_world(self)
+        seed = opts.get("seed", os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = BucketBatchSampler(
+            None, self.loader_batch_size(mode), False, lengths=[0] * len(dataset), seed=int(seed),
+            num_replicas=world, rank=rank, bucket_batches=1, resume=self.take_resume(),
         )
+        return DataLoader(dataset, batch_sampler=sampler, **common)
 
     def make_loader(self, dataset: Dataset, mode: str) -> DataLoader:
         """How a split is batched (``mode`` in :data:`MODES`); plain batches unless overridden."""

@@ -193,9 +193,9 @@ class FrameClassifier(TaskModule):
         else:
             targets = batch["labels"].flatten()
             flat_logits = logits.flatten(0, 1)
-        if not bool((targets != IGNORE).any()):
-            return flat_logits.sum() * 0.0  # nothing labelled in this batch
-        return F.cross_entropy(flat_logits.float(), targets, ignore_index=IGNORE)
+        # summed, then the mean over the global batch's labelled items (0 when none is labelled)
+        total = F.cross_entropy(flat_logits.float(), targets, ignore_index=IGNORE, reduction="sum")
+        return self.mean_loss(total, int((targets != IGNORE).sum()))
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(self._inputs(batch), batch.get("lengths"))
