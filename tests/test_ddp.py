@@ -2,7 +2,7 @@
 ``batch_size`` B/2 per rank ends with the same parameters (1e-5) as one process with B after N steps, for
 the classifier, the translator and the frame classifier. Why it holds: the samplers give rank ``r`` items
 ``r, r + 2, ...`` of the one process's batch (datamodules.loaders.BucketBatchSampler), and the losses are
-means over the global batch's items (TaskModule.mean_loss) however unevenly tokens fall on the ranks.
+means over the global batch's items (TaskModule.global_mean) however unevenly tokens fall on the ranks.
 Dropout is off: its masks are drawn per rank and cannot match one process's."""
 
 from __future__ import annotations

@@ -176,8 +176,7 @@ class SequenceClassifier(TaskModule):
     def _step(self, batch: Dict[str, Tensor], split: str) -> Tensor:
         logits = self(batch["ids"], batch["lengths"])
         size = batch["labels"].shape[0]
-        total = F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing, reduction="sum")
-        loss = self.mean_loss(total, size)
+        loss = self.global_mean(F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing), size)
         if split == "train":
             self.log("train/loss", loss, prog_bar=True, batch_size=size)
             self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean(), batch_size=size)

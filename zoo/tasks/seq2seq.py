@@ -347,11 +347,10 @@ class Seq2Seq(TaskModule):
         out = self(batch["src"], batch["src_lengths"], tgt[:, :-1], teacher_forcing)
         logits, gold = out["logits"].float(), tgt[:, 1:]
         flat = logits.reshape(-1, logits.shape[-1])
+        loss = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID, label_smoothing=smoothing)
+        nll = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID) if smoothing else loss
         tokens = int((gold != PAD_ID).sum())
-        total = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID, label_smoothing=smoothing, reduction="sum")
-        loss = self.mean_loss(total, tokens)  # over the global batch's tokens under DDP
-        nll = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID) if smoothing else total.detach() / max(tokens, 1)
-        return loss, nll.detach(), tokens
+        return self.global_mean(loss, tokens), nll.detach(), tokens  # over the global batch's tokens under DDP
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Tensor:
         hp = self.hparams
