@@ -103,10 +103,11 @@ class StreamWindows(IterableDataset):
     """Consecutive windows over parallel streams: yields ``{"ids", "targets", "index"}``, ``ids`` and
     ``targets`` of shape ``(streams, <= seq_len)``, targets shifted by one character. Already batched.
     ``index`` ``(streams,)`` is where each row's window starts in the split's text (characters);
-    ``first_row`` is the number of this rank's first stream among all ranks' streams."""
+    ``first_row`` is the number of this rank's first stream among all ranks' streams. ``resume_at``:
+    the first iteration starts at that window (a run resumed mid-epoch); later ones at the first."""
 
-    def __init__(self, streams: Tensor, seq_len: int, first_row: int = 0) -> None:
-        self.streams, self.seq_len, self.first_row = streams, seq_len, first_row
+    def __init__(self, streams: Tensor, seq_len: int, first_row: int = 0, resume_at: int = 0) -> None:
+        self.streams, self.seq_len, self.first_row, self.resume_at = streams, seq_len, first_row, resume_at
 
     def __len__(self) -> int:
         return -(-(self.streams.shape[1] - 1) // self.seq_len)
@@ -114,7 +115,8 @@ class StreamWindows(IterableDataset):
     def __iter__(self) -> Iterator[Dict[str, Tensor]]:
         rows, length = self.streams.shape
         row_start = (torch.arange(rows) + self.first_row) * length
-        for start in range(0, length - 1, self.seq_len):
+        first, self.resume_at = self.resume_at, 0
+        for start in range(first * self.seq_len, length - 1, self.seq_len):
             chunk = self.streams[:, start : start + self.seq_len + 1]
             yield {"ids": chunk[:, :-1], "targets": chunk[:, 1:], "index": row_start + start}
 
@@ -177,7 +179,12 @@ class CharCorpusDataModule(SplitLoaders, L.LightningDataModule):
 
     # batch_size=None: the windows are already batches, and an IterableDataset is never given a
     # DistributedSampler by Lightning (which would shuffle windows across ranks and break the carry).
+    # Resuming mid-epoch, the training windows start after those the checkpoint had trained on (the
+    # language model restores the state it carried to there); no order to restore: nothing is shuffled.
     def make_loader(self, dataset: Dataset, mode: str) -> DataLoader:
+        resume = self.take_resume() if mode == "train" else None
+        if resume is not None:
+            dataset = StreamWindows(dataset.streams, dataset.seq_len, dataset.first_row, resume_at=resume[1])
         return DataLoader(dataset, batch_size=None)
 
 

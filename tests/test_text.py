@@ -122,7 +122,7 @@ def test_bucket_sampler_ddp_shards_are_disjoint(shuffle):
     else:  # evaluation sees everything exactly once
         assert covered == set(range(1000))
     with pytest.raises(ValueError, match="too few"):
-        BucketBatchSampler(None, 600, lengths=LENGTHS, num_replicas=3, rank=0)
+        BucketBatchSampler(None, 600, lengths=LENGTHS[:2], num_replicas=3, rank=0)
 
 
 def test_lightning_injected_distributed_sampler_keeps_our_batches():

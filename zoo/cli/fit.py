@@ -1,9 +1,11 @@
 """``zoo fit|validate|test|predict --config recipes/X.yaml``: Lightning's own CLI over any
 LightningModule and LightningDataModule (plain YAML over ``class_path``/``init_args``, overrides such
-as ``--model.cell gru``, ``--print_config``), with three things added:
+as ``--model.cell gru``, ``--print_config``), with four things added:
 
 - W&B never prompts: offline when there are no credentials, and the run says where it went;
 - after fitting, the best and last checkpoint paths are printed;
+- a killed run resumes exactly (``--ckpt_path last``): training batches are seeded per step and
+  checkpoints written atomically (:mod:`zoo.resume`);
 - errors a user can fix read as one line: a misspelt option names the closest valid ones
   (``--model.hiden_size`` -> ``--model.hidden_size``) instead of jsonargparse's page of usage, and a
   known user error raised while running (missing data, a bad value) ends in ``zoo fit: error: ...``
@@ -26,7 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import lightning as L  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
+
 from zoo.cli.common import guarded  # noqa: E402
+from zoo.resume import AtomicCheckpointIO, StepSeed  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
 
 SECTIONS = ("model", "data", "trainer")
@@ -42,6 +47,7 @@ class ZooCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [StepSeed()]},  # with atomic checkpoints: exact resume (zoo.resume)
             parser_kwargs={"prog": "zoo", **({"parser_mode": "omegaconf"} if _has_omegaconf() else {})},
             args=args,
             run=run,
@@ -68,6 +74,12 @@ class ZooCLI(LightningCLI):
             for p in parsers:
                 p.exit_on_error = True
             parser.error(str(error), getattr(error, "__cause__", None) or error)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not one the config chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def after_fit(self) -> None:
         report_wandb_runs(self.trainer.loggers)

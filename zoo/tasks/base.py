@@ -143,6 +143,20 @@ class TaskModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def global_mean(self, mean: torch.Tensor, count: Union[torch.Tensor, int]) -> torch.Tensor:
+        """A loss averaged over this rank's ``count`` items (examples, tokens, frames), made the mean over
+        the global batch. One process: ``mean`` itself. Training under DDP with ``R`` ranks -- which
+        averages gradients over the ranks -- this rank's share ``R * count * mean / N`` of the mean over
+        all ranks' ``N`` items (one scalar all-reduce): the averaged gradient is the whole global batch's
+        mean, as one process computes it, however unevenly the items (a batch's tokens) fall on the
+        ranks (docs/reliability.md, "DDP equals one process")."""
+        trainer = self._trainer
+        if not self.training or trainer is None or trainer.world_size == 1:
+            return mean
+        count = torch.as_tensor(count, dtype=mean.dtype, device=mean.device)
+        total = trainer.strategy.reduce(count.clone(), reduce_op="sum").clamp(min=1)
+        return mean * count * trainer.world_size / total
+
     # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
     # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
     def param_groups(self) -> List[Dict[str, Any]]:
