@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zoo.recurrent import CHRONO_MAX_STEPS, LSTM_INIT, Recurrent, reverse_padded
 from zoo.tasks.base import load_pretrained
@@ -161,3 +163,20 @@ def test_loaded_weights_do_not_depend_on_the_initialisation():
     assert default.hparams.lstm_init == LSTM_INIT
     torch.testing.assert_close(logits[0], logits[1], atol=0, rtol=0)
     torch.testing.assert_close(default(ids)[0], logits[0], atol=0, rtol=0)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)  # derandomized: the same cases on every run and CPU
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), pad=st.integers(0, 3),
+       cell=st.sampled_from(["rnn", "gru", "lstm"]), bi=st.booleans())
+def test_any_batch_gives_each_sequence_what_it_gives_alone(lengths, pad, cell, bi):
+    """Property: whatever the lengths, the order and the garbage after each end, a sequence's outputs
+    (to its length) and final state in a batch equal those of the sequence run alone."""
+    torch.manual_seed(0)
+    rnn = Recurrent(3, 4, cell, num_layers=2, bidirectional=bi)
+    width = max(lengths) + pad
+    x = 100 * torch.randn(len(lengths), width, 3)  # loud garbage after every end
+    together = rnn(x, torch.tensor(lengths))
+    for b, n in enumerate(lengths):
+        alone = rnn(x[b : b + 1, :n], torch.tensor([n]))
+        torch.testing.assert_close(together.output[b, :n], alone.output[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(first(together.state)[:, b], first(alone.state)[:, 0], atol=1e-5, rtol=1e-5)
