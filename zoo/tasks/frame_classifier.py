@@ -150,12 +150,16 @@ class FrameClassifier(TaskModule):
         self.check_built()
         if self.encoder is None:
             raise ValueError("this FrameClassifier reads precomputed features (encoder: null), got frames")
-        x = inputs[mask]
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        _, vector = self.encoder((x - self.mean) / self.std)
+        vector = self.frame_vectors(inputs[mask])
         out = vector.new_zeros(B, T, vector.shape[-1])
         out[mask] = vector
         return out
+
+    def frame_vectors(self, frames: Tensor) -> Tensor:
+        """The backbone on frames ``(N, 3, H, W)`` (uint8 0-255, or float 0-1), normalised as in
+        training: ``(N, F)``."""
+        x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+        return self.encoder((x - self.mean) / self.std)[1]
 
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits: ``(B, T, classes)`` for ``target: frame`` (meaningless at padded steps),
