@@ -2,7 +2,7 @@
 exported graphs of zoo/export.py run by onnxruntime, one thread each, measured interleaved (eager
 step, then onnxruntime step, alternating) so that the machine's load hits both alike.
 
-    python benchmarks/streaming_latency.py [--steps 300] [--multi30k ../shared/data/multi30k]
+    python benchmarks/streaming_latency.py --multi30k ../shared/data/multi30k [--steps 300]
 
 - char LM: the shipped ``char_lstm_shakespeare`` (``lm_step``), one character per step;
 - frame classifier: ``recipes/video_frames_shapes.yaml``'s size (zoo_frame_cnn, GRU 64, 32 px frames),
@@ -125,18 +125,23 @@ def translator(steps: int, out: Path, multi30k: Path) -> Dict[str, Dict[str, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--multi30k", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k")
+    parser.add_argument("--multi30k", type=Path, required=True, help="Multi30k's folder (train.de.gz, train.en.gz), for the BPE vocabulary")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
+    if not (args.multi30k / "train.de.gz").exists():
+        parser.error(f"--multi30k {args.multi30k}: no train.de.gz there")
+    print(f"{'':58s} {'eager us':>10s} {'onnxruntime us':>15s} {'ratio':>6s}", flush=True)
+
+    def show(name: str, r: Dict[str, float]) -> None:
+        print(f"{name:58s} {r['eager']:10.0f} {r['onnxruntime']:15.0f} {r['eager'] / r['onnxruntime']:6.2f}", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        rows = {"char LM step (char_lstm_shakespeare)": char_lm(args.steps, out),
-                "frame classifier step (video_frames_shapes size)": frame_classifier(args.steps, out)}
-        rows.update({f"translator {k} (multi30k_attn size)": v for k, v in translator(args.steps, out, args.multi30k).items()})
-    print(f"{'':58s} {'eager us':>10s} {'onnxruntime us':>15s} {'ratio':>6s}")
-    for name, r in rows.items():
-        print(f"{name:58s} {r['eager']:10.0f} {r['onnxruntime']:15.0f} {r['eager'] / r['onnxruntime']:6.2f}")
+        show("char LM step (char_lstm_shakespeare)", char_lm(args.steps, out))
+        show("frame classifier step (video_frames_shapes size)", frame_classifier(args.steps, out))
+        for name, r in translator(args.steps, out, args.multi30k).items():
+            show(f"translator {name} (multi30k_attn size)", r)
 
 
 if __name__ == "__main__":

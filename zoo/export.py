@@ -241,9 +241,11 @@ def _next(names: List[str]) -> List[str]:
     return [f"{name}_next" for name in names]
 
 
-def _batch_axes(inputs: Dict[str, Tensor], axis_of_batch: Dict[str, int], time: Dict[str, Tuple[int, str]] = {}) -> Dict[str, Dict[int, str]]:
+def _batch_axes(inputs: Dict[str, Tensor], axis_of_batch: Dict[str, int],
+                time: Optional[Dict[str, Tuple[int, str]]] = None) -> Dict[str, Dict[int, str]]:
+    """Every input's batch axis (0, or the state's 1) and the named length axes, all dynamic."""
     dynamic = {name: {axis_of_batch.get(name, 0): "batch"} for name in inputs}
-    for name, (axis, label) in time.items():
+    for name, (axis, label) in (time or {}).items():
         dynamic[name][axis] = label
     return dynamic
 
@@ -380,8 +382,9 @@ def export(model: nn.Module, directory: str | Path, formats: Sequence[str] = FOR
         program = export_program(graph)
         if "pt2" in formats:
             path = directory / f"{graph.name}.pt2"
-            torch.export.save(program, str(path))
-            written["pt2"].append(path)
+            partial = path.with_name(path.name + ".partial")
+            torch.export.save(program, str(partial))
+            written["pt2"].append(partial.replace(path))  # nothing half-written under the final name
         if "onnx" in formats:
             written["onnx"].append(_write_onnx(program, graph, directory / f"{graph.name}.onnx"))
     for name, (_, value) in text_files(dict(model.hparams)).items():
@@ -399,5 +402,4 @@ def _write_onnx(program: "torch.export.ExportedProgram", graph: Graph, path: Pat
     onnx_program = torch.onnx.export(program, (), kwargs=graph.inputs, dynamo=True, output_names=graph.outputs,
                                      external_data=False, verbose=False)
     onnx_program.save(str(partial))
-    partial.replace(path)  # nothing half-written under the final name
-    return path
+    return partial.replace(path)
