@@ -246,7 +246,8 @@ def _batch_axes(inputs: Dict[str, Tensor], axis_of_batch: Dict[str, int],
     """Every input's batch axis (0, or the state's 1) and the named length axes, all dynamic."""
     dynamic = {name: {axis_of_batch.get(name, 0): "batch"} for name in inputs}
     for name, (axis, label) in (time or {}).items():
-        dynamic[name][axis] = label
+        if name in dynamic:  # "keys" only where the model attends
+            dynamic[name][axis] = label
     return dynamic
 
 
