@@ -341,7 +341,7 @@ def export_program(graph: Graph) -> "torch.export.ExportedProgram":
     dims: Dict[str, Any] = {}
     shapes = {name: {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
               for name, axes in graph.dynamic.items()}
-    with torch.no_grad(), scanned(graph.module):
+    with torch.no_grad(), scanned(graph.module.eval()):  # inference: dropout off in the wrapper too
         return torch.export.export(graph.module, (), graph.inputs, dynamic_shapes=shapes)
 
 
