@@ -32,7 +32,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .download import DataFormatError, fetch
+from .download import DataFormatError, fetch, unreadable
 from .text import RawSplit, TextClassificationDataModule, stratified_split
 
 URL = "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms"
@@ -154,7 +154,7 @@ class AGNewsDataModule(TextClassificationDataModule):
                         if member.isfile() and name in ("train.csv", "test.csv", "classes.txt"):
                             contents[name] = (tar.extractfile(member).read(), f"{archive}:{member.name}")
             except (tarfile.TarError, EOFError, OSError) as err:
-                raise DataFormatError(f"{archive}: not a readable tar archive ({type(err).__name__}: {err})") from None
+                raise unreadable(archive, "tar archive", err) from None
             missing = [n for n in ("train.csv", "test.csv") if n not in contents]
             if missing:
                 raise DataFormatError(f"{archive}: no {' or '.join(missing)} inside (expected ag_news_csv/train.csv, test.csv)")

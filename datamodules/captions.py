@@ -225,7 +225,6 @@ class CaptionDataModule(SplitLoaders, L.LightningDataModule):
     name = "captions"
     checks_files = True
     collate_fn = staticmethod(caption_collate)
-    seeded_shuffle = True
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .download import fetch
+from .download import fetch, read_text
 from .loaders import SplitLoaders
 from .tokenizers import build_char_vocab, encode_chars
 
@@ -88,10 +88,7 @@ def read_corpus(corpus: str, max_chars: Optional[int] = None) -> str:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return read_text(path, "UTF-8 text (a character corpus)")
 
 
 def batchify(ids: Tensor, streams: int) -> Tensor:
@@ -106,10 +103,11 @@ class StreamWindows(IterableDataset):
     """Consecutive windows over parallel streams: yields ``{"ids", "targets", "index"}``, ``ids`` and
     ``targets`` of shape ``(streams, <= seq_len)``, targets shifted by one character. Already batched.
     ``index`` ``(streams,)`` is where each row's window starts in the split's text (characters);
-    ``first_row`` is the number of this rank's first stream among all ranks' streams."""
+    ``first_row`` is the number of this rank's first stream among all ranks' streams. ``resume_at``:
+    the first iteration starts at that window (a run resumed mid-epoch); later ones at the first."""
 
-    def __init__(self, streams: Tensor, seq_len: int, first_row: int = 0) -> None:
-        self.streams, self.seq_len, self.first_row = streams, seq_len, first_row
+    def __init__(self, streams: Tensor, seq_len: int, first_row: int = 0, resume_at: int = 0) -> None:
+        self.streams, self.seq_len, self.first_row, self.resume_at = streams, seq_len, first_row, resume_at
 
     def __len__(self) -> int:
         return -(-(self.streams.shape[1] - 1) // self.seq_len)
@@ -117,7 +115,8 @@ class StreamWindows(IterableDataset):
     def __iter__(self) -> Iterator[Dict[str, Tensor]]:
         rows, length = self.streams.shape
         row_start = (torch.arange(rows) + self.first_row) * length
-        for start in range(0, length - 1, self.seq_len):
+        first, self.resume_at = self.resume_at, 0
+        for start in range(first * self.seq_len, length - 1, self.seq_len):
             chunk = self.streams[:, start : start + self.seq_len + 1]
             yield {"ids": chunk[:, :-1], "targets": chunk[:, 1:], "index": row_start + start}
 
@@ -180,22 +179,28 @@ class CharCorpusDataModule(SplitLoaders, L.LightningDataModule):
 
     # batch_size=None: the windows are already batches, and an IterableDataset is never given a
     # DistributedSampler by Lightning (which would shuffle windows across ranks and break the carry).
+    # Resuming mid-epoch, the training windows start after those the checkpoint had trained on (the
+    # language model restores the state it carried to there); no order to restore: nothing is shuffled.
     def make_loader(self, dataset: Dataset, mode: str) -> DataLoader:
+        resume = self.take_resume() if mode == "train" else None
+        if resume is not None:
+            dataset = StreamWindows(dataset.streams, dataset.seq_len, dataset.first_row, resume_at=resume[1])
         return DataLoader(dataset, batch_size=None)
 
 
 @torch.no_grad()
 def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, val_fraction: float = 0.1,
-                  max_windows: Optional[int] = None) -> Dict[str, float]:
+                  max_windows: Optional[int] = None, max_chars: Optional[int] = None) -> Dict[str, float]:
     """Validation loss of a character language model on the last ``val_fraction`` of ``corpus``, read
     exactly as in training (this module's datamodule: ``batch_size`` parallel streams, windows of
     ``seq_len``, state carried from window to window): mean cross-entropy in nats per character over
     every predicted character (``max_windows``: only the first windows of every stream), plus
-    bits/char and perplexity. ``model`` is any module with ``vocab`` and ``model(ids, state) ->
+    bits/char and perplexity. ``max_chars``: the recipe's cut of the corpus (the validation part is
+    the last ``val_fraction`` of what is kept; ``None`` = all of it). ``model`` is any module with ``vocab`` and ``model(ids, state) ->
     (logits, state)`` (the zoo's CharLanguageModel); how the pretrained card's number is measured."""
     import math
 
-    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=None)
+    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=max_chars)
     data.setup("validate")
     if list(data.vocab) != list(model.vocab):
         raise ValueError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")

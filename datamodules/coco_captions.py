@@ -15,51 +15,70 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from .captions import SPLITS, CaptionDataModule, CaptionRecord
-from .download import MissingDataError
+from .download import DataFormatError, MissingDataError, read_text
 
 __all__ = [
     "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "read_flickr_token",
-    "read_karpathy_hub", "read_karpathy_json",
+    "parquet_split", "read_karpathy_hub", "read_karpathy_json",
 ]
 
 
 # ---- readers ---------------------------------------------------------------------------------------
-def _karpathy_caption(sentence: Any) -> str:
+KARPATHY_FORMAT = "Karpathy's format: filepath, filename, split, sentences"
+
+
+def _karpathy_caption(sentence: Any, where: str) -> str:
     if isinstance(sentence, str):
         return sentence
-    raw = sentence.get("raw")
-    if raw is None:
-        raw = " ".join(sentence.get("tokens", []))
+    raw = sentence.get("raw") if isinstance(sentence, dict) else None
+    if raw is None and isinstance(sentence, dict) and isinstance(sentence.get("tokens", []), list):
+        raw = " ".join(str(t) for t in sentence.get("tokens", []))
+    if not isinstance(raw, str):
+        raise DataFormatError(f"{where}: a sentence must be a string or an object with a 'raw' string or a 'tokens' list, got {sentence!r:.80}")
     return raw
+
+
+def _field(row: Dict[str, Any], key: str, kinds: tuple, where: str) -> Any:
+    if key not in row:
+        raise DataFormatError(f"{where} lacks the key {key!r} (expected {KARPATHY_FORMAT})")
+    if not isinstance(row[key], kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise DataFormatError(f"{where}: {key!r} must be a {wanted}, got {type(row[key]).__name__} {row[key]!r:.80}")
+    return row[key]
 
 
 def karpathy_rows_to_records(rows: Iterable[Dict[str, Any]], images_root: Path, source: str) -> Dict[str, List[CaptionRecord]]:
     """Entries of Karpathy's ``dataset_*.json`` ``images`` list (or rows of a Hub mirror with the same
     columns: ``filepath``, ``filename``, ``split``, ``sentences``, ``cocoid``/``imgid``) → records per
-    split. ``restval`` (COCO) joins ``train``, as in the standard 113,287-image training set."""
+    split. ``restval`` (COCO) joins ``train``, as in the standard 113,287-image training set. An entry
+    of the wrong shape is a :class:`DataFormatError` naming ``source``, the entry and the key."""
     splits: Dict[str, List[CaptionRecord]] = {s: [] for s in SPLITS}
     for n, row in enumerate(rows):
-        try:
-            split = {"restval": "train", "validation": "val"}.get(row["split"], row["split"])
-            path = images_root / (row.get("filepath") or "") / row["filename"]
-            sentences = row["sentences"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{source}: entry {n} lacks the key {err} (expected Karpathy's format: filepath, filename, split, sentences)") from None
+        where = f"{source}: entry {n}"
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{where} is a {type(row).__name__}, not an object (expected {KARPATHY_FORMAT})")
+        name = _field(row, "split", (str,), where)
+        split = {"restval": "train", "validation": "val"}.get(name, name)
         if split not in splits:
-            raise ValueError(f"{source}: entry {n} has split {row['split']!r}; expected train, restval, val or test")
+            raise DataFormatError(f"{where} has split {name!r}; expected train, restval, val or test")
+        filepath = row.get("filepath") or ""
+        if not isinstance(filepath, str):
+            raise DataFormatError(f"{where}: 'filepath' must be a str, got {type(filepath).__name__}")
+        path = images_root / filepath / _field(row, "filename", (str,), where)
+        sentences = _field(row, "sentences", (list, tuple), where)
         image_id = str(row.get("cocoid", row.get("imgid", row["filename"])))
-        splits[split].append(CaptionRecord(str(path), [_karpathy_caption(s) for s in sentences], image_id, f"{source} entry {n}"))
+        splits[split].append(CaptionRecord(str(path), [_karpathy_caption(s, where) for s in sentences], image_id, f"{source} entry {n}"))
     return splits
 
 
 def read_karpathy_json(path: Path, images_root: Path) -> Dict[str, List[CaptionRecord]]:
     """Karpathy's split file (``dataset_coco.json``, ``dataset_flickr8k.json``, ``dataset_flickr30k.json``)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "UTF-8 JSON in Karpathy's split format"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    if not isinstance(data, dict) or "images" not in data:
-        raise ValueError(f"{path}: expected Karpathy's split format, a JSON object with an 'images' list")
+        raise DataFormatError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataFormatError(f"{path}: expected Karpathy's split format, a JSON object with an 'images' list")
     return karpathy_rows_to_records(data["images"], Path(images_root), str(path))
 
 
@@ -68,24 +87,24 @@ def read_flickr_token(token_file: Path, split_files: Dict[str, Path], images_dir
     (one image file name per line)."""
     captions: Dict[str, List[str]] = {}
     sources: Dict[str, str] = {}
-    for lineno, line in enumerate(Path(token_file).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(token_file, "UTF-8 text, '<image>#<n>\\t<caption>' per line").splitlines(), 1):
         if not line.strip():
             continue
         key, tab, caption = line.partition("\t")
         if not tab or "#" not in key:
-            raise ValueError(f"{token_file}:{lineno}: expected '<image>#<n>\\t<caption>', got {line[:80]!r}")
+            raise DataFormatError(f"{token_file}:{lineno}: expected '<image>#<n>\\t<caption>', got {line[:80]!r}")
         name = key.rsplit("#", 1)[0]
         captions.setdefault(name, []).append(caption)
         sources.setdefault(name, f"{token_file}:{lineno}")
     splits: Dict[str, List[CaptionRecord]] = {}
     for split, list_file in split_files.items():
         records = []
-        for lineno, line in enumerate(Path(list_file).read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in enumerate(read_text(list_file, "UTF-8 text, one image file name per line").splitlines(), 1):
             name = line.strip()
             if not name:
                 continue
             if name not in captions:
-                raise ValueError(f"{list_file}:{lineno}: image {name!r} has no captions in {token_file}")
+                raise DataFormatError(f"{list_file}:{lineno}: image {name!r} has no captions in {token_file}")
             records.append(CaptionRecord(str(Path(images_dir) / name), captions[name], name, sources[name]))
         splits[split] = records
     return splits
@@ -102,6 +121,17 @@ KARPATHY_JSON_HELP = (
     "on Kaggle as 'karpathy-splits'), or set karpathy_hub to a Hugging Face dataset mirror with the same "
     "columns (default yerevann/coco-karpathy, parquet; needs `pip install pyarrow`)"
 )
+
+
+def parquet_split(relative: Path) -> Optional[str]:
+    """The split a Hub mirror's parquet file holds, from its path inside the dataset
+    (``data/train-00000-of-00004.parquet``, ``validation/0000.parquet``), or ``None``. Only that
+    relative path counts: the cache folder above it (say ``/train/hf_cache``) names no split."""
+    for part in Path(relative).parts:
+        for split in ("restval", "train", "validation", "val", "test"):
+            if part.startswith(split):
+                return split
+    return None
 
 
 def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path] = None) -> Dict[str, List[CaptionRecord]]:
@@ -124,7 +154,7 @@ def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path]
         raise MissingDataError(f"could not download the Karpathy split from the Hub dataset {repo_id} ({type(err).__name__}: {err}); {KARPATHY_JSON_HELP}") from None
     rows = []
     for file in sorted(folder.rglob("*.parquet")):
-        split_from_name = next((s for s in ("restval", "train", "validation", "val", "test") if file.name.startswith(s) or f"/{s}" in str(file)), None)
+        split_from_name = parquet_split(file.relative_to(folder))
         for row in pq.read_table(file).to_pylist():
             if "split" not in row or row["split"] is None:
                 row["split"] = split_from_name

@@ -13,9 +13,12 @@ they should be) are the two errors every reader raises, naming the file.
 
 from __future__ import annotations
 
+import errno
 import ftplib
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import posixpath
 import re
@@ -26,6 +29,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlparse
@@ -45,6 +49,8 @@ __all__ = [
     "extract",
     "fetch",
     "file_identity",
+    "read_text",
+    "unreadable",
     "write_atomic",
     "zoo_home",
 ]
@@ -54,6 +60,13 @@ __all__ = [
 EXTRACTED_MARKER = ".zoo-extracted"
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+#: The most bytes :func:`extract` unpacks from one archive (the sum of its members' sizes) unless told
+#: otherwise: well above the largest dataset archive the zoo reads (COCO train2014, 13 GB), well below
+#: what a zip or tar bomb would fill a disk with.
+MAX_EXTRACT_BYTES = 64 * 2**30
+#: Seconds :func:`fetch` waits for a connection, or for the next bytes of a body, before giving up.
+DOWNLOAD_TIMEOUT = 30.0
 
 
 class ChecksumError(RuntimeError):
@@ -75,6 +88,24 @@ class DataFormatError(ValueError):
 class MissingDataError(FileNotFoundError):
     """A dataset's files are not where they should be; the message says what is missing, where to put
     it and how to download it."""
+
+
+def unreadable(path: str | Path, what: str, err: BaseException) -> DataFormatError:
+    """``<path>: not a readable <what> (<error>: <message>)`` on one line (tarfile's own messages span
+    several): the error for a file that a library cannot parse."""
+    return DataFormatError(f"{path}: not a readable {what} ({type(err).__name__}: {' '.join(str(err).split())})")
+
+
+def read_text(path: str | Path, expected: str) -> str:
+    """The UTF-8 text of ``path``, as ``Path.read_text(encoding="utf-8")`` gives it; invalid UTF-8 is a
+    :class:`DataFormatError` naming the file, line and byte and saying what the file should hold
+    (``expected``, e.g. "UTF-8 JSON")."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: invalid UTF-8 (byte {err.start}: {err.reason}); expected {expected}") from None
 
 
 def zoo_home() -> Path:
@@ -126,6 +157,7 @@ def fetch(
     filename: str | None = None,
     folder: str | Path | None = None,
     progress: bool | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT,
 ) -> Path:
     """Download ``url`` into ``folder`` (default :func:`data_dir`) and return its path.
 
@@ -136,6 +168,9 @@ def fetch(
 
     The file is downloaded to a temporary name in ``folder`` and moved into place
     only once verified, so an interrupted or corrupt download never looks cached.
+    ``timeout``: seconds to wait for the connection or for the next bytes of the body (a stalled
+    server is then a :class:`DownloadError`). A body shorter than the server's ``Content-Length`` is a
+    :class:`DownloadError` too, with or without a hash.
 
     Raises :class:`ChecksumError` on a hash mismatch (nothing is left behind) and
     :class:`DownloadError` on network/HTTP failures.
@@ -149,6 +184,9 @@ def fetch(
     target = target_dir.resolve() / name
     if progress is None:
         progress = _default_progress()
+    # pooch's own HTTP downloader waits 30 s; ours passes the caller's timeout to requests.
+    http = urlparse(url).scheme in ("http", "https")
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout) if http else None
 
     try:
         path = pooch.retrieve(
@@ -157,6 +195,7 @@ def fetch(
             fname=name,
             path=target_dir,
             progressbar=progress,
+            downloader=downloader,
         )
     except ValueError as err:
         # pooch signals a hash mismatch with a plain ValueError; anything else is not ours.
@@ -197,6 +236,32 @@ def _archive_kind(archive: Path) -> str:
     raise ValueError(f"unsupported archive type (want .tar, .tar.gz, .tgz or .zip): {archive}")
 
 
+def _too_big(archive: Path, total: int, max_bytes: int) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"refusing to extract {archive}: its members hold more than {max_bytes:,} bytes (at least {total:,}), "
+        "the limit against zip/tar bombs; pass max_bytes= to extract a larger archive you trust"
+    )
+
+
+def _clash(archive: Path, member: str, into: Path, err: BaseException) -> DataFormatError:
+    # Raised while writing members: they clash (a file and a folder of one name, a member named like
+    # the target itself) or a link names a member that is not there. Said in archive terms: the temp
+    # folder in the OS message is gone by the time anyone reads it.
+    detail = (err.args[0] if isinstance(err, KeyError) and err.args else str(err)).replace(str(into), "<target>")
+    return DataFormatError(
+        f"{archive}: cannot extract member {member!r} ({type(err).__name__}: {detail}); expected members "
+        "with distinct paths (not a file and a folder of one name) and links to members the archive holds"
+    )
+
+
+#: Errors of extracting that come from the archive's own members, not from the disk.
+_CLASH_ERRORS = (IsADirectoryError, NotADirectoryError, FileExistsError, FileNotFoundError, KeyError)
+
+
+def _is_clash(err: BaseException) -> bool:
+    return isinstance(err, _CLASH_ERRORS) or (isinstance(err, OSError) and err.errno == errno.ELOOP)
+
+
 def _strict_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
     # The "data" filter silently strips a leading "/" and extracts inside the
     # target anyway; an archive with absolute names is suspect, so refuse it.
@@ -205,57 +270,99 @@ def _strict_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarI
     return tarfile.data_filter(member, dest_path)
 
 
-def _extract_tar(archive: Path, into: Path) -> None:
+def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
     if not hasattr(tarfile, "data_filter"):
         # Without the filter, tarfile follows absolute paths and `..`: refuse rather than risk it.
         raise RuntimeError(
             "safe tar extraction needs a Python with tarfile filters "
             "(3.10.12+, 3.11.4+, 3.12+)"
         )
+    total, current = 0, "?"
+
+    def checked(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
+        # Counted as members arrive (one pass over a compressed stream): a member writes exactly
+        # member.size bytes, so the running sum is what lands on disk.
+        nonlocal total, current
+        total += member.size
+        current = member.name
+        if total > max_bytes:
+            raise _too_big(archive, total, max_bytes)
+        return _strict_data_filter(member, dest_path)
+
     # errorlevel=1 makes filter refusals raise instead of being logged and skipped.
-    with tarfile.open(archive, "r:*", errorlevel=1) as tar:
-        try:
+    try:
+        with tarfile.open(archive, "r:*", errorlevel=1) as tar:
             # The "data" filter refuses `..`, links leaving the target and
-            # device files, and drops setuid bits; ours adds absolute paths.
-            tar.extractall(into, filter=_strict_data_filter)
-        except tarfile.FilterError as err:
-            member = err.tarinfo.name if err.tarinfo is not None else "?"
-            raise UnsafeArchiveError(
-                f"refusing to extract {archive}: unsafe member {member!r} ({err})"
-            ) from err
+            # device files, and drops setuid bits; ours adds absolute paths and the size limit.
+            tar.extractall(into, filter=checked)
+    except tarfile.FilterError as err:
+        member = err.tarinfo.name if err.tarinfo is not None else "?"
+        raise UnsafeArchiveError(
+            f"refusing to extract {archive}: unsafe member {member!r} ({err})"
+        ) from err
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as err:
+        # A corrupt or truncated archive; a full disk (another OSError) keeps its own message.
+        raise unreadable(archive, "tar archive", err) from None
+    except (OSError, KeyError) as err:
+        if not _is_clash(err):
+            raise
+        raise _clash(archive, current, into, err) from None
 
 
-def _extract_zip(archive: Path, into: Path) -> None:
+def _extract_zip(archive: Path, into: Path, max_bytes: int) -> None:
     root = into.resolve()
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        # Check every member before writing anything: zipfile silently rewrites
-        # `..` and absolute names, which would hide a malicious archive.
-        for info in infos:
-            name = info.filename
-            parts = re.split(r"[/\\]", name)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                reason = "symlink entry"
-            elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-                reason = "absolute path"
-            elif ".." in parts:
-                reason = "'..' component"
-            elif not (root / name).resolve().is_relative_to(root):
-                reason = "resolves outside the target"
-            else:
-                continue
-            raise UnsafeArchiveError(
-                f"refusing to extract {archive}: unsafe member {name!r} ({reason})"
-            )
-        zf.extractall(into)
+    current = "?"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            _check_zip_members(archive, zf.infolist(), root, max_bytes)
+            for info in zf.infolist():
+                current = info.filename
+                zf.extract(info, into)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as err:
+        raise unreadable(archive, "zip archive", err) from None
+    except OSError as err:
+        if not _is_clash(err):
+            raise
+        raise _clash(archive, current, into, err) from None
 
 
-def extract(archive: str | Path, dest: str | Path) -> Path:
+def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Path, max_bytes: int) -> None:
+    # zipfile never writes more than a member's declared file_size, so their sum bounds the output
+    # before a byte is written.
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise _too_big(archive, total, max_bytes)
+    # Check every member before writing anything: zipfile silently rewrites
+    # `..` and absolute names, which would hide a malicious archive.
+    for info in infos:
+        name = info.filename
+        parts = re.split(r"[/\\]", name)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            reason = "symlink entry"
+        elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+            reason = "absolute path"
+        elif ".." in parts:
+            reason = "'..' component"
+        elif not name.endswith("/") and all(part in ("", ".") for part in parts):
+            reason = "a file named like the target folder itself"
+        elif not (root / name).resolve().is_relative_to(root):
+            reason = "resolves outside the target"
+        else:
+            continue
+        raise UnsafeArchiveError(
+            f"refusing to extract {archive}: unsafe member {name!r} ({reason})"
+        )
+
+
+def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_BYTES) -> Path:
     """Unpack a tar (.tar, .tar.gz, .tgz) or zip ``archive`` into ``dest``; return ``dest``.
 
     Members that would escape ``dest`` (absolute paths, ``..``, links pointing
-    outside, device files, zip symlinks) raise :class:`UnsafeArchiveError`.
+    outside, device files, zip symlinks) raise :class:`UnsafeArchiveError`, and so
+    do members whose sizes add up to more than ``max_bytes`` (a zip or tar bomb;
+    default :data:`MAX_EXTRACT_BYTES`, 64 GiB). A file that is not a readable
+    archive (corrupt, truncated) is a :class:`DataFormatError` naming it.
     Extraction happens in a temporary folder beside ``dest`` that is renamed into
     place when complete, so a failure leaves no half-filled ``dest``.  If ``dest``
     already holds a finished extraction (marker file ``.zoo-extracted``), it is
@@ -271,6 +378,9 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
             f"{dest} exists but is not a finished extraction (no {EXTRACTED_MARKER}); "
             "remove it and try again"
         )
+    if not archive.is_file():
+        # Checked first: past this point a missing file can only be a link inside the archive.
+        raise FileNotFoundError(f"archive {archive} does not exist")
     kind = _archive_kind(archive)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Beside dest (same file system) so that the final rename is atomic.
@@ -279,9 +389,9 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
         # mkdtemp makes it private (0o700); the published folder should look like any other.
         tmp.chmod(0o755)
         if kind == "tar":
-            _extract_tar(archive, tmp)
+            _extract_tar(archive, tmp, max_bytes)
         else:
-            _extract_zip(archive, tmp)
+            _extract_zip(archive, tmp, max_bytes)
         # Written last: its presence certifies everything before it is complete.
         (tmp / EXTRACTED_MARKER).write_text(f"{archive.name}\n")
         try:

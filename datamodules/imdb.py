@@ -23,7 +23,7 @@ import tarfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .download import DataFormatError, fetch
+from .download import DataFormatError, fetch, unreadable
 from .text import RawSplit, TextClassificationDataModule
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -49,7 +49,7 @@ def iter_archive(archive: Path) -> Iterator[Tuple[str, str, str, bytes]]:
                 if found and member.isfile():
                     yield found.group(1), found.group(2), member.name, tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise DataFormatError(f"{archive}: not a readable tar archive ({type(err).__name__}: {err})") from None
+        raise unreadable(archive, "tar archive", err) from None
 
 
 def iter_folder(folder: Path) -> Iterator[Tuple[str, str, str, bytes]]:

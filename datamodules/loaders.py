@@ -18,6 +18,8 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import lightning as L
@@ -30,7 +32,7 @@ from .tokenizers import PAD_ID
 
 __all__ = [
     "IGNORE", "MODES", "BucketBatchSampler", "SplitLoaders", "datamodule_world", "length_bucketed_loader",
-    "pad_clips", "pad_collate", "padding_fraction",
+    "pad_clips", "pad_collate", "padding_fraction", "training_position",
 ]
 
 #: Label of a padded or unlabelled step: ignored by the losses and the metrics (``cross_entropy``'s default).
@@ -116,11 +118,18 @@ class BucketBatchSampler(BatchSampler):
 
     Training (``shuffle=True``): the indices are shuffled, cut into chunks of ``bucket_batches`` batches,
     each chunk sorted by length and cut into batches, and the batches shuffled. Evaluation
-    (``shuffle=False``): all indices sorted by length (longest first), cut into batches. Under DDP the
-    batches are dealt round-robin, rank ``r`` taking batches ``r, r + R, ...``: the shards are disjoint.
-    With ``even=True`` (the default when shuffling) the list is first cut to a multiple of ``R`` batches
-    so every rank runs the same number of steps (DDP needs that for its gradient all-reduce); at most
-    ``R - 1`` batches are skipped per epoch, different ones each epoch.
+    (``shuffle=False``): all indices sorted by length (longest first), cut into batches.
+
+    Under DDP with ``R`` ranks, ``batch_size`` is per rank: the batches above are built with the global
+    size ``R * batch_size`` -- exactly one process's batches with that size -- and rank ``r`` takes
+    items ``r, r + R, ...`` of each, so step ``s`` of the ``R`` ranks together reads step ``s`` of one
+    process (what makes DDP equal one process, docs/reliability.md). The shards are disjoint. With
+    ``even=True`` (the default when shuffling) a last global batch of fewer than ``R`` items is
+    dropped, so every rank runs the same number of steps (DDP needs that for its gradient all-reduce).
+
+    Resuming mid-epoch: ``resume=(epoch, done)`` makes the first iteration serve ``epoch``'s batches
+    from batch ``done`` on (those before were trained on before the checkpoint); later iterations
+    follow :meth:`set_epoch` as usual. :meth:`SplitLoaders.state_dict` records the position.
 
     How Lightning 2.6 treats it: with ``use_distributed_sampler=True`` (the default) and a DDP strategy,
     Lightning rebuilds a dataloader's batch sampler with ``sampler=DistributedSampler(...)``, reusing the
@@ -145,6 +154,7 @@ class BucketBatchSampler(BatchSampler):
         rank: int = 0,
         bucket_batches: int = 50,
         even: Optional[bool] = None,
+        resume: Optional[Tuple[int, int]] = None,
     ) -> None:
         lengths = torch.as_tensor(lengths)
         if sampler is None:
@@ -159,12 +169,15 @@ class BucketBatchSampler(BatchSampler):
         self.lengths, self.shuffle, self.seed = lengths, shuffle, seed
         self.num_replicas, self.rank, self.bucket_batches = num_replicas, rank, bucket_batches
         self.even = shuffle if even is None else even
-        total = len(lengths) // batch_size if drop_last else math.ceil(len(lengths) / batch_size)
-        if self.even and num_replicas > 1:
-            total -= total % num_replicas
-        if num_replicas > 1 and total < num_replicas:
-            raise ValueError(f"{len(lengths)} sequences make {total} batches of {batch_size}: too few for {num_replicas} ranks")
+        self.global_size = batch_size * num_replicas
+        n = len(lengths)
+        total = n // self.global_size if drop_last else math.ceil(n / self.global_size)
+        if self.even and not drop_last and 0 < n % self.global_size < num_replicas:
+            total -= 1  # a last global batch too small to give every rank an item (all_batches drops it)
+        if total < 1:
+            raise ValueError(f"{n} sequences are too few for a batch on each of {num_replicas} ranks")
         self._total = total
+        self.resume = resume
 
     @property
     def epoch(self) -> int:
@@ -177,33 +190,36 @@ class BucketBatchSampler(BatchSampler):
             self.sampler = _Epoch(len(self.lengths))
             self.sampler.set_epoch(epoch)
 
-    def all_batches(self) -> List[List[int]]:
-        """Every rank's batches of this epoch, in order, before sharding."""
-        n, size = len(self.lengths), self.batch_size
+    def all_batches(self, epoch: Optional[int] = None) -> List[List[int]]:
+        """The global batches of ``epoch`` (default: the current one), in order, before sharding."""
+        n, size = len(self.lengths), self.global_size
+        epoch = self.epoch if epoch is None else epoch
+        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * epoch)
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
             order = torch.randperm(n, generator=generator)
             batches: List[Tensor] = []
             chunk = size * self.bucket_batches
             for start in range(0, n, chunk):
                 idx = order[start : start + chunk]
-                idx = idx[torch.argsort(self.lengths[idx], descending=True, stable=True)]
-                batches.extend(idx.split(size))
-            if self.drop_last and batches and len(batches[-1]) < size:
-                batches.pop()
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+                batches.extend(idx[torch.argsort(self.lengths[idx], descending=True, stable=True)].split(size))
         else:
-            order = torch.argsort(self.lengths, descending=True, stable=True)
-            batches = list(order.split(size))
-            if self.drop_last and batches and len(batches[-1]) < size:
-                batches.pop()
-        return [b.tolist() for b in batches[: self._total]]
+            batches = list(torch.argsort(self.lengths, descending=True, stable=True).split(size))
+        if batches and len(batches[-1]) < (size if self.drop_last else self.num_replicas if self.even else 1):
+            batches.pop()
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return [b.tolist() for b in batches]
 
     def __iter__(self) -> Iterator[List[int]]:
-        return iter(self.all_batches()[self.rank :: self.num_replicas])
+        epoch, done = self.epoch, 0
+        if self.resume is not None:  # once: the rest of the epoch the checkpoint was written in
+            (epoch, done), self.resume = self.resume, None
+        shards = (b[self.rank :: self.num_replicas] for b in self.all_batches(epoch)[done:])
+        return iter([shard for shard in shards if shard])  # uneven (evaluation): a rank may sit out the last
 
     def __len__(self) -> int:
-        return len(range(self.rank, self._total, self.num_replicas))
+        last = len(self.lengths) - (self._total - 1) * self.global_size  # the last global batch's size
+        return self._total - (not self.drop_last and last <= self.rank)
 
 
 def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
@@ -225,6 +241,16 @@ def datamodule_world(datamodule: L.LightningDataModule) -> Tuple[int, int]:
     return trainer.world_size, trainer.global_rank
 
 
+def training_position(trainer: Optional[L.Trainer]) -> Optional[Tuple[int, int]]:
+    """``(epoch, batches of it already trained on)`` while ``trainer`` fits (``None`` otherwise); a
+    finished epoch reads as the start of the next. Read off Lightning's own progress counters, which it
+    restores from a checkpoint too: the position a resumed run must continue from."""
+    if trainer is None or trainer.state.fn != "fit":
+        return None
+    epoch, done = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return (epoch + 1, 0) if done >= trainer.num_training_batches else (epoch, done)
+
+
 def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, collate_fn: Callable, shuffle: bool) -> DataLoader:
     """The loader every text datamodule serves: ``dataset`` (with a ``lengths`` tensor) in batches of
     ``hparams.batch_size`` (training) or ``eval_batch_size`` (default 2x), bucketed by length when
@@ -239,6 +265,7 @@ def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, 
     sampler = BucketBatchSampler(
         None, batch_size, False, lengths=dataset.lengths, shuffle=shuffle, seed=hp.seed,
         num_replicas=world, rank=rank, bucket_batches=hp.bucket_batches,
+        resume=datamodule.take_resume() if shuffle else None,
     )
     return DataLoader(dataset, batch_sampler=sampler, **common)
 
@@ -255,8 +282,6 @@ class SplitLoaders:
     - ``predict_split``: the split ``predict_dataloader`` serves (``test``);
     - ``eval_batch_factor``: the evaluation batch size, when ``eval_batch_size`` is not set, is this
       many times ``batch_size`` (1);
-    - ``seeded_shuffle``: shuffle training batches with a generator seeded by ``seed`` (otherwise
-      Lightning's global seed decides the order).
 
     Batch sizes, workers and seed are read from :meth:`loader_options` (``self.hparams``).
     """
@@ -264,8 +289,27 @@ class SplitLoaders:
     collate_fn: Optional[Callable] = None
     predict_split: str = "test"
     eval_batch_factor: int = 1
-    seeded_shuffle: bool = False
     datasets: Dict[str, Dataset]
+    _resume: Optional[Tuple[int, int]] = None
+
+    # ---- the training position in checkpoints (Lightning calls these two) --------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        """``{"epoch", "batches_done"}``: where training is in its epoch (:func:`training_position`)."""
+        position = training_position(getattr(self, "trainer", None))
+        return {} if position is None else {"epoch": position[0], "batches_done": position[1]}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        if "epoch" in state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+            # Lightning warns that a mid-epoch resume restarts the epoch unless the *dataloader* is
+            # stateful; ours resumes through the datamodule instead, so the warning would be wrong.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
+    def take_resume(self) -> Optional[Tuple[int, int]]:
+        """The checkpoint's ``(epoch, batches_done)``, once: the next training loader starts there (a
+        loader that cannot resume mid-epoch restarts the epoch, as Lightning's default does)."""
+        resume, self._resume = self._resume, None
+        return resume
 
     def loader_options(self) -> Mapping[str, Any]:
         """``batch_size``, ``eval_batch_size`` (optional), ``num_workers``, ``seed`` (optional)."""
@@ -290,15 +334,21 @@ class SplitLoaders:
         return int(opts.get("eval_batch_size") or self.eval_batch_factor * opts["batch_size"])
 
     def plain_loader(self, dataset: Dataset, mode: str) -> DataLoader:
-        """Batches in stored order (``eval``/``predict``) or shuffled (``train``)."""
+        """Batches in stored order (``eval``/``predict``) or shuffled (``train``: a new order every epoch,
+        from the ``seed`` option or else the run's seed; sharded across DDP ranks so that they read one
+        process's batches, and resumable mid-epoch -- a :class:`BucketBatchSampler` over equal lengths)."""
         opts = self.loader_options()
         workers = int(opts.get("num_workers", 0))
-        shuffle = mode == "train"
-        generator = torch.Generator().manual_seed(int(opts.get("seed", 0))) if shuffle and self.seeded_shuffle else None
-        return DataLoader(
-            dataset, batch_size=self.loader_batch_size(mode), shuffle=shuffle, generator=generator,
-            collate_fn=self.collate_fn, num_workers=workers, persistent_workers=workers > 0,
+        common = dict(collate_fn=self.collate_fn, num_workers=workers, persistent_workers=workers > 0)
+        if mode != "train":
+            return DataLoader(dataset, batch_size=self.loader_batch_size(mode), shuffle=False, **common)
+        world, rank = datamodule_world(self)
+        seed = opts.get("seed", os.environ.get("PL_GLOBAL_SEED", 0))
+        sampler = BucketBatchSampler(
+            None, self.loader_batch_size(mode), False, lengths=[0] * len(dataset), seed=int(seed),
+            num_replicas=world, rank=rank, bucket_batches=1, resume=self.take_resume(),
         )
+        return DataLoader(dataset, batch_sampler=sampler, **common)
 
     def make_loader(self, dataset: Dataset, mode: str) -> DataLoader:
         """How a split is batched (``mode`` in :data:`MODES`); plain batches unless overridden."""

@@ -103,7 +103,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .download import DataFormatError, data_dir, fetch
+from .download import DataFormatError, data_dir, fetch, unreadable
 from .text import TextDataModule
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, encode_texts, load_tokenizer, pack, train_translation_tokenizer
 
@@ -147,7 +147,7 @@ def read_sentences(path: Path) -> List[str]:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
-            raise DataFormatError(f"{path}: not a readable gzip file ({type(err).__name__}: {err})") from None
+            raise unreadable(path, "gzip file", err) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -76,8 +76,14 @@ def fit_tokenizer(tokenizer: Tokenizer, texts: Sequence[str], vocab_size: int, m
 
 
 def load_tokenizer(tokenizer_json: str) -> Tokenizer:
-    """The tokenizer back from its JSON string (as kept in a model's hyperparameters)."""
-    return Tokenizer.from_str(tokenizer_json)
+    """The tokenizer back from its JSON string (as kept in a model's hyperparameters); a string that is
+    not a ``tokenizers`` serialization is a ``ValueError`` saying so."""
+    if not isinstance(tokenizer_json, str):
+        raise ValueError(f"a tokenizer must be given as its JSON string (tokenizer.to_str()), got a {type(tokenizer_json).__name__}")
+    try:
+        return Tokenizer.from_str(tokenizer_json)
+    except Exception as err:  # the Rust side raises a bare Exception for any malformed input
+        raise ValueError(f"not a tokenizer serialization (tokenizers JSON): {err}; got {tokenizer_json[:60]!r}") from None
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> List[List[int]]:

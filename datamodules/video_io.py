@@ -87,7 +87,7 @@ def probe_video(path: str | Path) -> VideoInfo:
                 container.duration / 1e6 if container.duration else 0.0
             )
             return VideoInfo(path, stream.width, stream.height, int(stream.frames or 0), fps, duration)
-    except av.FFmpegError as e:
+    except (av.FFmpegError, UnicodeDecodeError) as e:  # PyAV decodes the container's metadata as UTF-8
         raise VideoDecodeError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
 
 
@@ -167,7 +167,7 @@ def decode_video(
                 kept.append(index)
                 if num_frames is not None and len(frames) >= num_frames:
                     break
-    except av.FFmpegError as e:
+    except (av.FFmpegError, UnicodeDecodeError) as e:
         raise VideoDecodeError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
     decoded = counter[0]
     if not frames:
@@ -298,7 +298,7 @@ def extract_frames(
                     Image.fromarray(image).save(tmp / f"{count:06d}.jpg", quality=quality)
                     if progress is not None:
                         progress.update(1)
-        except av.FFmpegError as e:
+        except (av.FFmpegError, UnicodeDecodeError) as e:
             raise VideoDecodeError(f"{video}: cannot decode video ({type(e).__name__}: {e})") from None
         if count == 0:
             raise VideoDecodeError(f"{video}: the video holds no decodable frames (zero-length or corrupt)")

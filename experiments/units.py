@@ -7,11 +7,12 @@ unit per feature on the first half of the text and reports its correlation on th
 Writes the table, an HTML and a PNG per feature into ``--out`` (default ``/tmp/zoo-units``), the
 PNGs of the best units into ``docs/img/`` and the numbers into ``experiments/results/units.json``.
 
-    python -m experiments.units --ckpt /work/ckpts/char_lm_stdlib.ckpt     # ~1 minute
+    python -m experiments.units                          # the shipped char_lstm_python, ~1 minute
+    python -m experiments.units --ckpt CKPT              # a checkpoint of recipes/char_lm.yaml you trained
 
 The same, on any text, from the command line:
 
-    zoo visualize --ckpt CKPT --text experiments/results/stdlib_heldout.txt --out viz/
+    zoo visualize char_lstm_python --text experiments/results/stdlib_heldout.txt --out viz/
 """
 
 from __future__ import annotations
@@ -50,15 +51,17 @@ def best_window(feature: np.ndarray, text: str, chars: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ckpt", default="/work/ckpts/char_lm_stdlib.ckpt")
+    parser.add_argument("--model", default="char_lstm_python", help="a registered model or a pretrained folder")
+    parser.add_argument("--ckpt", help="a Lightning checkpoint instead of --model")
     parser.add_argument("--show_chars", type=int, default=1100)
     parser.add_argument("--docs_top", type=int, default=6, help="copy the pictures of this many best features into docs/img")
     parser.add_argument("--out", default="/tmp/zoo-units", help="where the HTML and PNG of every feature's best unit go")
     args = parser.parse_args()
     use_threads()
-    from zoo.tasks.base import load_task
+    from zoo.tasks.base import load_pretrained, load_task
+    from zoo.tasks.language_model import CharLanguageModel
 
-    model = load_task(args.ckpt)
+    model = load_task(args.ckpt, CharLanguageModel) if args.ckpt else load_pretrained(args.model, CharLanguageModel)
     text = heldout_text()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stdlib_heldout.txt").write_text(text, encoding="utf-8")
@@ -102,7 +105,7 @@ def main() -> None:
         row["docs_image"] = f"img/{target.name}"
     hp = dict(model.hparams)
     hp.pop("vocab", None)
-    save_json("units", {"ckpt": args.ckpt, "model": hp, "text": {"start": TEXT_START, "chars": len(text)}, "rows": rows})
+    save_json("units", {"model": args.ckpt or args.model, "hparams": hp, "text": {"start": TEXT_START, "chars": len(text)}, "rows": rows})
     header = ["feature", "best unit", "r (selection half)", "r (held-out half)", "unit vs 'is a space'",
               "feature vs 'is a space'", "partial r, 'is a space' fixed", "r among spaces only"]
     print(markdown_table(header, [

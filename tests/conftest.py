@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,24 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests never talk to W&B's servers and never prompt.
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+#: The seed of the tests marked ``learning`` (they train and assert a quality threshold): 0 unless
+#: ``ZOO_TEST_SEED`` says otherwise, so benchmarks/learning_margins.py can measure their spread.
+LEARNING_SEED = int(os.environ.get("ZOO_TEST_SEED", "0"))
+
+
+def learned(test: str, value: float) -> float:
+    """A learning test's metric, returned as is and, when ``ZOO_LEARNING_LOG`` names a file, appended
+    to it as a JSON line (with the seed and the CPU kernel) for benchmarks/learning_margins.py."""
+    log = os.environ.get("ZOO_LEARNING_LOG")
+    if log:
+        import torch
+
+        row = {"test": test, "seed": LEARNING_SEED, "kernel": torch.backends.cpu.get_cpu_capability(), "value": float(value)}
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    return value
 
 
 def shared_data(*parts: str) -> Path:

@@ -15,7 +15,7 @@ import random
 import tarfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
@@ -247,17 +247,33 @@ def fake_ucf101(root: Path) -> Path:
 
 # ---- a local HTTP server (127.0.0.1 only) for download tests --------------------------------------
 class StaticServer:
-    """A static file server over a tmp folder that records the paths it was asked for."""
+    """A static file server over a tmp folder that records the paths it was asked for. ``misbehave``
+    makes it fail one file the ways networks do: ``"cut"`` announces the whole file's Content-Length
+    but closes the connection halfway through the body; ``"stall"`` sends the headers and the first
+    bytes, then nothing until the server stops (or 10 s)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[str] = []
+        self.modes: Dict[str, str] = {}
+        self.stopping = threading.Event()
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
-                super().do_GET()
+                mode = server.modes.get(self.path.lstrip("/"))
+                if mode is None:
+                    return super().do_GET()
+                data = (server.root / self.path.lstrip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2] if mode == "cut" else data[:1])
+                self.wfile.flush()
+                if mode == "stall":
+                    server.stopping.wait(10)
+                self.close_connection = True
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
@@ -278,7 +294,15 @@ class StaticServer:
         (self.root / name).write_bytes(data)
         return self.url(name)
 
+    def misbehave(self, name: str, mode: Optional[str]) -> None:
+        """Serve ``name`` the ``mode`` way (``"cut"``, ``"stall"``), or normally again (``None``)."""
+        if mode is None:
+            self.modes.pop(name, None)
+        else:
+            self.modes[name] = mode
+
     def stop(self) -> None:
+        self.stopping.set()
         if self.running:
             self.httpd.shutdown()
             self.httpd.server_close()

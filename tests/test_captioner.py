@@ -18,6 +18,7 @@ from datamodules.coco_captions import COCOCaptionsDataModule, FlickrCaptionsData
 from datamodules.download import MissingDataError
 from datamodules.images import CorruptImageError, load_image
 from datamodules.shapes_captions import ShapesCaptions, caption_word_objects, shapes_caption, shapes_scene
+from tests.conftest import LEARNING_SEED, learned
 from zoo.metrics import bleu_scores, caption_metrics, cider_d, normalize_caption
 from zoo.attention import doubly_stochastic_penalty, reinforce_loss
 from zoo.tasks.captioner import ImageCaptioner
@@ -189,11 +190,12 @@ def test_hard_attention_reward_is_per_word(shapes_batch) -> None:
     assert log_p_s.grad.abs().max() < 1e-6
 
 
+@pytest.mark.learning
 def test_hard_attention_learns_where_to_look() -> None:
     """A toy where one location holds the answer: REINFORCE steps move attention onto it."""
     from zoo.attention import Attention, hard_attention
 
-    torch.manual_seed(0)
+    torch.manual_seed(LEARNING_SEED)
     att = Attention(4, 3, "additive", 8)
     head = torch.nn.Linear(3, 2)
     optimizer = torch.optim.Adam([*att.parameters(), *head.parameters()], lr=0.05)
@@ -214,7 +216,8 @@ def test_hard_attention_learns_where_to_look() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert float(alpha[:, 2].detach().mean()) > 0.8
+    on_answer = learned("captioner: REINFORCE attention on the answer's location", float(alpha[:, 2].detach().mean()))
+    assert on_answer > 0.8  # seeds 0-4 x kernels {default, avx2, avx512}, AMD EPYC: 0.9996-1.0
 
 
 # ---- metrics ------------------------------------------------------------------------------------------
@@ -409,12 +412,50 @@ def test_karpathy_json_reader(tmp_path) -> None:
         read_karpathy_json(tmp_path / "bad.json", tmp_path)
 
 
+def test_hub_mirror_split_comes_from_the_path_inside_the_dataset(tmp_path, monkeypatch) -> None:
+    """Regression: the split was read from the whole path (``"/train" in str(file)``), so a cache under
+    a folder named ``train...`` labelled every file ``train``."""
+    import json
+    import sys
+    import types
+
+    from datamodules import coco_captions
+
+    assert coco_captions.parquet_split(Path("data/test-00000-of-00001.parquet")) == "test"
+    assert coco_captions.parquet_split(Path("validation/0000.parquet")) == "validation"
+    assert coco_captions.parquet_split(Path("data/0000.parquet")) is None
+    snapshot = tmp_path / "train" / "training_cache" / "snapshot"  # every split's path contains "/train"
+    (snapshot / "data").mkdir(parents=True)
+    for split in ("train", "restval", "validation", "test"):
+        rows = [{"filepath": "val2014", "filename": f"{split}.jpg", "cocoid": 1, "sentences": [{"raw": f"a {split}"}]}]
+        (snapshot / "data" / f"{split}-00000-of-00001.parquet").write_text(json.dumps(rows))
+    # pyarrow is optional (not installed here): a stand-in reads the rows this test wrote as JSON.
+    parquet = types.SimpleNamespace(read_table=lambda f: types.SimpleNamespace(to_pylist=lambda: json.loads(Path(f).read_text())))
+    monkeypatch.setitem(sys.modules, "pyarrow", types.SimpleNamespace(parquet=parquet))
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", parquet)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(snapshot))
+    splits = coco_captions.read_karpathy_hub("someone/coco-karpathy", tmp_path)
+    assert {s: sorted(Path(r.image).name for r in records) for s, records in splits.items()} == {
+        "train": ["restval.jpg", "train.jpg"], "val": ["validation.jpg"], "test": ["test.jpg"]}
+
+
 # ---- figures, checkpoints, CLI -----------------------------------------------------------------------------
 def test_attention_figure_png(tmp_path) -> None:
+    """The figure's size is its spec (the input and 3 word panels of 2.4 x 2.6 inches at 100 dpi); the
+    input's colour is shown as is, a word's panel is lit where it looked (full colour there, 0.2 of it
+    where the weight is 0) and the most attended cell is outlined in red."""
     image = np.zeros((64, 64, 3), dtype=np.uint8)
-    attention = torch.softmax(torch.randn(3, 4), -1)
+    image[...] = (200, 100, 50)
+    attention = torch.eye(4)[[0, 3, 1]]  # a 2 x 2 grid: each word looks at one cell
     attention_figure(image, ["a", "red", "circle"], attention, tmp_path / "fig.png")
-    assert Image.open(tmp_path / "fig.png").size[0] > 64
+    figure = np.asarray(Image.open(tmp_path / "fig.png").convert("RGB")).astype(int)
+    assert figure.shape == (260, 4 * 240, 3)
+
+    def shown(colour, tolerance: int = 3) -> int:
+        return int((np.abs(figure - np.array(colour)).max(-1) <= tolerance).sum())
+
+    # 960 x 260 pixels: each colour covers thousands (the outline, 1.2 points wide and anti-aliased, ~2,000)
+    assert shown((200, 100, 50)) > 5000 and shown((40, 20, 10)) > 5000 and shown((255, 0, 0), 30) > 500
 
 
 def run_cli(args, env_extra=None, timeout=240):

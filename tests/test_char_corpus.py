@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from datamodules.download import DataFormatError
 from datamodules.char_corpus import CharCorpusDataModule, StreamWindows, batchify, read_corpus
 from datamodules.tokenizers import UNK_CHAR, decode_chars, encode_chars
 from tests.conftest import shared_data
@@ -64,7 +65,7 @@ def test_clear_errors(tmp_path):
         read_corpus(str(empty))
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"hello \xff\xfe world" * 20)
-    with pytest.raises(ValueError, match="bad.txt: not UTF-8"):
+    with pytest.raises(DataFormatError, match=r"bad.txt:1: invalid UTF-8 \(byte 6: invalid start byte\); expected UTF-8 text"):
         read_corpus(str(bad))
     with pytest.raises(ValueError, match="cannot fill"):
         batchify(torch.arange(10), 8)

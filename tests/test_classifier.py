@@ -8,6 +8,7 @@ import torch
 from datamodules.loaders import pad_collate
 from datamodules.text import EncodedTexts
 from datamodules.tokenizers import pack, train_tokenizer
+from tests.conftest import LEARNING_SEED, learned
 from zoo.tasks.classifier import POOLS, SequenceClassifier
 
 POS = ["a great film", "great acting , loved it", "wonderful and great", "loved the great plot"]
@@ -94,10 +95,11 @@ def tiny_datamodule(tokenizer_json, batch_size=4):
     return Tiny()
 
 
+@pytest.mark.learning
 def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path):
     import lightning as L
 
-    torch.manual_seed(0)
+    torch.manual_seed(LEARNING_SEED)
     m = SequenceClassifier(embedding_dim=16, hidden_size=16, pool="mean", lr=1e-2, warmup_steps=1, dropout=0.0)
     assert not m.built  # sizes come from the datamodule at setup
     dm = tiny_datamodule(tokenizer_json, batch_size=8)
@@ -108,7 +110,9 @@ def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path
     assert m.hparams.tokenizer_json == tokenizer_json and m.hparams.label_names == ["neg", "pos"]
     assert m.hparams.text_max_tokens == 50 and m.hparams.text_truncation == "head"
     (result,) = trainer.test(m, dm, verbose=False)
-    assert result["test/acc"] == 1.0 and result["test/f1"] == 1.0 and "test/loss" in result
+    accuracy = learned("classifier: accuracy on its 32 training texts", result["test/acc"])
+    # seeds 0-4 x kernels {default, avx2, avx512}, AMD EPYC: 1.0 every time; 0.9 leaves 3 of 32 for another CPU
+    assert accuracy >= 0.9 and result["test/f1"] >= 0.9 and "test/loss" in result
     preds = trainer.predict(m, dm)
     assert preds[0][0]["label"] == "pos" and len(preds[0]) == 8
     assert set(preds[0][0]) == {"index", "label", "probs"}  # the batch holds its index, not the text

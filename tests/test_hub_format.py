@@ -125,6 +125,56 @@ def test_int8_embeddings_shrink_the_table_and_load_back(tmp_path: Path) -> None:
         load_pretrained(int8)
 
 
+def test_int8_linears_quantize_every_linear_weight(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=[f"c{i}" for i in range(50)], embedding_dim=8, hidden_size=16).eval()
+    linears = sorted(f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+    assert linears  # the output head at least
+    folder = model.save_pretrained(tmp_path / "lin", dtype=torch.float16, quantize=["linears", "embeddings"])
+    config = json.loads((folder / "config.json").read_text())
+    assert sorted(config["quantized"]) == sorted([*linears, "embed.weight"])  # biases and recurrent weights stay float16
+    loaded = load_pretrained(folder)
+    for key in linears:
+        weight, back = dict(model.named_parameters())[key], dict(loaded.named_parameters())[key]
+        assert (back - weight).abs().max() <= weight.abs().max() / 127 + 1e-3
+    with pytest.raises(PretrainedError, match="cannot quantize 'convs': not a key of the state dict \\(nor 'embeddings' or 'linears'\\)"):
+        model.save_pretrained(tmp_path / "bad", quantize="convs")
+
+
+class TiedLM(torch.nn.Module):
+    """An embedding and an output layer sharing one matrix (as Seq2Seq's tie_embeddings)."""
+
+    hparams = {"vocab": ["a", "b", "c", "d", "e", "f"]}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(6, 4)
+        self.out = torch.nn.Linear(4, 6)
+        self.out.weight = self.embed.weight
+
+
+def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from zoo.hub.format import read_folder, write_folder
+
+    torch.manual_seed(0)
+    model = TiedLM()
+    for quantize in (None, "embeddings"):
+        folder = write_folder(model, tmp_path / str(quantize), dtype=torch.float16, quantize=quantize)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["tied"] == {"out.weight": "embed.weight"}
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            assert "out.weight" not in f.keys() and "out.bias" in f.keys()
+        _, state = read_folder(folder)
+        assert torch.equal(state["out.weight"], state["embed.weight"])
+        assert (state["out.weight"] - model.embed.weight).abs().max() < 0.02
+    config["tied"] = {"out.weight": "lost.weight"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainedError, match="'out.weight' is tied to 'lost.weight', which is missing"):
+        read_folder(folder)
+
+
 def test_overrides_and_expected_class(folder: Path) -> None:
     assert load_pretrained(folder, dropout=0.0).hparams.dropout == 0.0
     with pytest.raises(PretrainedError, match="do not fit.*shape mismatch"):

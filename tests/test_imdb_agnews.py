@@ -7,7 +7,6 @@ import importlib.util
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -193,25 +192,23 @@ def test_ag_news_bad_files(tmp_path):
 # ---- real data (../shared/data) -------------------------------------------------------------------
 @pytest.mark.realdata
 @pytest.mark.skipif(not IMDB_DEV.is_file(), reason=f"{IMDB_DEV} not present")
-def test_real_imdb_dev_tarball(tmp_path_factory):
-    # CPU seconds of this process (all its threads), not wall time: on the shared machine other jobs may
-    # pause or slow this one down; wall-clock numbers on an idle machine are in docs/results.md.
+def test_real_imdb_dev_tarball(tmp_path_factory, monkeypatch):
+    # No clock: a time limit fails on a slower or busier CPU. Timings on an idle machine: docs/results.md.
     cache = tmp_path_factory.mktemp("imdb-cache")
-    start = time.process_time()
     dm = IMDBDataModule(root=str(IMDB_DEV), cache_dir=str(cache), max_tokens=400)
     dm.setup()
-    first = time.process_time() - start
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 22500, "val": 2500, "test": 2000}
     assert dm.datasets["test"].labels.bincount().tolist() == [1000, 1000]
     assert dm.datasets["val"].labels.bincount().tolist() == [1250, 1250]
     vocab = len(__import__("json").loads(dm.tokenizer_json)["model"]["vocab"])
     assert vocab == 30_000
-    start = time.process_time()
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached IMDB was read and tokenized again")
+
+    monkeypatch.setattr(IMDBDataModule, "_build", boom)
     again = IMDBDataModule(root=str(IMDB_DEV), cache_dir=str(cache), max_tokens=400)
     again.setup()
-    assert time.process_time() - start < 2.0, "a cached IMDB must load in under 2 s"
     assert again.datasets["test"].ids.equal(dm.datasets["test"].ids)
-    assert first < 40
     ds = dm.datasets["train"]
     bucketed = list(dm.train_dataloader().batch_sampler)
     random_batches = [p.tolist() for p in torch.randperm(len(ds)).split(64)]

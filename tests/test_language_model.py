@@ -1,5 +1,8 @@
 """CharLanguageModel: truncated BPTT carries the state, generation, one-hot input, checkpoints."""
 
+import itertools
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -7,6 +10,7 @@ import torch
 from datamodules.char_corpus import CharCorpusDataModule
 from zoo.tasks.base import load_task
 from zoo.tasks.language_model import CharLanguageModel
+from zoo.sequences import hidden_of
 
 VOCAB = ["<unk>"] + list("abcdefgh \n")
 
@@ -39,6 +43,7 @@ def test_gradient_flows_back_only_within_a_window():
     loss, _ = model._step({"ids": ids[:, 10:20], "targets": ids[:, 11:21]}, "train")
     (grad,) = torch.autograd.grad(loss, embedded)
     used_before_only = set(ids[:, :10].flatten().tolist()) - set(ids[:, 10:20].flatten().tolist())
+    assert used_before_only, "the seed must give tokens seen only in the first window, or the loop checks nothing"
     for token in used_before_only:  # tokens seen only in the previous window get no gradient
         assert grad[token].abs().sum() == 0
 
@@ -68,6 +73,19 @@ def test_vocab_lands_in_the_checkpoint_and_rebuilds_the_model(tiny_corpus, tmp_p
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=2)
     trainer.fit(model, dm)
+    # val/ppl is exp(mean nats per character over the whole split), the state carried from window to
+    # window of each stream as in validation itself: by hand here
+    metrics = trainer.validate(model, dm, verbose=False)[0]
+    nll, count, state = 0.0, 0, None
+    model.eval()
+    with torch.no_grad():
+        for batch in itertools.islice(dm.val_dataloader(), 2):  # the trainer's limit_val_batches
+            state = state if state is None or hidden_of(state).shape[1] == batch["ids"].shape[0] else None
+            logits, state = model(batch["ids"], state)
+            nll += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction="sum"))
+            count += batch["targets"].numel()
+    assert metrics["val/ppl"] == pytest.approx(math.exp(nll / count), rel=1e-4)
+    assert metrics["val/ppl"] == pytest.approx(math.exp(metrics["val/loss"]), rel=1e-4)
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     loaded = load_task(path)

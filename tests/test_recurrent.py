@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zoo.recurrent import Recurrent, reverse_padded
 
@@ -105,3 +107,20 @@ def test_lstm_gates_still_returned_without_padding():
     torch.testing.assert_close(plain.output, with_gates.output, atol=1e-6, rtol=0)
     gates = with_gates.gates[0]
     torch.testing.assert_close(with_gates.output, gates["output"] * torch.tanh(gates["cell"]), atol=1e-6, rtol=0)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)  # derandomized: the same cases on every run and CPU
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), pad=st.integers(0, 3),
+       cell=st.sampled_from(["rnn", "gru", "lstm"]), bi=st.booleans())
+def test_any_batch_gives_each_sequence_what_it_gives_alone(lengths, pad, cell, bi):
+    """Property: whatever the lengths, the order and the garbage after each end, a sequence's outputs
+    (to its length) and final state in a batch equal those of the sequence run alone."""
+    torch.manual_seed(0)
+    rnn = Recurrent(3, 4, cell, num_layers=2, bidirectional=bi)
+    width = max(lengths) + pad
+    x = 100 * torch.randn(len(lengths), width, 3)  # loud garbage after every end
+    together = rnn(x, torch.tensor(lengths))
+    for b, n in enumerate(lengths):
+        alone = rnn(x[b : b + 1, :n], torch.tensor([n]))
+        torch.testing.assert_close(together.output[b, :n], alone.output[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(first(together.state)[:, b], first(alone.state)[:, 0], atol=1e-5, rtol=1e-5)

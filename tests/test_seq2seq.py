@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, train_translation_tokenizer
-from tests.conftest import REPO, shared_data
+from tests.conftest import LEARNING_SEED, REPO, learned, shared_data
 from zoo.tasks.base import load_task
 from zoo.tasks.seq2seq import Seq2Seq
 
@@ -42,8 +42,8 @@ def tokenizers():
     return src.to_str(), tgt.to_str()
 
 
-def make(tokenizers, **kwargs) -> Seq2Seq:
-    torch.manual_seed(0)
+def make(tokenizers, seed: int = 0, **kwargs) -> Seq2Seq:
+    torch.manual_seed(seed)
     defaults = dict(embedding_dim=16, hidden_size=12, dropout=0.0, embedding_dropout=0.0)
     return Seq2Seq(*tokenizers, **{**defaults, **kwargs}).eval()
 
@@ -106,12 +106,26 @@ def test_attention_sums_to_one_and_source_padding_changes_nothing(tokenizers, at
         assert (weights.masked_select(~mask[:, None, :]) == 0).all()
 
 
-def test_beam_of_one_is_greedy_and_batched_beam_equals_one_at_a_time(tokenizers):
+def greedy_by_hand(model: Seq2Seq, src: torch.Tensor, n: int, max_len: int) -> list:
+    """One sentence through decode_step, the most likely token each step: greedy search's reference."""
+    enc = model.encode(src[None, :n], torch.tensor([n]))
+    state, token, out = model.initial_state(enc), torch.tensor([BOS_ID]), []
+    with torch.no_grad():
+        while len(out) < max_len and (not out or out[-1] != EOS_ID):
+            logits, state, _ = model.decode_step(token, state, enc)
+            token = logits.argmax(-1)
+            out.append(int(token))
+    return out
+
+
+def test_greedy_and_beam_of_one_equal_decoding_by_hand_and_batched_beam_equals_one_at_a_time(tokenizers):
     model = make(tokenizers, attention="general")
     batch = batch_of(model, toy_pairs(6, seed=3))
     greedy = model.search(batch["src"], batch["src_lengths"], beam_size=1, max_len=12)
-    beam1 = Seq2Seq.search(model, batch["src"], batch["src_lengths"], beam_size=1, max_len=12)
-    assert torch.equal(greedy.tokens, beam1.tokens)
+    for b in range(6):
+        length = int(greedy.lengths[b])
+        assert greedy.tokens[b, :length].tolist() == greedy_by_hand(model, batch["src"][b], int(batch["src_lengths"][b]), 12)
+        assert (greedy.tokens[b, length:] == PAD_ID).all()
     from zoo.decoding import beam_search  # beam width 1 through beam_search itself
 
     enc = model.encode(batch["src"], batch["src_lengths"])
@@ -122,7 +136,11 @@ def test_beam_of_one_is_greedy_and_batched_beam_equals_one_at_a_time(tokenizers)
 
     with torch.no_grad():
         via_beam = beam_search(step, model._search_state(model.initial_state(enc)), 6, BOS_ID, EOS_ID, 12, beam_size=1)
-    assert torch.equal(via_beam.tokens[:, : greedy.tokens.shape[1]], greedy.tokens[:, : via_beam.tokens.shape[1]])
+    assert torch.equal(via_beam.lengths, greedy.lengths) and torch.equal(via_beam.finished, greedy.finished)
+    for b in range(6):  # the whole sequences, not only the prefix both happen to have
+        length = int(greedy.lengths[b])
+        assert torch.equal(via_beam.tokens[b, :length], greedy.tokens[b, :length])
+    torch.testing.assert_close(via_beam.log_probs, greedy.log_probs, atol=1e-5, rtol=0)
     batched = model.search(batch["src"], batch["src_lengths"], beam_size=4, max_len=12)
     for b in range(6):
         n = int(batch["src_lengths"][b])
@@ -139,31 +157,77 @@ def test_tied_embeddings_share_one_tensor(tokenizers):
     assert model.combine.out_features == model.hparams.embedding_dim
 
 
-def test_teacher_forcing_below_one_trains_with_gradients(tokenizers):
-    model = make(tokenizers, attention="additive", teacher_forcing=0.5).train()
+def test_teacher_forcing_below_one_feeds_the_models_own_guesses(tokenizers):
+    """With teacher_forcing=0.5 a step's input is the true previous token where a uniform draw falls
+    below 0.5 and the model's own argmax guess elsewhere (never past a target's end): the same draws by
+    hand give the same logits, some inputs were guesses that differ from the truth, and the loss
+    differs from full teacher forcing's."""
+    model = make(tokenizers, attention="additive", teacher_forcing=0.5).train()  # dropout 0: the only draws are the coin's
     batch = batch_of(model, toy_pairs(4, seed=4))
-    loss, _, tokens = model._loss(batch, 0.5, 0.1)
+    src, lengths, tgt_in = batch["src"], batch["src_lengths"], batch["tgt"][:, :-1]
+    torch.manual_seed(1)
+    mixed = model(src, lengths, tgt_in, teacher_forcing=0.5)["logits"]
+    torch.manual_seed(1)
+    enc = model.encode(src, lengths)
+    state, prev, steps, guesses_fed = model.initial_state(enc), tgt_in[:, 0], [], 0
+    for t in range(tgt_in.shape[1]):
+        logits, state, _ = model.decode_step(prev, state, enc)
+        steps.append(logits)
+        if t + 1 < tgt_in.shape[1]:
+            truth, guess = tgt_in[:, t + 1], logits.argmax(-1)
+            coin = torch.rand(truth.shape) < 0.5
+            prev = torch.where(coin | (truth == PAD_ID), truth, guess)
+            guesses_fed += int((~coin & (truth != PAD_ID) & (guess != truth)).sum())
+    torch.testing.assert_close(mixed, torch.stack(steps, 1), atol=1e-6, rtol=1e-5)
+    assert guesses_fed > 0
+    forced = model(src, lengths, tgt_in, teacher_forcing=1.0)["logits"]
+    assert not torch.allclose(mixed, forced, atol=1e-3)
+
+    torch.manual_seed(1)
+    loss, _, tokens = model._loss(batch, 0.5, 0.0)
+    by_hand = torch.nn.functional.cross_entropy(torch.stack(steps, 1).detach().flatten(0, 1), batch["tgt"][:, 1:].flatten(), ignore_index=PAD_ID)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(loss) != pytest.approx(float(model._loss(batch, 1.0, 0.0)[0]), rel=1e-3)
     loss.backward()
     assert tokens == int((batch["tgt"][:, 1:] != PAD_ID).sum())
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads)
 
 
-def test_learns_the_toy_language_and_translates_raw_text(tokenizers, tmp_path):
-    """A few hundred steps on the toy pair: translations become exact; the checkpoint translates by itself."""
-    model = make(tokenizers, attention="general", hidden_size=32, embedding_dim=32).train()
+@pytest.fixture(scope="module")
+def toy_translator(tokenizers) -> Seq2Seq:
+    """The toy pair learnt from 200 batches of fresh sentences, the rate decaying linearly to 0: unlike
+    150 passes over 256 sentences at a constant rate (12-17 of 20 exact, by seed and CPU kernel), this
+    ends with the same exact translations whatever the kernel's rounding (docs/reliability.md)."""
+    model = make(tokenizers, seed=LEARNING_SEED, attention="general", hidden_size=32, embedding_dim=32).train()
+    steps = 200
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    pairs = toy_pairs(256, seed=5)
-    for step in range(150):
-        batch = batch_of(model, pairs[(step * 32) % 256 : (step * 32) % 256 + 32])
-        loss, _, _ = model._loss(batch, 1.0, 0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    pairs = toy_pairs(32 * steps, seed=5 + LEARNING_SEED)
+    for step in range(steps):
+        loss, _, _ = model._loss(batch_of(model, pairs[32 * step : 32 * (step + 1)]), 1.0, 0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+@pytest.mark.learning
+def test_learns_the_toy_language(toy_translator):
+    held_out = toy_pairs(20, seed=99)
+    results = toy_translator.predict([s for s, _ in held_out], beam_size=3)
+    exact = learned("seq2seq: toy sentences translated exactly (of 20)", sum(r["translation"] == t for r, (_, t) in zip(results, held_out)))
+    # seeds 0-4 x ATen kernels {default, avx2, avx512}, AMD EPYC: 19-20 of 20; threshold 16 (docs/reliability.md)
+    assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out) if r["translation"] != t]
+
+
+@pytest.mark.slow  # spawns the `zoo` command five times
+def test_a_checkpoint_and_the_cli_translate_raw_text(toy_translator, tmp_path):
+    """The trained toy model: attention per emitted token, empty input, its checkpoint and `zoo translate`."""
+    model = toy_translator
     held_out = toy_pairs(20, seed=99)
     results = model.predict([s for s, _ in held_out], beam_size=3)
-    exact = sum(r["translation"] == t for r, (_, t) in zip(results, held_out))
-    assert exact >= 16, [(r["translation"], t) for r, (_, t) in zip(results, held_out)][:5]
     first = results[0]
     assert first["attention"].shape == (len(first["target_tokens"]), len(first["source_tokens"]))
     # empty sentences translate to "" and the order of the input is kept
@@ -214,6 +278,17 @@ def write_raw(folder: Path, pairs, split: str, langs=("de", "en")) -> None:
             f.write("".join(p[index] + "\n" for p in pairs))
 
 
+def toy_multi30k(tmp_path: Path, train: int, val: int, test: int, seed: int, vocab_size: int):
+    """A Multi30kDataModule over toy pairs in the raw Multi30k files (the splits seeded seed, seed + 1, seed + 2)."""
+    from datamodules.multi30k import Multi30kDataModule
+
+    data = tmp_path / "multi30k"
+    data.mkdir()
+    for offset, (split, n) in enumerate((("train", train), ("val", val), ("test_2016_flickr", test))):
+        write_raw(data, toy_pairs(n, seed=seed + offset), split)
+    return Multi30kDataModule(root=str(data), vocab_size=vocab_size, batch_size=16, cache_dir=str(tmp_path / "cache"))
+
+
 def zoo_cli(tmp_path, *args):
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
     result = subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
@@ -248,14 +323,7 @@ def test_validate_logs_sacrebleu_times_100_and_perplexity(tmp_path):
     import lightning as L
     import sacrebleu
 
-    from datamodules.multi30k import Multi30kDataModule
-
-    data = tmp_path / "multi30k"
-    data.mkdir()
-    write_raw(data, toy_pairs(200, seed=10), "train")
-    write_raw(data, toy_pairs(40, seed=11), "val")
-    write_raw(data, toy_pairs(10, seed=12), "test_2016_flickr")
-    dm = Multi30kDataModule(root=str(data), vocab_size=120, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    dm = toy_multi30k(tmp_path, 200, 40, 10, seed=10, vocab_size=120)
     dm.setup()
     torch.manual_seed(0)
     model = Seq2Seq(dm.source_tokenizer_json, dm.target_tokenizer_json, embedding_dim=32, hidden_size=32, dropout=0.0, log_alignments=0)

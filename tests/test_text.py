@@ -37,7 +37,8 @@ def test_tokenizer_specials_normalization_and_json(kind):
     assert "<" not in "".join(tokens) and "br" not in tokens
     again = load_tokenizer(json.loads(json.dumps(tok.to_str())))  # a JSON string, as in hparams/checkpoints
     assert again.encode("great boring plot").ids == tok.encode("great boring plot").ids
-    assert encode_texts(tok, ["zzzqqq"]) == [[UNK_ID]] or kind == "bpe"
+    # an unseen word is one <unk>; BPE, which builds words from characters, has one per unseen character
+    assert encode_texts(tok, ["zzzqqq"]) == {"word": [[UNK_ID]], "bpe": [[UNK_ID] * 6]}[kind]
 
 
 def test_tokenizer_limits():
@@ -121,7 +122,7 @@ def test_bucket_sampler_ddp_shards_are_disjoint(shuffle):
     else:  # evaluation sees everything exactly once
         assert covered == set(range(1000))
     with pytest.raises(ValueError, match="too few"):
-        BucketBatchSampler(None, 600, lengths=LENGTHS, num_replicas=3, rank=0)
+        BucketBatchSampler(None, 600, lengths=LENGTHS[:2], num_replicas=3, rank=0)
 
 
 def test_lightning_injected_distributed_sampler_keeps_our_batches():

@@ -146,9 +146,20 @@ def test_visualize_command_discovers_units(tiny_checkpoint, tmp_path, capsys):
     assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--out", str(out), "--show_chars", "300"]) == 0
     rows = json.loads((out / "units.json").read_text())
     assert {"in_string", "in_comment", "indent", "column"} <= {row["feature"] for row in rows}
+    # r_heldout is Pearson's r of the unit and the feature on the held-out half (after the 50 warm-up
+    # characters), recomputed here with numpy from the model's own activations
+    from zoo.tasks.base import load_task
+    from zoo.viz import activations
+
+    source = text.read_text(encoding="utf-8")
+    acts, features = activations(load_task(ckpt), source), text_features(source)
+    cut = 50 + (len(source) - 50) // 2
     for row in rows:
-        assert row["kind"] in ("hidden", "cell") and 0 <= row["unit"] < 12 and -1 <= row["r_heldout"] <= 1
+        assert row["kind"] in ("hidden", "cell") and 0 <= row["unit"] < 12
+        unit = acts[(row["kind"], row["layer"])][cut:, row["unit"]]
+        assert row["r_heldout"] == pytest.approx(np.corrcoef(unit, np.asarray(features[row["feature"]])[cut:])[0, 1], abs=1e-4)
         assert (out / f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}.png").is_file()
+    assert [abs(row["r_heldout"]) for row in rows] == sorted((abs(row["r_heldout"]) for row in rows), reverse=True)
     assert "| feature | unit |" in capsys.readouterr().out
 
 
@@ -156,5 +167,7 @@ def test_gradient_curve_plot(tmp_path):
     from zoo.viz import plot_gradient_curves
 
     path = plot_gradient_curves({"rnn": np.logspace(0, -8, 50), "lstm": np.linspace(1, 0.5, 50)}, tmp_path / "g.png", relative=True)
-    image = matplotlib.image.imread(path)
-    assert image.shape[0] > 100 and image.shape[1] > 100
+    image = (matplotlib.image.imread(path)[..., :3] * 255).round()
+    assert image.shape == (400, 650, 3)  # figsize 6.5 x 4 inches at 100 dpi
+    for colour in ((31, 119, 180), (255, 127, 14)):  # matplotlib's first two line colours: both curves are drawn
+        assert (np.abs(image - colour).max(-1) <= 2).sum() > 100

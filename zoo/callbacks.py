@@ -24,11 +24,8 @@ class SampleText(L.Callback):
         text = pl_module.generate(self.prime, self.length, self.temperature, seed=self.seed)
         print(f"\n----- sample ({when}, step {trainer.global_step}) -----\n{text}\n" + "-" * 40, flush=True)
         for logger in trainer.loggers:
-            if hasattr(logger, "log_text"):
-                try:
-                    logger.log_text(key="samples", columns=["step", "text"], data=[[trainer.global_step, text]])
-                except Exception:  # a tracker without tables must not stop training
-                    pass
+            if hasattr(logger, "log_text"):  # W&B's tables; a logger without them (CSV, TensorBoard) is skipped
+                logger.log_text(key="samples", columns=["step", "text"], data=[[trainer.global_step, text]])
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":

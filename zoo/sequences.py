@@ -4,7 +4,7 @@ final state, detached state for truncated BPTT, and eval mode for inference."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -37,9 +37,14 @@ def top_state(state: State, num_directions: int) -> Tensor:
     return h.transpose(0, 1).reshape(h.shape[1], -1)
 
 
+def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
+    """``fn`` applied to the state's tensor, or to each of an LSTM's ``(h, c)``."""
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
 def detach_state(state: State) -> State:
     """The same state cut from the graph (truncated BPTT carries it, gradients stop at it)."""
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    return map_state(state, Tensor.detach)
 
 
 @contextlib.contextmanager

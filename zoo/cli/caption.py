@@ -22,12 +22,10 @@ def main(argv: List[str]) -> int:
         f"(named <image>_attention.png; default ./{DEFAULT_FIGURES}/)",
     )
     parser.add_argument("--no-figure", action="store_true", help="print the captions only")
-    parser.add_argument("--draw-example", metavar="PATH",
-                        help="first write a ShapesCaptions test image here (no image at hand? caption this one); "
-                        "alone, without a model, only draws it")
-    given = parser.parse_args(argv)
-    if given.draw_example and given.model is None and not given.ckpt:
-        return common.guarded("zoo caption", lambda: _draw_only(given.draw_example))
+    common.add_draw_example(parser, "PATH", "a ShapesCaptions test image")
+    status = common.draw_only(parser, argv, "zoo caption", draw_example)
+    if status is not None:
+        return status
     args = common.parse(parser, argv)
 
     def run() -> int:
@@ -55,11 +53,6 @@ def main(argv: List[str]) -> int:
         return 2 if failed else 0
 
     return common.guarded("zoo caption", run)
-
-
-def _draw_only(path: str) -> int:
-    draw_example(path)
-    return 0
 
 
 def draw_example(path: str | Path) -> Path:

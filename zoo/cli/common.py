@@ -114,6 +114,26 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
     return args
 
 
+def add_draw_example(parser: argparse.ArgumentParser, metavar: str, what: str) -> None:
+    """``--draw-example PATH``: the command first writes an example input (``what``) of the data its
+    demo model was trained for, then runs on it; alone, without a model, it only draws."""
+    parser.add_argument("--draw-example", metavar=metavar,
+                        help=f"first write {what} here (no input at hand? use this one); alone, without a model, only draws it")
+
+
+def draw_only(parser: argparse.ArgumentParser, argv: Sequence[str], prog: str, draw: Callable[[str], Any]) -> Optional[int]:
+    """With ``--draw-example`` and no model: ``draw(path)`` and the exit status; otherwise ``None`` (go on)."""
+    given = parser.parse_args(list(argv))
+    if not (given.draw_example and given.model is None and not given.ckpt):
+        return None
+
+    def body() -> int:
+        draw(given.draw_example)
+        return 0
+
+    return guarded(prog, body)
+
+
 # ---- the model ---------------------------------------------------------------------------------
 def device_of(name: str) -> str:
     import torch
@@ -144,7 +164,10 @@ def read_stdin_lines() -> List[str]:
         return []
     if sys.stdin.isatty():
         sys.stderr.write("reading inputs from stdin, one per line (end with Ctrl-D)\n")
-    return [line.rstrip("\r\n") for line in sys.stdin]
+    try:
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    except UnicodeDecodeError as e:  # say where: the codec's own message names no input
+        raise ValueError(f"stdin: invalid {e.encoding} input (byte {e.start} of a chunk: {e.reason}); expected text, one input per line") from None
 
 
 def read_inputs(args: argparse.Namespace) -> List[str]:

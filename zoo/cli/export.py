@@ -36,7 +36,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--pt2", metavar="DIR", help="write the same graphs as torch.export programs (.pt2, torch.export.load)")
     parser.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; loaded back as float32)")
     parser.add_argument("--int8", action="append", metavar="KEY", default=[],
-                        help="store this 2-D weight (state-dict key, or 'embeddings' for every embedding table) as int8 "
+                        help="store this 2-D weight (state-dict key, 'embeddings' for every embedding table, 'linears' for every "
+                        "linear layer's weight) as int8 "
                         "with one scale per row; repeatable")
     parser.add_argument("--task", metavar="MODULE.CLASS",
                         help="the task class to rebuild with (a checkpoint that does not record one, or your own task "

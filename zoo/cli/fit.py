@@ -1,9 +1,11 @@
 """``zoo fit|validate|test|predict --config recipes/X.yaml``: Lightning's own CLI over any
 LightningModule and LightningDataModule (plain YAML over ``class_path``/``init_args``, overrides such
-as ``--model.cell gru``, ``--print_config``), with three things added:
+as ``--model.cell gru``, ``--print_config``), with four things added:
 
 - W&B never prompts: offline when there are no credentials, and the run says where it went;
 - after fitting, the best and last checkpoint paths are printed;
+- a killed run resumes exactly (``--ckpt_path last``): training batches are seeded per step and
+  checkpoints written atomically (:mod:`zoo.resume`);
 - errors a user can fix read as one line: a misspelt option names the closest valid ones
   (``--model.hiden_size`` -> ``--model.hidden_size``) instead of jsonargparse's page of usage, and a
   known user error raised while running (missing data, a bad value) ends in ``zoo fit: error: ...``
@@ -26,7 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import lightning as L  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
+
 from zoo.cli.common import guarded  # noqa: E402
+from zoo.resume import AtomicCheckpointIO, StepSeed  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
 
 SECTIONS = ("model", "data", "trainer")
@@ -42,6 +47,7 @@ class ZooCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [StepSeed()]},  # with atomic checkpoints: exact resume (zoo.resume)
             parser_kwargs={"prog": "zoo", **({"parser_mode": "omegaconf"} if _has_omegaconf() else {})},
             args=args,
             run=run,
@@ -68,6 +74,12 @@ class ZooCLI(LightningCLI):
             for p in parsers:
                 p.exit_on_error = True
             parser.error(str(error), getattr(error, "__cause__", None) or error)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not one the config chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def after_fit(self) -> None:
         report_wandb_runs(self.trainer.loggers)
@@ -107,20 +119,32 @@ def _given_options(argv: List[str]) -> Iterator[Tuple[str, str, str]]:
             yield section, prefix, key.split(".")[0]
 
 
+def _config_paths(argv: List[str]) -> Iterator[str]:
+    """Every ``--config``/``-c`` file named in ``argv``, in order."""
+    for i, token in enumerate(argv):
+        if token in ("--config", "-c") and i + 1 < len(argv):
+            yield argv[i + 1]
+        elif token.startswith("--config="):
+            yield token.split("=", 1)[1]
+
+
+def check_config_encoding(argv: List[str]) -> None:
+    """A recipe that is not UTF-8 is a DataFormatError naming it (jsonargparse's own error names no file)."""
+    from datamodules.download import read_text
+
+    for path in _config_paths(argv):
+        if Path(path).is_file():
+            read_text(path, "a UTF-8 YAML recipe")
+
+
 def _config_sections(argv: List[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """``(file, config)`` of every ``--config``/``-c`` YAML file in ``argv``, in order."""
     import yaml
 
-    for i, token in enumerate(argv):
-        if token in ("--config", "-c") and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif token.startswith("--config="):
-            path = token.split("=", 1)[1]
-        else:
-            continue
+    for path in _config_paths(argv):
         try:
             config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue  # jsonargparse reports an unreadable config itself
         if isinstance(config, dict):
             yield path, config
@@ -230,6 +254,7 @@ def main(argv: List[str]) -> int:
     configure_wandb()
 
     def run() -> int:
+        check_config_encoding(argv)
         ZooCLI(args=argv)
         return 0
 

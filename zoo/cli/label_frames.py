@@ -25,12 +25,18 @@ def main(argv: List[str]) -> int:
                         help="label frame by frame as a live stream would (batch 1, the state carried; "
                         "unidirectional models only): the same labels, computed as the frames arrive")
     parser.add_argument("--strip", metavar="PNG", help="also draw the labels along time (one row per clip) here")
+    common.add_draw_example(parser, "DIR", "a MovingShapes test clip as a folder of PNG frames")
+    status = common.draw_only(parser, argv, "zoo label-frames", draw_example)
+    if status is not None:
+        return status
     args = common.parse(parser, argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
 
     def run() -> int:
-        clips = common.read_inputs(args)
+        clips = common.read_inputs(args) if (args.inputs or not args.draw_example) else []
+        if args.draw_example:
+            clips = [str(draw_example(args.draw_example)), *clips]
         if not clips:
             raise ValueError("no clips given (as arguments or one path per line of stdin)")
         from zoo.tasks.frame_classifier import FrameClassifier
@@ -50,6 +56,39 @@ def main(argv: List[str]) -> int:
         return 0
 
     return common.guarded("zoo label-frames", run)
+
+
+def draw_example(path: str | Path, index: int = 0) -> Path:
+    """Write clip ``index`` of MovingShapes' test split (the recipe's data: seed 0, memory 12, 32 px; clips
+    no model was trained on) as a folder of lossless PNG frames ``000001.png, ...``; prints its label
+    and which frames hide the disc. The folder appears only when complete."""
+    import os
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from datamodules.moving_shapes import PALETTE, render_clip
+
+    clip = render_clip(0, "test", index)
+    dest = Path(path).expanduser()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        for t, frame in enumerate(clip["frames"].permute(0, 2, 3, 1).numpy(), start=1):
+            Image.fromarray(frame).save(tmp / f"{t:06d}.png")
+        tmp.chmod(0o755)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    hidden = clip["needs_memory"].nonzero().flatten().add(1).tolist()
+    label = list(PALETTE)[int(clip["clip_label"])]
+    print(f"drew MovingShapes test clip {index} to {dest}/ ({len(clip['frames'])} frames; every frame's label: {label}; "
+          f"the disc is hidden in frames {hidden[0]}-{hidden[-1]})" if hidden else f"drew {dest}/ (label {label})",
+          file=sys.stderr)
+    return dest
 
 
 def runs(labels: Sequence[str]) -> List[Tuple[str, int]]:

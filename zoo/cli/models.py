@@ -6,6 +6,8 @@
     zoo models --update-docs docs/pretrained.md        # rewrite them there, between the markers
     zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt
     zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz
+    zoo models --evaluate multi30k_de_en_attn_gru --multi30k ../shared/data/multi30k --split val
+    zoo models --evaluate shapes_caption_soft --limit 64     # synthetic held-out seeds: no data flag
 """
 
 from __future__ import annotations
@@ -17,21 +19,27 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from zoo.cli.common import guarded
-from zoo.hub.cards import model_rows, models_markdown
+from zoo.hub.registry import list_models
+from zoo.hub.cards import PICTURE, model_rows, models_markdown
 
 BEGIN = "<!-- BEGIN GENERATED: zoo models --markdown -->\n"
 END = "<!-- END GENERATED -->"
 
 
+def pictures_beside(path: Path) -> List[str]:
+    """The registered names whose gallery picture exists beside the Markdown file ``path``."""
+    return [name for name in list_models() if (path.parent / PICTURE.format(name=name)).is_file()]
+
+
 def update_docs(path: Path) -> None:
     """Replace the generated part of ``path`` (between :data:`BEGIN` and :data:`END`) with
-    :func:`~zoo.hub.cards.models_markdown`."""
+    :func:`~zoo.hub.cards.models_markdown`, linking the pictures that exist beside it."""
     text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: markers {BEGIN.strip()!r} and {END!r} not found (the generated part goes between them)")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(head + BEGIN + models_markdown() + END + tail, encoding="utf-8")
+    path.write_text(head + BEGIN + models_markdown(pictures_beside(path)) + END + tail, encoding="utf-8")
 
 
 def _size(size: Optional[int]) -> str:
@@ -47,22 +55,15 @@ def table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(name_or_path: str, corpus: Optional[str] = None, imdb: Optional[str] = None,
-             max_windows: Optional[int] = None, per_label: Optional[int] = None) -> Dict[str, float]:
-    """Measure a pretrained model the way its card was measured: a character LM on ``corpus``'s
-    validation part, or an IMDB classifier on an aclImdb archive's test reviews."""
+def evaluate(name_or_path: str, **data: Any) -> Dict[str, float]:
+    """Measure a pretrained model the way its card was measured: its task's scorer
+    (:func:`zoo.scoring.score`) with the data options given (``corpus``, ``imdb``, ``multi30k``,
+    ``split``, ``limit``, ``max_chars``; ``None`` = not given)."""
     # Imported here: listing the registry needs neither Lightning nor the datamodules.
+    from zoo.scoring import score
     from zoo.tasks.base import load_pretrained
 
-    model = load_pretrained(name_or_path)
-    if corpus:
-        from datamodules.char_corpus import score_char_lm
-
-        return score_char_lm(model, corpus, max_windows=max_windows)
-    from datamodules.imdb import imdb_test_reviews
-    from zoo.metrics import score_classifier
-
-    return score_classifier(model, *imdb_test_reviews(imdb, per_label))
+    return score(load_pretrained(name_or_path), **data)
 
 
 def main(argv: List[str]) -> int:
@@ -71,23 +72,32 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per model and line")
     parser.add_argument("--markdown", action="store_true", help="print the model table and cards (docs/pretrained.md)")
     parser.add_argument("--update-docs", metavar="MD", type=Path, help="rewrite the generated part of this Markdown file")
-    parser.add_argument("--evaluate", metavar="NAME_OR_FOLDER", help="measure a char LM (with --corpus) or an IMDB classifier (with --imdb)")
-    parser.add_argument("--corpus", help="char LM: the text file (e.g. tinyshakespeare/input.txt); validation = its last 10%%")
+    parser.add_argument("--evaluate", metavar="NAME_OR_FOLDER",
+                        help="score a model with its task's scorer, on data it never saw (zoo.scoring); prints JSON")
+    parser.add_argument("--corpus", help="char LM: a text file (e.g. tinyshakespeare/input.txt) or python-stdlib; "
+                        "validation = its last 10%%")
+    parser.add_argument("--max_chars", type=int, default=None, help="char LM: the recipe's cut of the corpus "
+                        "(recipes/char_lm.yaml: 1500000); default all of it")
     parser.add_argument("--imdb", metavar="ARCHIVE", help="IMDB classifier: an aclImdb tarball; its test split is scored")
-    parser.add_argument("--max_windows", type=int, default=None, help="char LM: only the first windows of each stream")
-    parser.add_argument("--per_label", type=int, default=None, help="IMDB: only the first reviews (by id) of each label")
+    parser.add_argument("--multi30k", metavar="DIR", help="translator: the folder of {split}.de.gz and {split}.en.gz")
+    parser.add_argument("--split", default=None, help="translator: val or test_2016_flickr (default)")
+    parser.add_argument("--limit", type=int, default=None, help="a slice: char LM windows per stream, IMDB reviews per "
+                        "label, sentences, images or clips (captioners and frame classifiers need no data flag: "
+                        "their held-out seeds are generated)")
+    parser.add_argument("--max_windows", dest="limit", type=int, help=argparse.SUPPRESS)  # the old names of --limit
+    parser.add_argument("--per_label", dest="limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return guarded("zoo models", lambda: run(parser, args))
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    data = {k: getattr(args, k) for k in ("corpus", "imdb", "multi30k", "split", "limit", "max_chars")}
     if args.evaluate:
-        if bool(args.corpus) == bool(args.imdb):
-            parser.error("--evaluate needs exactly one of --corpus FILE or --imdb ARCHIVE")
-        result = evaluate(args.evaluate, args.corpus, args.imdb, args.max_windows, args.per_label)
-        print(json.dumps(result, indent=2))
-    elif args.corpus or args.imdb:
-        parser.error("--corpus and --imdb go with --evaluate NAME")
+        if sum(bool(data[k]) for k in ("corpus", "imdb", "multi30k")) > 1:
+            parser.error("--evaluate takes at most one of --corpus, --imdb, --multi30k (the data of its task)")
+        print(json.dumps(evaluate(args.evaluate, **data), indent=2))
+    elif any(v is not None for v in data.values()):
+        parser.error("--corpus, --imdb, --multi30k, --split, --limit and --max_chars go with --evaluate NAME")
     elif args.update_docs:
         update_docs(args.update_docs)
         print(f"updated {args.update_docs}")

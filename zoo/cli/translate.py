@@ -30,7 +30,10 @@ def main(argv: List[str]) -> int:
             path = Path(args.input).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(f"--input {path} does not exist")
-            sentences = path.read_text(encoding="utf-8").splitlines()  # blank lines kept: line i <-> line i
+            from datamodules.download import read_text
+
+            # blank lines kept: line i <-> line i
+            sentences = read_text(path, "UTF-8 text, one sentence per line").splitlines()
         else:
             sentences = common.read_inputs(args)
         from zoo.tasks.seq2seq import Seq2Seq

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Collection, Dict, List, Optional
 
 from zoo.hub.format import WEIGHTS_NAME
 from zoo.hub.registry import ModelEntry, list_models, model_entry
 
 __all__ = ["models_markdown", "model_rows"]
 
-# The card fields the Markdown shows elsewhere (the weights line) or not at all.
-_HIDDEN = ("url", "hub_repo")
+# The card fields the Markdown shows elsewhere (the weights line, the commands block) or not at all.
+_HIDDEN = ("url", "hub_repo", "demo", "evaluate_command", "command", "export_command")
+# The commands block of a model's section, in the order a reader uses them.
+_COMMANDS = (("demo", "try it (no data needed)"), ("evaluate_command", "measure it (the card's numbers)"),
+             ("command", "train it"), ("export_command", "export the checkpoint"))
+#: where a model's gallery picture lives, relative to docs/ (benchmarks/gallery.py draws them)
+PICTURE = "img/pretrained/{name}.png"
 
 
 def _fmt(value: Any) -> str:
@@ -29,8 +34,15 @@ def _weights_where(entry: ModelEntry) -> str:
     return "none yet (configuration only)"
 
 
-def models_markdown() -> str:
-    """The model table and one card per model, in Markdown (docs/pretrained.md embeds this)."""
+def _commands(card: Any) -> List[str]:
+    lines = [f"# {what}\n{getattr(card, key)}" for key, what in _COMMANDS if getattr(card, key)]
+    return ["", "```bash", "\n".join(lines), "```"] if lines else []
+
+
+def models_markdown(pictures: Collection[str] = ()) -> str:
+    """The model table and one section per model, in Markdown (docs/pretrained.md embeds this): its
+    description, its picture (for the names in ``pictures``: :data:`PICTURE` exists), its commands
+    and its card."""
     lines = ["| name | task | data | metrics (split) | params | size | weights |", "|---|---|---|---|---|---|---|"]
     entries = [model_entry(name) for name in list_models()]
     for entry in entries:
@@ -46,15 +58,17 @@ def models_markdown() -> str:
         lines.append(f"| `{entry.name}` | {card.task} | {card.data} | {metrics} | {params} | {size} | {where} |")
     for entry in entries:
         card = entry.card
-        lines += ["", f"### `{entry.name}`", "", entry.description, "",
-                  f"- task class: `{entry.task}`", f"- weights: {_weights_where(entry)}"]
+        lines += ["", f"### `{entry.name}`", "", entry.description]
+        if entry.name in pictures:
+            lines += ["", f"![{entry.name}]({PICTURE.format(name=entry.name)})"]
+        lines += [*(_commands(card) if card else []), "", f"- task class: `{entry.task}`", f"- weights: {_weights_where(entry)}"]
         if card is None:
             continue
         for f in dataclasses.fields(card):
             value = getattr(card, f.name)
             if value in (None, "", {}) or f.name in _HIDDEN:
                 continue
-            if f.name in ("command", "export_command", "sha256", "recipe"):
+            if f.name in ("sha256", "recipe"):
                 value = f"`{value}`"
             elif f.name == "metrics":
                 value = ", ".join(f"{k} = {_fmt(v)}" for k, v in value.items())

@@ -12,6 +12,8 @@ A folder holds:
 - a human-readable copy of each tokenizer/vocabulary/label list found in ``init_args``
   (``vocab.json``, ``tokenizer.json``, ``label_names.json``, ...), see :func:`text_files`; on read it
   must agree with ``init_args``.
+- ``"tied"`` in ``config.json`` (when the model ties weights): ``{name: the name it shares its tensor
+  with}``; such a tensor is stored once.
 
 Reading never unpickles: weights are read with safetensors only, and a pickle offered as weights
 is recognised by its first bytes and refused with the command that converts a trusted checkpoint.
@@ -118,18 +120,22 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale.float()[:, None]
 
 
+# The layer kinds ``quantize`` names by kind: every such module's ``weight`` (2-D: a row per output).
+_LAYER_KINDS = {"embeddings": torch.nn.Embedding, "linears": torch.nn.Linear}
+
+
 def _quantize_keys(model: Any, state: Dict[str, torch.Tensor], quantize: Union[str, Sequence[str], None]) -> List[str]:
     if not quantize:
         return []
     keys: List[str] = []
     for item in [quantize] if isinstance(quantize, str) else list(quantize):
-        if item == "embeddings":
+        if item in _LAYER_KINDS:
             modules = model.named_modules() if hasattr(model, "named_modules") else []
-            keys += [f"{name}.weight" if name else "weight" for name, m in modules if isinstance(m, torch.nn.Embedding)]
+            keys += [f"{name}.weight" if name else "weight" for name, m in modules if isinstance(m, _LAYER_KINDS[item])]
         elif item in state:
             keys.append(item)
         else:
-            raise PretrainedError(f"cannot quantize {item!r}: not a key of the state dict (nor 'embeddings')")
+            raise PretrainedError(f"cannot quantize {item!r}: not a key of the state dict (nor {' or '.join(map(repr, _LAYER_KINDS))})")
     for key in keys:
         if state[key].dim() != 2 or not state[key].is_floating_point():
             raise PretrainedError(f"cannot quantize {key!r}: int8 rows need a 2-D floating-point tensor, got {tuple(state[key].shape)} {state[key].dtype}")
@@ -150,6 +156,34 @@ def _dequantize(state: Dict[str, torch.Tensor], config: Dict[str, Any], where: P
     return state
 
 
+# ---- tied tensors ---------------------------------------------------------------------------------
+def _tied_keys(state: Dict[str, torch.Tensor]) -> Dict[str, str]:
+    """``{key: the first key holding the very same tensor}`` (same storage, offset, shape and strides):
+    tied weights, which safetensors would otherwise store twice."""
+    first: Dict[Tuple[Any, ...], str] = {}
+    tied: Dict[str, str] = {}
+    for key, t in state.items():
+        if t.device.type == "meta" or t.numel() == 0:
+            continue
+        identity = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if identity in first:
+            tied[key] = first[identity]
+        else:
+            first[identity] = key
+    return tied
+
+
+def _untie(state: Dict[str, torch.Tensor], config: Dict[str, Any], where: Path) -> Dict[str, torch.Tensor]:
+    tied = config.get("tied") or {}
+    if not isinstance(tied, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
+        raise PretrainedError(f"{where}: key 'tied' must map tensor names to the name they share weights with")
+    for key, source in tied.items():
+        if source not in state:
+            raise PretrainedError(f"{where}: tensor {key!r} is tied to {source!r}, which is missing from {WEIGHTS_NAME}")
+        state[key] = state[source]
+    return state
+
+
 # ---- writing ------------------------------------------------------------------------------------
 def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.dtype] = None,
                  quantize: Union[str, Sequence[str], None] = None) -> Path:
@@ -159,7 +193,7 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
     records ``type(model)`` as its task. ``dtype=torch.float16`` (or ``bfloat16``) stores
     floating-point tensors at that precision (half the bytes); they read back as float32. Integer
     tensors are stored as they are. ``quantize``: state-dict keys of 2-D tensors (or
-    ``"embeddings"``: every ``nn.Embedding`` weight) to store as int8 with one scale per row (a
+    ``"embeddings"``: every ``nn.Embedding`` weight; ``"linears"``: every ``nn.Linear`` weight) to store as int8 with one scale per row (a
     quarter of float32's bytes); they read back dequantized, ``q * scale``. ``config.json`` is written
     last, so a folder with one is complete.
     """
@@ -178,7 +212,10 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
 
     tensors: Dict[str, torch.Tensor] = {}
     quantized: Dict[str, Dict[str, str]] = {}
+    tied = _tied_keys(state)
     for key, value in state.items():
+        if key in tied:  # stored once, under the first name (a translator's tied embeddings: 4 MB in float16)
+            continue
         t = value.detach().to("cpu")
         if key in int8_keys:
             tensors[key], tensors[key + SCALE_SUFFIX] = quantize_int8(t, dtype or torch.float32)
@@ -211,6 +248,8 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
     }
     if quantized:
         config["quantized"] = quantized
+    if tied:
+        config["tied"] = tied
     _write_json(directory / CONFIG_NAME, config)
     return directory
 
@@ -344,4 +383,5 @@ def read_folder(folder: Union[str, Path], weights_sha256: Optional[str] = None) 
     _check_text_files(folder, config["init_args"])
     state = _dequantize(_read_weights(folder / WEIGHTS_NAME), config, folder / CONFIG_NAME)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = _untie(state, config, folder / CONFIG_NAME)
     return config, state

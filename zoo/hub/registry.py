@@ -37,6 +37,8 @@ class ModelCard:
     recipe: str                                # the recipe file that trained it
     command: str                               # the exact command that trained it
     export_command: str = ""                   # the command that turned its checkpoint into the folder
+    evaluate_command: str = ""                 # the command that measured ``metrics`` (zoo models --evaluate ...)
+    demo: str = ""                             # one command that shows the model at work, needing no data
     params: Optional[int] = None               # number of parameters
     size: Optional[int] = None                 # bytes of model.safetensors
     dtype: str = ""                            # dtype stored in model.safetensors
@@ -44,7 +46,10 @@ class ModelCard:
     sha256: Optional[str] = None               # of model.safetensors
     url: Optional[str] = None                  # remote folder/archive when not shipped in the package
     hub_repo: Optional[str] = None             # Hugging Face Hub repo id ("owner/name[@revision]"), likewise
-    slice_check: Dict[str, Any] = field(default_factory=dict)  # a quick re-measurement the tests repeat
+    # A quick re-measurement the tests repeat (tests/test_hub_shipped.py): the scorer's options (``limit``,
+    # ``split``, ``max_chars``; a data path ``corpus``/``imdb``/``multi30k`` relative to ../shared/data, or a
+    # built-in corpus name; ``python``: the X.Y whose stdlib is the corpus) and every number it must give.
+    slice_check: Dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
@@ -134,17 +133,29 @@ class TaskModule(L.LightningModule):
         return measure(batch, predictions) if measure is not None else {}
 
     def log_images(self, key: str, images: List[Any], captions: List[str]) -> None:
-        """Pictures (``(H, W, 3)`` arrays) to every logger that takes images (W&B), at this step."""
+        """Pictures (``(H, W, 3)`` arrays) to every logger that takes images (W&B), at this step. A
+        logger without images is skipped; an error (a bad picture, captions that do not match) raises:
+        it is a bug in the figure code, which a warning would hide from every test."""
         for logger in self.trainer.loggers:
-            if not hasattr(logger, "log_image") or not images:
-                continue
-            try:
+            if hasattr(logger, "log_image") and images:
                 logger.log_image(key=key, images=images, caption=captions, step=self.global_step)
-            except Exception as err:  # a picture must never stop training
-                warnings.warn(f"could not log {key} to {type(logger).__name__}: {err}")
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint[TASK_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    def global_mean(self, mean: torch.Tensor, count: Union[torch.Tensor, int]) -> torch.Tensor:
+        """A loss averaged over this rank's ``count`` items (examples, tokens, frames), made the mean over
+        the global batch. One process: ``mean`` itself. Training under DDP with ``R`` ranks -- which
+        averages gradients over the ranks -- this rank's share ``R * count * mean / N`` of the mean over
+        all ranks' ``N`` items (one scalar all-reduce): the averaged gradient is the whole global batch's
+        mean, as one process computes it, however unevenly the items (a batch's tokens) fall on the
+        ranks (docs/reliability.md, "DDP equals one process")."""
+        trainer = self._trainer
+        if not self.training or trainer is None or trainer.world_size == 1:
+            return mean
+        count = torch.as_tensor(count, dtype=mean.dtype, device=mean.device)
+        total = trainer.strategy.reduce(count.clone(), reduce_op="sum").clamp(min=1)
+        return mean * count * trainer.world_size / total
 
     # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
     # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
@@ -199,14 +210,37 @@ def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
         raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
 
 
+#: Init args that size the network, by the zoo's naming: no value can exceed what the weights hold.
+_SIZE_SUFFIXES = ("_size", "_dim", "layers")
+
+
+def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse a size the weights cannot have before anything is built: even on the meta device a
+    module takes time for every layer (num_layers=10**6 would never finish), and for real, memory for
+    every unit. A layer count is at most the number of tensors, a width at most the number of weights."""
+    tensors, weights = len(state), sum(t.numel() for t in state.values())
+    for key, value in args.items():
+        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(_SIZE_SUFFIXES):
+            bound, what = (tensors, "tensors") if key.endswith("layers") else (weights, "weights")
+            if value > bound:
+                raise PretrainedError(f"{where}: init arg {key}={value} cannot fit weights that hold {bound:,} {what} in all")
+
+
 def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
            overrides: Mapping[str, Any]) -> "TaskModule":
     """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
     ``where`` when the arguments or the weights do not fit the class."""
     args = {**init_args, **overrides}
     _check_args(cls, args, where)
-    model = cls(**args)
-    own = model.state_dict()
+    _check_sizes(args, state, where)
+    # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as
+    # hidden_size=10**12 that the weights do not have, are refused before a byte of memory is taken.
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**args)
+    except Exception as e:  # noqa: BLE001 - whatever the file's values break in the constructor
+        raise PretrainedError(f"{where}: its init args do not build {cls.__name__} ({type(e).__name__}: {e})") from e
+    own = skeleton.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
@@ -215,6 +249,7 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
                  f"shape mismatch (file vs model): {shapes}" if shapes else ""]
         built = ", ".join(f"{k}=..." for k in overrides) or "its saved arguments"
         raise PretrainedError(f"{where}: the weights do not fit {cls.__name__}({built}): " + "; ".join(p for p in parts if p))
+    model = cls(**args)
     # load_state_dict copies into the module's own (float32) tensors.
     model.load_state_dict(dict(state))
     return model.eval()

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datamodules.images import ImageConfig, as_rgb_image
+from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words, load_tokenizer
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
 from zoo.cells import cell_class
@@ -554,7 +554,7 @@ class ImageCaptioner(TaskModule):
         for index, result in figures:
             try:
                 image = preview("val", index)
-            except Exception as err:  # a picture must never stop training
+            except (OSError, CorruptImageError) as err:  # the data's file, gone or unreadable: not worth a run
                 warnings.warn(f"no attention figure for validation image {index}: {err}")
                 continue
             pictures.append(attention_figure_array(image, result["words"], result["attention"]))

@@ -176,8 +176,8 @@ class SequenceClassifier(TaskModule):
     # ---- training --------------------------------------------------------------------------------
     def _step(self, batch: Dict[str, Tensor], split: str) -> Tensor:
         logits = self(batch["ids"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing)
         size = batch["labels"].shape[0]
+        loss = self.global_mean(F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing), size)
         if split == "train":
             self.log("train/loss", loss, prog_bar=True, batch_size=size)
             self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean(), batch_size=size)

@@ -198,9 +198,12 @@ class FrameClassifier(TaskModule):
         else:
             targets = batch["labels"].flatten()
             flat_logits = logits.flatten(0, 1)
-        if not bool((targets != IGNORE).any()):
-            return flat_logits.sum() * 0.0  # nothing labelled in this batch
-        return F.cross_entropy(flat_logits.float(), targets, ignore_index=IGNORE)
+        labelled = int((targets != IGNORE).sum())
+        if labelled == 0:
+            loss = flat_logits.sum() * 0.0  # nothing labelled in this batch
+        else:
+            loss = F.cross_entropy(flat_logits.float(), targets, ignore_index=IGNORE)
+        return self.global_mean(loss, labelled)  # every rank joins global_mean's all-reduce under DDP
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(self._inputs(batch), batch.get("lengths"))

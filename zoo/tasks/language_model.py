@@ -23,9 +23,13 @@ from torchmetrics.text import Perplexity
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import sample_next
 from zoo.recurrent import Recurrent
-from zoo.sequences import State, detach_state, evaluating, hidden_of
+from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
 from zoo.streaming import CharStream
 from zoo.tasks.base import TaskModule
+
+
+#: the checkpoint entry holding the training state carried into the next window
+CARRY_KEY = "zoo_carried_state"
 
 
 class CharLanguageModel(TaskModule):
@@ -110,6 +114,16 @@ class CharLanguageModel(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self._carry["val"] = None
+
+    # A run resumed mid-epoch continues its streams (the datamodule restores their position) from the
+    # state carried to there, as the uninterrupted run does: the state travels in the checkpoint.
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[CARRY_KEY] = self._carry["train"]
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        state = checkpoint.get(CARRY_KEY)
+        self._carry["train"] = None if state is None else map_state(state, lambda t: t.to(self.device))
 
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self._step(batch, "train")

@@ -350,7 +350,8 @@ class Seq2Seq(TaskModule):
         flat = logits.reshape(-1, logits.shape[-1])
         loss = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID, label_smoothing=smoothing)
         nll = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD_ID) if smoothing else loss
-        return loss, nll.detach(), int((gold != PAD_ID).sum())
+        tokens = int((gold != PAD_ID).sum())
+        return self.global_mean(loss, tokens), nll.detach(), tokens  # over the global batch's tokens under DDP
 
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Tensor:
         hp = self.hparams
