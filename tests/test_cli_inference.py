@@ -265,6 +265,8 @@ def test_label_frames(tmp_path):
     assert lines[0].split("\t")[1] == expected
     run = ok(zoo("label-frames", "--ckpt", str(ckpt), str(clip), "--every-frame", cwd=tmp_path))
     assert run.stdout.strip().split("\t")[1].split() == records[0]["labels"]
+    run = ok(zoo("label-frames", "--ckpt", str(ckpt), str(clip), "--every-frame", "--online", cwd=tmp_path))
+    assert run.stdout.strip().split("\t")[1].split() == records[0]["labels"]  # frame by frame, the same labels
 
 
 def test_registered_names_work_like_folders(tmp_path):

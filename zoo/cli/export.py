@@ -2,6 +2,7 @@
 
     zoo export --ckpt checkpoints/imdb_gru/best.ckpt --output zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
     zoo export char_lstm_shakespeare --output /tmp/lm         # re-export a name, folder, URL or Hub repo
+    zoo export char_lstm_shakespeare --onnx /tmp/lm_onnx --pt2 /tmp/lm_pt2   # inference graphs (zoo.export)
 
 The checkpoint is read with ``weights_only=True`` and the class it names goes through
 :func:`zoo.tasks.resolve.resolve_task`: only a zoo task (or the ``--task`` class you name) is built.
@@ -29,7 +30,10 @@ def main(argv: List[str]) -> int:
     )
     parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER", help="a pretrained name, folder, archive, URL or Hub repo")
     parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (read with weights_only=True)")
-    parser.add_argument("--output", "--out", dest="out", required=True, help="the folder to write (created if needed)")
+    parser.add_argument("--output", "--out", dest="out", help="the pretrained folder to write (created if needed)")
+    parser.add_argument("--onnx", metavar="DIR", help="write the task's inference graphs as ONNX files here, with graphs.json "
+                        "and the vocabulary/tokenizer files (needs the export extra: pip install 'zoo[export]')")
+    parser.add_argument("--pt2", metavar="DIR", help="write the same graphs as torch.export programs (.pt2, torch.export.load)")
     parser.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; loaded back as float32)")
     parser.add_argument("--int8", action="append", metavar="KEY", default=[],
                         help="store this 2-D weight (state-dict key, 'embeddings' for every embedding table, 'linears' for every "
@@ -43,6 +47,8 @@ def main(argv: List[str]) -> int:
 
 
 def export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not (args.out or args.onnx or args.pt2):
+        parser.error("give --output DIR (a pretrained folder), --onnx DIR or --pt2 DIR (the inference graphs)")
     if bool(args.ckpt) == bool(args.model):
         parser.error("give either --ckpt PATH or a pretrained NAME_OR_FOLDER (exactly one)")
     # The user named this class on the command line: its module may be imported.
@@ -52,6 +58,14 @@ def export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         model = load_task(args.ckpt, expected, allow_modules=allow)
     else:
         model = load_pretrained(args.model, expected, allow_modules=allow)
+    for fmt in ("onnx", "pt2"):
+        if getattr(args, fmt):
+            from zoo.export import export as export_graphs
+
+            written = export_graphs(model.cpu(), getattr(args, fmt), formats=(fmt,))
+            print(f"wrote {getattr(args, fmt)}: " + ", ".join(p.name for p in written[fmt]) + " + graphs.json")
+    if not args.out:
+        return 0
     folder = write_folder(model, args.out, dtype=torch.float16 if args.fp16 else None, quantize=args.int8)
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     int8 = f" (int8: {', '.join(config['quantized'])})" if config.get("quantized") else ""

@@ -21,6 +21,9 @@ def main(argv: List[str]) -> int:
     )
     parser.add_argument("--every-frame", action="store_true", help="print every frame's label instead of runs")
     parser.add_argument("--batch_size", type=int, default=8, help="clips labelled at once (default 8)")
+    parser.add_argument("--online", action="store_true",
+                        help="label frame by frame as a live stream would (batch 1, the state carried; "
+                        "unidirectional models only): the same labels, computed as the frames arrive")
     parser.add_argument("--strip", metavar="PNG", help="also draw the labels along time (one row per clip) here")
     common.add_draw_example(parser, "DIR", "a MovingShapes test clip as a folder of PNG frames")
     status = common.draw_only(parser, argv, "zoo label-frames", draw_example)
@@ -39,7 +42,7 @@ def main(argv: List[str]) -> int:
         from zoo.tasks.frame_classifier import FrameClassifier
 
         model = common.load_model(args, FrameClassifier)
-        results = model.predict(clips, batch_size=args.batch_size)
+        results = model.predict_online(clips) if args.online else model.predict(clips, batch_size=args.batch_size)
         for clip, result in zip(clips, results):
             result["video"] = clip  # as the user wrote it
         if args.json:

@@ -35,6 +35,7 @@ from datamodules.loaders import pad_collate
 from datamodules.tokenizers import UNK_ID, encode_texts, load_tokenizer, truncate
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, lengths_to_mask, top_state
+from zoo.streaming import LabelStream
 from zoo.tasks.base import TaskModule
 
 POOLS = ("last", "mean", "max", "attention")
@@ -234,3 +235,10 @@ class SequenceClassifier(TaskModule):
                 batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
                 results.extend(self.predict_step({k: v.to(self.device) for k, v in batch.items()}))
         return [{"text": text, **result} for text, result in zip(texts, results)]
+
+    def stream(self) -> LabelStream:
+        """A running label over a token stream (:class:`zoo.streaming.LabelStream`): ``stream.step(id)``
+        -> the class probabilities of the tokens so far. Unidirectional models only (a bidirectional
+        one is refused with the reason)."""
+        self.check_built()
+        return LabelStream(self)

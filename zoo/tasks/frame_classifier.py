@@ -40,6 +40,7 @@ from datamodules.video_io import read_clip
 from zoo.encoders import ImageEncoder, register_frame_cnn
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, lengths_to_mask, top_state
+from zoo.streaming import FrameStream
 from zoo.tasks.base import TaskModule
 
 __all__ = ["FrameClassifier"]
@@ -149,12 +150,16 @@ class FrameClassifier(TaskModule):
         self.check_built()
         if self.encoder is None:
             raise ValueError("this FrameClassifier reads precomputed features (encoder: null), got frames")
-        x = inputs[mask]
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        _, vector = self.encoder((x - self.mean) / self.std)
+        vector = self.frame_vectors(inputs[mask])
         out = vector.new_zeros(B, T, vector.shape[-1])
         out[mask] = vector
         return out
+
+    def frame_vectors(self, frames: Tensor) -> Tensor:
+        """The backbone on frames ``(N, 3, H, W)`` (uint8 0-255, or float 0-1), normalised as in
+        training: ``(N, F)``."""
+        x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+        return self.encoder((x - self.mean) / self.std)[1]
 
     def forward(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits: ``(B, T, classes)`` for ``target: frame`` (meaningless at padded steps),
@@ -253,16 +258,19 @@ class FrameClassifier(TaskModule):
         ``probs`` ``(T, C)``; with ``target: clip`` one ``label`` and ``probs`` ``(C,)``."""
         lengths = batch.get("lengths")
         probs = self(self._inputs(batch), lengths).float().softmax(-1).cpu()
-        names = self.hparams.label_names
         results = []
         for b in range(probs.shape[0]):
             video = batch["video"][b] if "video" in batch else b
-            if self.hparams.target == "clip":
-                results.append({"video": video, "label": names[int(probs[b].argmax())], "probs": probs[b]})
-                continue
-            p = probs[b, : int(lengths[b]) if lengths is not None else None]
-            results.append({"video": video, "labels": [names[i] for i in p.argmax(-1).tolist()], "probs": p})
+            clip = self.hparams.target == "clip"
+            results.append(self._result(video, probs[b] if clip else probs[b, : int(lengths[b]) if lengths is not None else None]))
         return results
+
+    def _result(self, video: Any, probs: Tensor) -> Dict[str, Any]:
+        """One clip's dict: ``probs`` ``(C,)`` (target: clip) or ``(T, C)`` (a label per frame)."""
+        names = self.hparams.label_names
+        if self.hparams.target == "clip":
+            return {"video": video, "label": names[int(probs.argmax())], "probs": probs}
+        return {"video": video, "labels": [names[i] for i in probs.argmax(-1).tolist()], "probs": probs}
 
     # ---- inference on raw video ----------------------------------------------------------------
     def _frames(self, clip: Any) -> Tensor:
@@ -294,6 +302,30 @@ class FrameClassifier(TaskModule):
                                    for i, video in enumerate(chunk)])
                 batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
                 results.extend(self.predict_step(batch))
+        return results
+
+    # ---- online: frames as they arrive ----------------------------------------------------------
+    def stream(self) -> FrameStream:
+        """Label frames as they arrive (:class:`zoo.streaming.FrameStream`): ``stream.step(frames)``
+        ``(batch, 3, H, W)`` -> class probabilities. Unidirectional models only."""
+        self.check_built()
+        return FrameStream(self)
+
+    def predict_online(self, videos: Any) -> List[Dict[str, Any]]:
+        """:meth:`predict`'s dicts computed frame by frame through :meth:`stream` (one clip at a time,
+        batch 1): what a live camera would get, equal to :meth:`predict` for a unidirectional model."""
+        if self.encoder is None:
+            raise ValueError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
+        if isinstance(videos, (str, Path)) or (isinstance(videos, np.ndarray) and videos.ndim == 4):
+            videos = [videos]
+        results = []
+        with evaluating(self):
+            stream = self.stream()
+            for i, video in enumerate(videos):
+                stream.reset()
+                probs = torch.cat([stream.step(frame[None]) for frame in self._frames(video)]).cpu()
+                name = str(video) if isinstance(video, (str, Path)) else i
+                results.append(self._result(name, probs[-1] if self.hparams.target == "clip" else probs))
         return results
 
     # ---- a feature cache for the recurrent part --------------------------------------------------

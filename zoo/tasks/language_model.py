@@ -24,6 +24,7 @@ from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import sample_next
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
+from zoo.streaming import CharStream
 from zoo.tasks.base import TaskModule
 
 
@@ -194,15 +195,22 @@ class CharLanguageModel(TaskModule):
         results = []
         with evaluating(self):
             for prime in primes:
-                ids = encode_chars(prime, self.vocab).to(self.device)[None]
-                logits, state = self(ids)
+                stream = self.stream()
+                log_probs = stream.read(prime)  # (len(prime), V), the state carried into the sample
+                ids = encode_chars(prime, self.vocab).to(self.device)
                 nll = None
-                if ids.shape[1] > 1:
-                    nll = float(F.cross_entropy(logits[0, :-1].float(), ids[0, 1:]))
-                out = []
+                if len(ids) > 1:
+                    nll = float(F.nll_loss(log_probs[:-1], ids[1:]))
+                log_probs, out = log_probs[-1:], []
                 for _ in range(length):
-                    next_id = sample_next(logits[:, -1].index_fill(-1, unknown, float("-inf")), temperature, top_k, generator)
+                    next_id = sample_next(log_probs.index_fill(-1, unknown, float("-inf")), temperature, top_k, generator)
                     out.append(int(next_id))
-                    logits, state = self(next_id[:, None], state)
+                    log_probs = stream.step(next_id)
                 results.append({"prime": prime, "text": prime + decode_chars(out, self.vocab), "nll": nll})
         return results
+
+    def stream(self) -> CharStream:
+        """Read and write one character at a time, the state carried (:class:`zoo.streaming.CharStream`):
+        ``stream.step("a")`` -> the next character's log-probabilities."""
+        self.check_built()
+        return CharStream(self)

@@ -57,6 +57,7 @@ from zoo.attention import Attention
 from zoo.decoding import Decoded, beam_search, greedy_decode, map_state
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, hidden_of, lengths_to_mask, top_state
+from zoo.streaming import DecoderStream
 from zoo.tasks.base import TaskModule
 from zoo.viz import alignment_figure, figure_array
 
@@ -404,3 +405,11 @@ class Seq2Seq(TaskModule):
             {"source": source, "index": None if index is None else int(index), **result}
             for result, index, source in zip(results, indices, sources)
         ]
+
+    def stream(self, sentence: str) -> DecoderStream:
+        """The decoder one token at a time over ``sentence`` encoded (:class:`zoo.streaming.DecoderStream`):
+        ``stream.step(BOS_ID)`` -> the first token's log-probabilities, and so on."""
+        self.check_built()
+        ids = encode_sentence(self.tokenizer("source"), sentence) or [PAD_ID]  # empty: one padding token, as in a batch
+        src = torch.tensor([ids], device=self.device)
+        return DecoderStream(self, src, torch.tensor([len(ids)], device=self.device))
