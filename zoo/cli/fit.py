@@ -1,8 +1,10 @@
 """``zoo fit|validate|test|predict --config recipes/X.yaml``: Lightning's own CLI over any
 LightningModule and LightningDataModule (plain YAML over ``class_path``/``init_args``, overrides such
-as ``--model.cell gru``, ``--print_config``), with three things added:
+as ``--model.cell gru``, ``--print_config``), with four things added:
 
 - W&B never prompts: offline when there are no credentials, and the run says where it went;
+- ``trainer.precision: auto`` is chosen by timing a few training steps in each precision
+  (:mod:`zoo.precision`) before the Trainer is built;
 - after fitting, the best and last checkpoint paths are printed;
 - errors a user can fix read as one line: a misspelt option names the closest valid ones
   (``--model.hiden_size`` -> ``--model.hidden_size``) instead of jsonargparse's page of usage, and a
@@ -18,13 +20,14 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 # Quieter start: these must be set before torch/lightning are imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import lightning as L  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT  # noqa: E402
 
 from zoo.cli.common import guarded  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
@@ -34,11 +37,23 @@ SECTIONS = ("model", "data", "trainer")
 META_KEYS = {"class_path", "init_args", "dict_kwargs", "help", "__path__"}
 
 
+class Trainer(L.Trainer):
+    """Lightning's Trainer whose ``precision`` may also be ``"auto"`` in a config: the zoo command
+    replaces it by the fastest measured precision before building the Trainer."""
+
+    def __init__(self, *args: Any, precision: Union[_PRECISION_INPUT, Literal["auto"], None] = None, **kwargs: Any) -> None:
+        if precision == "auto":
+            raise ValueError("precision 'auto' is resolved by the zoo command (zoo fit); in Python call "
+                             "zoo.precision.choose_precision(model, datamodule) and pass its choice")
+        super().__init__(*args, precision=precision, **kwargs)
+
+
 class ZooCLI(LightningCLI):
     def __init__(self, args: Optional[List[str]] = None, run: bool = True) -> None:
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
+            trainer_class=Trainer,
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
@@ -69,6 +84,15 @@ class ZooCLI(LightningCLI):
                 p.exit_on_error = True
             parser.error(str(error), getattr(error, "__cause__", None) or error)
 
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config["trainer"].get("precision") == "auto":
+            from zoo.precision import choose_precision
+
+            device = "cuda" if config["trainer"].get("accelerator") in ("auto", "gpu", "cuda") and _cuda() else "cpu"
+            kwargs["precision"], _ = choose_precision(self.model, self.datamodule, device=device)
+        return super().instantiate_trainer(**kwargs)
+
     def after_fit(self) -> None:
         report_wandb_runs(self.trainer.loggers)
         for callback in self.trainer.checkpoint_callbacks:
@@ -76,6 +100,12 @@ class ZooCLI(LightningCLI):
                 print(f"best checkpoint: {callback.best_model_path}", flush=True)
             if callback.last_model_path:
                 print(f"last checkpoint: {callback.last_model_path}", flush=True)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _has_omegaconf() -> bool:
