@@ -183,3 +183,55 @@ def test_sample_next_unchanged() -> None:
     assert int(sample_next(logits, 0)) == 1
     torch.manual_seed(0)
     assert int(sample_next(logits, 1.0, top_k=1)) == 1
+
+
+def reference_beam(model: TableModel, batch: int, beam: int, max_lens: list, alpha: float):
+    """Beam search written plainly, one input at a time, one hypothesis at a time (what beam_search
+    computed before its bookkeeping became tensors): (score, tokens, finished) per input."""
+    results = []
+    for b in range(batch):
+        live = [(0.0, ())]  # (log P, tokens)
+        finished = []  # (score, log P, tokens)
+        for t in range(max_lens[b]):
+            candidates = []
+            for k, (logp, seq) in enumerate(live):
+                dist = model.dist(b, seq)
+                candidates += [(logp + float(dist[v]), k, v) for v in range(V) if math.isfinite(float(dist[v]))]
+            candidates.sort(key=lambda c: -c[0])  # stable: ties keep hypothesis, then token order
+            top = candidates[: 2 * beam]
+            finished += [(s / length_penalty(t + 1, alpha), s, (*live[k][1], v)) for s, k, v in top[:beam] if v == EOS]
+            live = [(s, (*live[k][1], v)) for s, k, v in top if v != EOS][:beam]
+            kept = sorted(finished, key=lambda f: -f[0])[:beam]
+            bound = max(s for s, _ in live) / (length_penalty(max_lens[b], alpha) if alpha > 0 else 1.0)
+            if len(kept) == beam and bound <= kept[-1][0]:
+                break
+        else:
+            finished += [(s / length_penalty(max_lens[b], alpha), s, seq + ("live",)) for s, seq in live]
+        score, _, seq = max(finished, key=lambda f: f[0])
+        results.append((score, tuple(x for x in seq if x != "live"), seq[-1] != "live"))
+    return results
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("beam,alpha", [(2, 0.0), (3, 0.7), (5, 1.0)])
+def test_tensor_bookkeeping_equals_the_plain_search_with_and_without_shrinking(seed: int, beam: int, alpha: float) -> None:
+    batch = 9
+    max_lens = [3 + (seed + b) % 4 for b in range(batch)]  # one max_len per input
+    model = TableModel(seed, max(max_lens), eos_bias=0.5)
+    expected = reference_beam(model, batch, beam, max_lens, alpha)
+    prefix, which = model.initial(batch)
+
+    def step(tokens, prefix, which):
+        log_probs, (prefix, _), extras = model.step(tokens, (prefix, which))
+        return log_probs, prefix, extras
+
+    plain = beam_search(model.step, (prefix, which), batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD)
+    shrinking = beam_search(step, prefix, batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD, context=which)
+    for out in (plain, shrinking):
+        for b, (score, seq, finished) in enumerate(expected):
+            assert as_seq(out, b) == seq
+            assert float(out.scores[b]) == pytest.approx(score, abs=1e-4)
+            assert bool(out.finished[b]) == finished
+            n = int(out.lengths[b])
+            assert out.extras["prev"][b, :n, 0].tolist() == [float(BOS)] + [float(x) for x in seq[:-1]]
+    assert torch.equal(plain.tokens, shrinking.tokens) and torch.equal(plain.extras["two"], shrinking.extras["two"])

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -49,10 +50,11 @@ def sample_next(
 # the log-softmax over the vocabulary, ``extras`` a dict of per-step tensors ``(N, ...)`` worth keeping
 # for each emitted token (attention weights, ...). Every tensor in ``state`` must have N as its first
 # dimension (or pass ``reorder_state``); beam search keeps the K hypotheses of input b in rows
-# ``b*K .. b*K + K-1``, so anything constant per input (an encoder memory) can stay outside the state,
-# expanded once with ``repeat_interleave(K, 0)``.
+# ``b*K .. b*K + K-1``. Anything constant per input (an encoder memory) is best given to beam search
+# as its ``context``: it then calls ``step(tokens, state, context)`` with the context's rows of the
+# inputs still searching, and the inputs already done leave the batch instead of being computed on.
 
-StepFn = Callable[[Tensor, Any], Tuple[Tensor, Any, Dict[str, Tensor]]]
+StepFn = Callable[..., Tuple[Tensor, Any, Dict[str, Tensor]]]  # (tokens, state[, context])
 
 
 @dataclass
@@ -82,11 +84,13 @@ def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
 
 
 def map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
-    """Apply ``fn`` to every tensor of a nested state (tuples, lists, dicts, None)."""
+    """Apply ``fn`` to every tensor of a nested state (tuples, lists, dicts, dataclasses, None)."""
     if state is None:
         return None
     if isinstance(state, Tensor):
         return fn(state)
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(state, **{f.name: map_state(getattr(state, f.name), fn) for f in dataclasses.fields(state) if f.init})
     if isinstance(state, dict):
         return {k: map_state(v, fn) for k, v in state.items()}
     if isinstance(state, (tuple, list)):
@@ -151,13 +155,14 @@ def beam_search(
     batch_size: int,
     bos_id: int,
     eos_id: int,
-    max_len: int,
+    max_len: int | Tensor,
     beam_size: int = 5,
     alpha: float = 0.0,
     pad_id: int = 0,
     device: torch.device | str | None = None,
     reorder_state: Optional[Callable[[Any, Tensor], Any]] = None,
     expand_state: bool = True,
+    context: Any = None,
 ) -> Decoded:
     """Batched beam search: ``beam_size`` hypotheses per input, all B*K advanced by one ``step`` call.
 
@@ -167,105 +172,172 @@ def beam_search(
     input is done once it has K finished hypotheses and no live one can still beat the worst of them:
     live scores only fall as they grow, so the bound ``log P / lp(max_len)`` (``log P`` when
     ``alpha = 0``) is exact, and with a beam as wide as the search space the result is the true best
-    sequence. At ``max_len`` the live hypotheses compete with the finished ones, so an input whose
-    hypotheses never emit ``eos`` still returns its best (``finished = False``).
+    sequence. At ``max_len`` (an int, or one per input ``(B,)``) the live hypotheses compete with the
+    finished ones, so an input whose hypotheses never emit ``eos`` still returns its best
+    (``finished = False``).
 
     ``state`` is given for the B inputs and expanded to B*K rows here (``expand_state=False``: already
     expanded); it is reordered with ``reorder_state(state, index)`` (default :func:`select_state`).
+    ``context`` (optional): per-input tensors ``(B, ...)`` that ``step`` reads and never changes (an
+    encoder's memory); expanded to K rows per input here and passed as ``step(tokens, state,
+    context)``. With a context, inputs that are done leave the batch (their rows of the state and the
+    context are dropped once they are an eighth of it), so a batch costs what its inputs need, not
+    what its longest one needs; without one the batch keeps its B*K rows to the end.
+
+    Per step the bookkeeping is a fixed number of tensor operations whatever B and K (it is what
+    separates one batched call from B single ones): a step records its tokens, their parents and its
+    extras, the K best finished hypotheses of each input live in ``(B, K)`` tensors, and the winners'
+    tokens and extras are traced back through the parents once, at the end.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
     B, K = batch_size, beam_size
+    max_lens = torch.as_tensor(max_len, device=device).long().expand(B)
+    if int(max_lens.min()) < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
     reorder = reorder_state or select_state
     if expand_state:
         state = map_state(state, lambda t: t.repeat_interleave(K, 0))
-    tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    context = map_state(context, lambda t: t.repeat_interleave(K, 0))
     # Only the first hypothesis of each input is live at the start: K copies would fill the beam with
     # K copies of the same extensions.
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    history = torch.zeros(B * K, 0, dtype=torch.long, device=device)
-    extra_history: Dict[str, Tensor] = {}
-    finished: List[List[Tuple[float, float, Tensor, Dict[str, Tensor]]]] = [[] for _ in range(B)]
-    done = [False] * B
-    offsets = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each input
-
-    def worst_kept(b: int) -> float:
-        return min(f[0] for f in sorted(finished[b], key=lambda f: -f[0])[:K])
-
-    for t in range(max_len):
-        log_probs, state, extra = step(tokens, state)
-        V = log_probs.shape[-1]
-        log_probs = log_probs.float().view(B, K, V)
-        candidates = (scores.unsqueeze(-1) + log_probs).view(B, K * V)
-        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
+    tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    active = torch.arange(B, device=device)  # the inputs in the batch, in its order
+    finished, last_live = _Kept.empty(B, K, device), _Kept.empty(B, K, device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    bound = length_penalty(max_lens.double(), alpha)  # the most a live score can still be divided by
+    trail = _Trail(B)
+    for t in range(int(max_lens.max())):
+        log_probs, state, extra = step(tokens, state) if context is None else step(tokens, state, context)
+        N, V = active.shape[0], log_probs.shape[-1]
+        candidates = (scores.unsqueeze(-1) + log_probs.float().view(N, K, V)).view(N, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=-1)  # (N, 2K), best first
         origin = torch.div(top_index, V, rounding_mode="floor")  # which hypothesis each extends
         token = top_index % V
-        length = t + 1
-        # Append this step's extras to each hypothesis's history (rows in the current order).
-        step_extra = {k: v.unsqueeze(1) for k, v in extra.items()}
         is_eos = token == eos_id
+        searching = ~done[active]
         # Finished hypotheses: eos among the top K candidates with a finite score.
-        eos_rows = (is_eos[:, :K] & torch.isfinite(top_scores[:, :K])).nonzero().tolist()
-        for b, j in eos_rows:
-            if done[b]:
-                continue
-            row = int(offsets[b, 0] + origin[b, j])
-            seq = torch.cat([history[row], token.new_tensor([eos_id])])
-            ex = {k: torch.cat([extra_history[k][row], step_extra[k][row]], 0) if k in extra_history else step_extra[k][row] for k in step_extra}
-            raw = float(top_scores[b, j])
-            finished[b].append((raw / length_penalty(length, alpha), raw, seq, ex))
+        ends = is_eos[:, :K] & torch.isfinite(top_scores[:, :K]) & searching.unsqueeze(1)
+        finished.add(active, ends, top_scores[:, :K], t, token[:, :K], origin[:, :K], alpha)
         # Live hypotheses: the first K non-eos candidates (there are always K: at most K are eos).
-        live_rank = torch.where(is_eos, torch.full_like(top_scores, float("inf")), torch.arange(top_scores.shape[1], device=device, dtype=top_scores.dtype))
-        keep = live_rank.argsort(dim=-1, stable=True)[:, :K]  # (B, K) positions among the 2K
-        new_scores = top_scores.gather(1, keep)
-        new_scores = new_scores.masked_fill(is_eos.gather(1, keep), float("-inf"))
-        rows = (offsets + origin.gather(1, keep)).view(-1)  # (B*K,) source row of each new hypothesis
-        tokens = token.gather(1, keep).view(-1)
-        history = torch.cat([history.index_select(0, rows), tokens.unsqueeze(1)], 1)
-        extra_history = {
-            k: torch.cat([extra_history[k].index_select(0, rows), v.index_select(0, rows)], 1) if k in extra_history else v.index_select(0, rows)
-            for k, v in step_extra.items()
-        }
-        state = reorder(state, rows)
-        scores = new_scores
-        # Which inputs are done: K finished and no live hypothesis can still beat them.
-        best_live = scores.max(-1).values / length_penalty(max_len, alpha) if alpha > 0 else scores.max(-1).values
-        for b in range(B):
-            if not done[b] and len(finished[b]) >= K and float(best_live[b]) <= worst_kept(b):
-                done[b] = True
-        if all(done):
+        rank = torch.arange(top_scores.shape[1], device=device).expand_as(top_scores).masked_fill(is_eos, top_scores.shape[1])
+        keep = rank.argsort(dim=-1, stable=True)[:, :K]  # (N, K) positions among the 2K
+        scores = top_scores.gather(1, keep).masked_fill(is_eos.gather(1, keep), float("-inf"))
+        parents, chosen = origin.gather(1, keep), token.gather(1, keep)
+        trail.record(active, chosen, parents, extra)
+        # Done: K finished and no live hypothesis can beat the worst of them; or out of length, where
+        # the live hypotheses are kept to compete with the finished ones.
+        best_live = scores.max(-1).values.double() / bound[active]
+        beaten = finished.full(active) & (best_live <= finished.worst(active))
+        expired = searching & ~beaten & (t + 1 >= max_lens[active])
+        if bool(expired.any()):
+            last_live.add(active, expired.unsqueeze(1) & torch.isfinite(scores), scores, t, chosen, parents, alpha)
+        done[active] = ~searching | beaten | expired
+        rows = (K * torch.arange(N, device=device).unsqueeze(1) + parents).view(-1)  # each new hypothesis's source row
+        still = int((~done[active]).sum())
+        if still == 0:
             break
-    # At the end, live hypotheses (unfinished) compete with the finished ones.
-    results = []
-    final_len = history.shape[1]
-    for b in range(B):
-        pool = list(finished[b])
-        if not done[b]:
-            for k in range(K):
-                raw = float(scores[b, k])
-                if raw == float("-inf"):
-                    continue
-                row = b * K + k
-                pool.append((raw / length_penalty(final_len, alpha), raw, history[row], {key: v[row] for key, v in extra_history.items()}, False))
-        best = max(pool, key=lambda f: f[0])
-        results.append(best if len(best) == 5 else (*best, True))
-    T = max(len(r[2]) for r in results)
-    out = torch.full((B, T), pad_id, dtype=torch.long, device=device)
-    extras: Dict[str, Tensor] = {}
-    for b, (_, _, seq, ex, _) in enumerate(results):
-        out[b, : len(seq)] = seq
-        for k, v in ex.items():
-            if k not in extras:
-                extras[k] = v.new_zeros(B, T, *v.shape[1:])
-            extras[k][b, : len(v)] = v
+        if context is not None and N - still >= max(1, N // 8):  # drop the inputs that are done
+            inputs = (~done[active]).nonzero().squeeze(1)
+            rows, scores, chosen, active = rows.view(N, K)[inputs].view(-1), scores[inputs], chosen[inputs], active[inputs]
+            context = select_state(context, (K * inputs.unsqueeze(1) + torch.arange(K, device=device)).view(-1))
+        state = reorder(state, rows)
+        tokens = chosen.view(-1)
+    # The winner of each input: its best finished or (out of length) live hypothesis; ties go to the
+    # finished ones, then to the better ranked (argmax takes the first maximum).
+    pool = finished.beside(last_live)
+    best = pool.scores.argmax(1, keepdim=True)
+    end_step = pool.step.gather(1, best).squeeze(1)
+    out, extras = trail.trace_back(end_step, pool.token.gather(1, best).squeeze(1), pool.parent.gather(1, best).squeeze(1), K, pad_id)
     return Decoded(
         tokens=out,
-        lengths=torch.tensor([len(r[2]) for r in results], device=device),
-        scores=torch.tensor([r[0] for r in results], device=device),
-        log_probs=torch.tensor([r[1] for r in results], device=device),
-        finished=torch.tensor([r[4] for r in results], device=device),
+        lengths=end_step + 1,
+        scores=pool.scores.gather(1, best).squeeze(1).float(),
+        log_probs=pool.raw.gather(1, best).squeeze(1),
+        finished=best.squeeze(1) < K,
         extras=extras,
     )
+
+
+@dataclass
+class _Kept:
+    """The K best hypotheses set aside for each of B inputs, best first (ties: the earlier first):
+    ``scores`` ``log P / lp(len)`` (float64, as the length penalty divides), ``raw`` log P, and how to
+    trace each back: the ``step`` of its last ``token`` and the ``parent`` it extended (its index
+    among the hypotheses live before that step)."""
+
+    scores: Tensor
+    raw: Tensor
+    step: Tensor
+    token: Tensor
+    parent: Tensor
+
+    @classmethod
+    def empty(cls, B: int, K: int, device: torch.device | str | None) -> "_Kept":
+        index = lambda: torch.zeros(B, K, dtype=torch.long, device=device)  # noqa: E731
+        return cls(torch.full((B, K), float("-inf"), dtype=torch.float64, device=device), torch.zeros(B, K, device=device), index(), index(), index())
+
+    def add(self, inputs: Tensor, where: Tensor, raw: Tensor, step: int, token: Tensor, parent: Tensor, alpha: float) -> None:
+        """Merge candidates ``(N, K)`` of the inputs ``inputs`` (N,), those ``where`` True, keeping the K best."""
+        K = self.scores.shape[1]
+        new = (raw.double() / length_penalty(step + 1, alpha)).masked_fill(~where, float("-inf"))
+        merged, order = torch.cat([self.scores[inputs], new], 1).sort(dim=1, descending=True, stable=True)
+        order = order[:, :K]
+        self.scores[inputs] = merged[:, :K]
+        for name, value in (("raw", raw), ("step", torch.full_like(token, step)), ("token", token), ("parent", parent)):
+            kept = getattr(self, name)
+            kept[inputs] = torch.cat([kept[inputs], value], 1).gather(1, order)
+
+    def full(self, inputs: Tensor) -> Tensor:
+        return torch.isfinite(self.scores[inputs, -1])
+
+    def worst(self, inputs: Tensor) -> Tensor:
+        return self.scores[inputs, -1]
+
+    def beside(self, other: "_Kept") -> "_Kept":
+        """Both side by side, ``(B, 2K)``: an index < K is one of ``self``'s."""
+        return _Kept(*(torch.cat([getattr(self, f.name), getattr(other, f.name)], 1) for f in dataclasses.fields(self)))
+
+
+class _Trail:
+    """What each step of a beam search chose, to trace the winners back at the end: the live
+    ``tokens`` and their ``parents`` ``(N, K)`` (index among the previous step's hypotheses), the
+    step's extras ``(N*K, ...)`` in the rows of the previous step's hypotheses, and where each of the
+    B inputs was among the step's N (the batch shrinks as inputs finish)."""
+
+    def __init__(self, B: int) -> None:
+        self.B = B
+        self.tokens: List[Tensor] = []
+        self.parents: List[Tensor] = []
+        self.extras: List[Dict[str, Tensor]] = []
+        self.position: List[Tensor] = []
+        self._active: Optional[Tensor] = None
+
+    def record(self, active: Tensor, tokens: Tensor, parents: Tensor, extras: Dict[str, Tensor]) -> None:
+        if self._active is not active:  # the batch changed: where is each input now
+            self._active = active
+            position = torch.zeros(self.B, dtype=torch.long, device=active.device)
+            self._position = position.index_copy_(0, active, torch.arange(active.shape[0], device=active.device))
+        self.tokens.append(tokens)
+        self.parents.append(parents)
+        self.extras.append(extras)
+        self.position.append(self._position)
+
+    def trace_back(self, end_step: Tensor, last_token: Tensor, last_parent: Tensor, K: int, pad_id: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Tokens ``(B, T)`` and extras ``(B, T, ...)`` of the hypotheses whose ``last_token`` was
+        emitted at ``end_step`` by extending ``last_parent``; padding and zeros after the end."""
+        B, T = end_step.shape[0], int(end_step.max()) + 1
+        out = torch.full((B, T), pad_id, dtype=torch.long, device=end_step.device)
+        extras = {k: v.new_zeros(B, T, *v.shape[1:]) for k, v in self.extras[0].items()}
+        following = last_parent  # the hypothesis among step t's that step t + 1 extended
+        for t in range(T - 1, -1, -1):
+            at_end, inside, row = end_step == t, end_step >= t, self.position[t]
+            token = torch.where(at_end, last_token, self.tokens[t][row, following])
+            parent = torch.where(at_end, last_parent, self.parents[t][row, following])
+            out[:, t] = token.masked_fill(~inside, pad_id)
+            for k, v in self.extras[t].items():
+                extras[k][:, t] = v[row * K + parent].masked_fill(_rows(~inside, v), 0)
+            following = torch.where(inside, parent, following)
+        return out, extras

@@ -3,6 +3,8 @@ LightningModule and LightningDataModule (plain YAML over ``class_path``/``init_a
 as ``--model.cell gru``, ``--print_config``), with four things added:
 
 - W&B never prompts: offline when there are no credentials, and the run says where it went;
+- ``trainer.precision: auto`` is chosen by timing a few training steps in each precision
+  (:mod:`zoo.precision`) before the Trainer is built;
 - after fitting, the best and last checkpoint paths are printed;
 - a killed run resumes exactly (``--ckpt_path last``): training batches are seeded per step and
   checkpoints written atomically (:mod:`zoo.resume`);
@@ -20,13 +22,14 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 # Quieter start: these must be set before torch/lightning are imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import lightning as L  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT  # noqa: E402
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
 
@@ -39,11 +42,23 @@ SECTIONS = ("model", "data", "trainer")
 META_KEYS = {"class_path", "init_args", "dict_kwargs", "help", "__path__"}
 
 
+class Trainer(L.Trainer):
+    """Lightning's Trainer whose ``precision`` may also be ``"auto"`` in a config: the zoo command
+    replaces it by the fastest measured precision before building the Trainer."""
+
+    def __init__(self, *args: Any, precision: Union[_PRECISION_INPUT, Literal["auto"], None] = None, **kwargs: Any) -> None:
+        if precision == "auto":
+            raise ValueError("precision 'auto' is resolved by the zoo command (zoo fit); in Python call "
+                             "zoo.precision.choose_precision(model, datamodule) and pass its choice")
+        super().__init__(*args, precision=precision, **kwargs)
+
+
 class ZooCLI(LightningCLI):
     def __init__(self, args: Optional[List[str]] = None, run: bool = True) -> None:
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
+            trainer_class=Trainer,
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
@@ -76,6 +91,12 @@ class ZooCLI(LightningCLI):
             parser.error(str(error), getattr(error, "__cause__", None) or error)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config["trainer"].get("precision") == "auto":
+            from zoo.precision import choose_precision
+
+            device = "cuda" if config["trainer"].get("accelerator") in ("auto", "gpu", "cuda") and _cuda() else "cpu"
+            kwargs["precision"], _ = choose_precision(self.model, self.datamodule, device=device)
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -88,6 +109,12 @@ class ZooCLI(LightningCLI):
                 print(f"best checkpoint: {callback.best_model_path}", flush=True)
             if callback.last_model_path:
                 print(f"last checkpoint: {callback.last_model_path}", flush=True)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _has_omegaconf() -> bool:

@@ -75,11 +75,6 @@ class Encoded:
     mask: Tensor
     summary: Tensor
 
-    def repeat(self, k: int) -> "Encoded":
-        """Each row ``k`` times in a row (beam search keeps the K hypotheses of input b together)."""
-        rep = lambda t: None if t is None else t.repeat_interleave(k, 0)  # noqa: E731
-        return Encoded(rep(self.memory), rep(self.keys), rep(self.mask), rep(self.summary))
-
 
 class Seq2Seq(TaskModule):
     data_hparams = {"source_tokenizer_json": "source_tokenizer_json", "target_tokenizer_json": "target_tokenizer_json"}
@@ -266,25 +261,25 @@ class Seq2Seq(TaskModule):
     @torch.no_grad()
     def search(self, src: Tensor, src_lengths: Tensor, beam_size: Optional[int] = None, max_len: Optional[int] = None) -> Decoded:
         """Translate a batch: greedy (``beam_size=1``) or batched beam search. ``extras["attention"]``
-        ``(B, T, S)`` holds each emitted token's attention (when the model attends)."""
+        ``(B, T, S)`` holds each emitted token's attention (when the model attends). Each sentence may
+        emit ``max_len`` tokens, by default ``max_len_a * its length + max_len_b``, so a sentence
+        translates the same in any batch."""
         hp = self.hparams
         beam_size = hp.beam_size if beam_size is None else beam_size
-        max_len = max_len or int(hp.max_len_a * int(src_lengths.max()) + hp.max_len_b)
+        max_lens = max_len or (hp.max_len_a * src_lengths.double() + hp.max_len_b).long()
         enc = self.encode(src, src_lengths)
         state = self._search_state(self.initial_state(enc))
-        if beam_size > 1:
-            enc = enc.repeat(beam_size)
-            state = map_state(state, lambda t: t.repeat_interleave(beam_size, 0))
 
-        def step(tokens: Tensor, state):
+        def step(tokens: Tensor, state, enc: Encoded):
             logits, state, weights = self.decode_step(tokens, self._rnn_state(state), enc)
             extras = {} if weights is None else {"attention": weights}
             return torch.log_softmax(logits.float(), -1), self._search_state(state), extras
 
-        common = dict(batch_size=src.shape[0], bos_id=BOS_ID, eos_id=EOS_ID, max_len=max_len, pad_id=PAD_ID, device=src.device)
+        common = dict(batch_size=src.shape[0], bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, device=src.device)
         if beam_size == 1:
-            return greedy_decode(step, state, **common)
-        return beam_search(step, state, beam_size=beam_size, alpha=hp.length_penalty, expand_state=False, **common)
+            return greedy_decode(lambda tokens, state: step(tokens, state, enc), state, max_len=int(torch.as_tensor(max_lens).max()), **common)
+        # The encoder's output is the search's context: sentences already translated leave the batch.
+        return beam_search(step, state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty, context=enc, **common)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return detokenize(self.tokenizer("target"), list(ids))
