@@ -321,6 +321,8 @@ def _extract_zip(archive: Path, into: Path, max_bytes: int) -> None:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError) as err:
         raise unreadable(archive, "zip archive", err) from None
     except OSError as err:
+        if err.errno == errno.EINVAL:  # a corrupt offset in the archive makes zipfile seek before the start
+            raise unreadable(archive, "zip archive", err) from None
         if not _is_clash(err):
             raise
         raise _clash(archive, current, into, err) from None
