@@ -116,6 +116,29 @@ def grid_coordinates(locations: int, like: Tensor) -> Tensor:
     return torch.stack([x.flatten(), y.flatten()], -1).unsqueeze(0)
 
 
+def grid_adapter(channels: int, feature_dim: Optional[int], layers: int = 1, coordinates: bool = False) -> Tuple[nn.Module, nn.Module, int]:
+    """``(norm, project, M)``: what turns an encoder's grid of ``channels`` into the memory a task
+    attends over. With ``feature_dim``: LayerNorm, then ``layers`` x (Linear + ReLU) per location to
+    ``feature_dim``; without: the channels as they are (identities). ``coordinates``: each location's
+    (x, y) is appended before the projection (:func:`adapt_grid`)."""
+    extra = 2 if coordinates else 0
+    size = feature_dim or channels + extra
+    norm: nn.Module = nn.LayerNorm(channels) if feature_dim else nn.Identity()
+    modules: List[nn.Module] = []
+    for k in range(max(1, layers) if feature_dim else 0):
+        modules += [nn.Linear(channels + extra if k == 0 else size, size), nn.ReLU()]
+    return norm, (nn.Sequential(*modules) if modules else nn.Identity()), size
+
+
+def adapt_grid(grid: Tensor, norm: nn.Module, project: nn.Module, coordinates: bool) -> Tensor:
+    """``(B, L, C)`` → ``(B, L, M)``: normalise, append the (x, y) of each location, project
+    (the modules of :func:`grid_adapter`)."""
+    grid = norm(grid)
+    if coordinates:
+        grid = torch.cat([grid, grid_coordinates(grid.shape[1], grid).expand(grid.shape[0], -1, -1)], -1)
+    return project(grid)
+
+
 def weights_key(module: nn.Module, name: str) -> str:
     """A key naming an encoder and its exact weights (part of the feature-cache key)."""
     digest = hashlib.sha256()

@@ -377,11 +377,13 @@ def alignment_figure(
 
 
 # ---- a caption's attention over the image (Xu et al. 2015's figure) --------------------------
-def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], path: Optional[str | Path] = None, columns: int = 5):
+def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], path: Optional[str | Path] = None, columns: int = 5,
+                     title: str = ""):
     """The image, then one panel per generated word with the image lit where the model looked (the
     attention map upsampled to the image, bright = high weight) and the most attended cell outlined
     (Xu et al. 2015, figures 2-3). ``attention`` ``(n_words, L)`` over a square grid; ``None`` (Show and
-    Tell) draws the image with its caption only. Returns the matplotlib figure (saved as PNG at
+    Tell) draws the image with its caption only; ``title`` goes above the panels (a VQA figure's
+    question and answer, its panels the attention hops). Returns the matplotlib figure (saved as PNG at
     ``path`` when given)."""
     import matplotlib
 
@@ -412,6 +414,8 @@ def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optiona
             r, c = divmod(int(grid.argmax()), w)
             ax.add_patch(Rectangle((c * W / w, r * H / h), W / w, H / h, fill=False, edgecolor="red", linewidth=1.2))
             ax.set_title(word, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -419,6 +423,6 @@ def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optiona
     return fig
 
 
-def attention_figure_array(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor]) -> np.ndarray:
+def attention_figure_array(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], title: str = "") -> np.ndarray:
     """:func:`attention_figure` as an ``(H, W, 3)`` uint8 array (for loggers)."""
-    return figure_array(attention_figure(image, words, attention))
+    return figure_array(attention_figure(image, words, attention, title=title))

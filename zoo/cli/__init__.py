@@ -30,6 +30,7 @@ COMMANDS: Dict[str, Command] = {
     "classify": Command("zoo.cli.classify:main", "label texts with a sequence classifier (IMDB, AG News)"),
     "translate": Command("zoo.cli.translate:main", "translate sentences with a seq2seq model (+ attention alignment PNG)"),
     "caption": Command("zoo.cli.caption:main", "caption images (+ the attention figure of each)"),
+    "answer": Command("zoo.cli.answer:main", "answer questions about an image (+ the figure of each attention hop)"),
     "label-frames": Command("zoo.cli.label_frames:main", "label every frame of a video file or frame folder"),
     "visualize": Command("zoo.cli.visualize:main", "colour a text by a language model's hidden units; find interpretable units"),
     "export": Command("zoo.cli.export:main", "turn a checkpoint into a pretrained folder (safetensors)"),

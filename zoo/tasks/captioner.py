@@ -63,7 +63,7 @@ from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words,
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
 from zoo.cells import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
-from zoo.encoders import ImageEncoder, grid_coordinates, weights_key
+from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter, weights_key
 from zoo.metrics import caption_metrics, gather_lists, normalize_caption
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating
@@ -169,15 +169,7 @@ class ImageCaptioner(TaskModule):
         # says so before anything is downloaded. A checkpoint's state dict replaces them anyway.
         self.encoder = ImageEncoder(encoder, False, trainable, None)
         self._needs_pretrained = bool(pretrained or weights_path)
-        C = self.encoder.out_channels
-        extra = 2 if coordinates else 0
-        M = feature_dim or C + extra
-        self.norm = nn.LayerNorm(C) if feature_dim else nn.Identity()
-        layers: List[nn.Module] = []
-        for k in range(max(1, feature_layers) if feature_dim else 0):
-            layers += [nn.Linear(C + extra if k == 0 else M, M), nn.ReLU()]
-        self.project = nn.Sequential(*layers) if layers else nn.Identity()
-        self.memory_size = M
+        self.norm, self.project, self.memory_size = grid_adapter(self.encoder.out_channels, feature_dim, feature_layers, coordinates)
         self.register_buffer("baseline", torch.zeros(()), persistent=True)  # hard attention's moving average
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool), persistent=True)
         self.tokenizer = None
@@ -287,10 +279,7 @@ class ImageCaptioner(TaskModule):
         else:
             self.load_pretrained_encoder()
             grid = self.encoder(batch["images"])[0]
-        grid = self.norm(grid)
-        if self.hparams.coordinates:
-            grid = torch.cat([grid, grid_coordinates(grid.shape[1], grid).expand(grid.shape[0], -1, -1)], -1)
-        return self.project(grid)
+        return adapt_grid(grid, self.norm, self.project, self.hparams.coordinates)
 
     @property
     def adapt_dtype(self) -> torch.dtype:

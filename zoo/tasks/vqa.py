@@ -1,0 +1,363 @@
+"""`VisualQuestionAnswerer`: many-to-one with an image — a question and an image in, one answer out.
+
+The question is read by a recurrent network (any cell of :class:`~zoo.recurrent.Recurrent`, packed
+lengths); the image by a timm encoder as a grid ``v_1..v_L`` of ``d``-dimensional locations (each
+location's features, with its (x, y), through a learned projection: :func:`zoo.encoders.grid_adapter`).
+Stacked attention (Yang et al. 2016, SAN, eqs. 15-19), hop ``k = 1..K``::
+
+    u^0     = W_q h_T                                      the question vector (top layer's final state)
+    h_A,i   = tanh(W_I v_i + W_Q u^{k-1} + b_A)            additive attention (zoo.attention)
+    p^k     = softmax_i(w_P^T h_A,i)                       where hop k looks
+    v~^k    = sum_i p^k_i v_i
+    u^k     = v~^k + u^{k-1}                               the query, refined by what it found
+    p(a)    = softmax(MLP(u^K))                            over the answer vocabulary
+
+Two baselines on the same recipe: ``attention: none`` — ``p(a) = softmax(MLP([mean_i v_i; u^0]))``,
+the pooled image beside the question — and ``image: false`` — ``p(a) = softmax(MLP(u^0))``, the
+question alone (no encoder is built), which shows how much the answers can be guessed from the words.
+The MLP (one hidden ReLU layer) is the same in all three, so the table compares what the model sees.
+
+Accuracy is the VQA accuracy of the argmax (the datamodule's ``answer_scores``: ``min(#humans / 3, 1)``,
+plain accuracy with one reference), overall and per question type. Trained with cross-entropy on the
+most common human answer. ``predict`` answers raw (image, question) pairs and returns every hop's
+attention, drawn by ``zoo answer`` (:func:`zoo.viz.attention_figure`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
+from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
+from zoo.attention import Attention
+from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter
+from zoo.metrics import gather_lists
+from zoo.recurrent import Recurrent
+from zoo.sequences import evaluating, top_state
+from zoo.tasks.base import TaskModule, decay_groups
+from zoo.viz import attention_figure_array
+
+ATTENTION_KINDS = ("stacked", "none")
+
+
+class VisualQuestionAnswerer(TaskModule):
+    data_hparams = {"tokenizer_json": "tokenizer_json", "answer_names": "answer_names", "question_types": "question_types",
+                    "image_config": "image_config", "max_question_len": "max_question_len"}
+    required_data = ("tokenizer_json", "answer_names")
+    must_match = ("tokenizer_json", "answer_names")
+
+    def __init__(
+        self,
+        tokenizer_json: Optional[str] = None,
+        answer_names: Optional[List[str]] = None,
+        question_types: Optional[List[str]] = None,
+        image_config: Optional[Dict[str, Any]] = None,
+        max_question_len: Optional[int] = None,
+        encoder: str = "test_resnet",
+        pretrained: bool = False,
+        trainable: bool = True,
+        weights_path: Optional[str] = None,
+        image: bool = True,
+        attention: str = "stacked",
+        hops: int = 2,
+        cell: str = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        feature_dim: int = 256,
+        feature_layers: int = 1,
+        coordinates: bool = True,
+        attention_dim: int = 256,
+        classifier_hidden: int = 256,
+        dropout: float = 0.1,
+        lr: float = 2e-3,
+        encoder_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.05,
+        grad_clip: Optional[float] = 5.0,
+        log_images: int = 4,
+    ) -> None:
+        """
+        Args:
+            tokenizer_json, answer_names, question_types, image_config, max_question_len: from the
+                datamodule at setup (``None``), recorded so a checkpoint answers raw questions by itself.
+            encoder, pretrained, trainable, weights_path: the timm backbone (:class:`~zoo.encoders.ImageEncoder`).
+            image: ``false`` = the question-only baseline (no encoder).
+            attention: ``stacked`` (SAN, ``hops`` hops) | ``none`` (pooled image + question).
+            hops: K, the attention layers of SAN (the paper: 2).
+            cell, embedding_dim, hidden_size, num_layers, bidirectional: the question encoder.
+            feature_dim: d, the size of each image location and of the question vector ``u``.
+            feature_layers, coordinates: the projection of each location (see :func:`zoo.encoders.grid_adapter`).
+            attention_dim: width of each hop's ``h_A``.
+            classifier_hidden: the answer MLP's hidden layer (0 = a linear classifier, as in SAN).
+            dropout: on the question vector and in the classifier.
+            lr, encoder_lr, weight_decay, warmup_steps, min_lr_ratio, grad_clip: the shared optimiser
+                recipe (``encoder_lr`` for a trainable encoder).
+            log_images: attention figures logged per validation (0 = none).
+        """
+        super().__init__()
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
+        if hops < 1:
+            raise ValueError(f"hops must be >= 1, got {hops}")
+        self.save_hyperparameters()
+        self.encoder = ImageEncoder(encoder, False, trainable, None) if image else None
+        self._needs_pretrained = bool(image and (pretrained or weights_path))
+        self.tokenizer = None
+        self._eval: Dict[str, Any] = {}
+        self.build_if_ready()
+
+    # ---- building ----------------------------------------------------------------------------------
+    def build(self) -> None:
+        hp = self.hparams
+        self.tokenizer = load_tokenizer(hp.tokenizer_json)
+        d = hp.feature_dim
+        self.embed = nn.Embedding(self.tokenizer.get_vocab_size(), hp.embedding_dim, padding_idx=PAD_ID)
+        self.rnn = Recurrent(hp.embedding_dim, hp.hidden_size, hp.cell, num_layers=hp.num_layers, bidirectional=hp.bidirectional)
+        self.question = nn.Linear(hp.hidden_size * (2 if hp.bidirectional else 1), d)  # W_q
+        self.drop = nn.Dropout(hp.dropout)
+        width = d
+        if hp.image:
+            self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d, hp.feature_layers, hp.coordinates)
+            if hp.attention == "stacked":
+                self.hops = nn.ModuleList(Attention(d, d, "additive", hp.attention_dim) for _ in range(hp.hops))
+            else:
+                width = 2 * d
+        A = len(hp.answer_names)
+        hidden = hp.classifier_hidden
+        self.classifier = (nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(hp.dropout), nn.Linear(hidden, A))
+                           if hidden else nn.Linear(width, A))
+
+    def load_pretrained_encoder(self) -> None:
+        if not self._needs_pretrained:
+            return
+        hp = self.hparams
+        self.encoder.load_state_dict(ImageEncoder(hp.encoder, hp.pretrained, hp.trainable, hp.weights_path).state_dict())
+        self._needs_pretrained = False
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._needs_pretrained = False  # the encoder's weights come with the state dict
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def same_data(self, key: str, mine: Any, theirs: Any) -> bool:
+        if key == "tokenizer_json":  # the same words with the same ids is the same vocabulary
+            return load_tokenizer(mine).get_vocab() == load_tokenizer(theirs).get_vocab()
+        return super().same_data(key, mine, theirs)
+
+    def setup(self, stage: str) -> None:
+        self.load_pretrained_encoder()
+        torch.set_flush_denormal(True)  # sharp attention leaves subnormal weights: slow CPU matmuls (captioner.py)
+        super().setup(stage)
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        hp = checkpoint.get("hyper_parameters")
+        if hp is not None:  # the encoder's weights are in the state dict: never fetch them again
+            hp["pretrained"], hp["weights_path"] = False, None
+
+    # ---- the model ---------------------------------------------------------------------------------
+    def encode_question(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """``u^0 = W_q h_T``: ``(B, d)``."""
+        out = self.rnn(self.embed(ids), lengths=lengths)
+        return self.question(self.drop(top_state(out.state, 2 if self.hparams.bidirectional else 1)))
+
+    def image_grid(self, images: Tensor) -> Tensor:
+        """``v_1..v_L``: ``(B, L, d)``."""
+        self.load_pretrained_encoder()
+        return adapt_grid(self.encoder(images)[0], self.norm, self.project, self.hparams.coordinates)
+
+    def forward(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(logits (B, A), attention (B, K, L) or None)``."""
+        u = self.encode_question(batch["ids"], batch["lengths"])
+        if not self.hparams.image:
+            return self.classifier(u), None
+        v = self.image_grid(batch["images"])
+        if self.hparams.attention == "none":
+            return self.classifier(torch.cat([v.mean(1), u], -1)), None
+        hops = []
+        for attend in self.hops:
+            context, p = attend(u, v)       # v~^k = sum_i p^k_i v_i, p^k = softmax_i(w_P^T tanh(W_I v_i + W_Q u^{k-1} + b_A))
+            u = context + u                 # u^k = v~^k + u^{k-1}
+            hops.append(p)
+        return self.classifier(u), torch.stack(hops, 1)
+
+    # ---- inference ---------------------------------------------------------------------------------
+    def image_config(self) -> ImageConfig:
+        """The preprocessing recorded at training time (or the encoder's default)."""
+        if self.hparams.image_config:
+            return ImageConfig(**self.hparams.image_config)
+        return ImageConfig.for_encoder(self.hparams.encoder)
+
+    def display_image(self, image: Any) -> np.ndarray:
+        """The picture as the model sees it (resized and cropped, not normalised), for figures."""
+        return np.asarray(self.image_config().geometric()(as_rgb_image(image)))
+
+    def encode_questions(self, questions: Sequence[str]) -> Tuple[List[List[int]], List[List[str]]]:
+        """Token ids of each question, and the words the model never saw in training (read as
+        ``<unk>``). An empty question, or one longer than ``max_question_len`` tokens (the training
+        limit), is a ``ValueError`` naming it."""
+        ids, unknown = [], []
+        limit = self.hparams.max_question_len
+        for question in questions:
+            if not isinstance(question, str):
+                raise ValueError(f"a question must be a string, got a {type(question).__name__}")
+            encoding = self.tokenizer.encode(question, add_special_tokens=False)
+            if not encoding.ids:
+                raise ValueError(f"the question {question!r} is empty: nothing to answer")
+            if limit is not None and len(encoding.ids) > limit:
+                raise ValueError(f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
+                                 f"{limit} (the longest questions it was trained on): shorten it")
+            ids.append(encoding.ids)
+            unknown.append([question[a:b] for (a, b), i in zip(encoding.offsets, encoding.ids) if i == UNK_ID])
+        return ids, unknown
+
+    def answer_batch(self, batch: Dict[str, Tensor], top: int = 3) -> List[Dict[str, Any]]:
+        """Per example ``{"answer", "probability", "top" [(answer, p)], "attention" (K, L) or None}``."""
+        with evaluating(self):
+            logits, hops = self(batch)
+        probs = torch.softmax(logits.float(), -1)
+        best = probs.topk(min(top, probs.shape[-1]), -1)
+        names = self.hparams.answer_names
+        results = []
+        for b in range(probs.shape[0]):
+            pairs = [(names[int(k)], float(p)) for p, k in zip(best.values[b], best.indices[b])]
+            results.append({"answer": pairs[0][0], "probability": pairs[0][1], "top": pairs,
+                            "attention": None if hops is None else hops[b].float().cpu()})
+        return results
+
+    def predict(self, inputs: Any, batch_size: int = 16, top: int = 3) -> List[Dict[str, Any]]:
+        """Answer ``(image, question)`` pairs (an image: a path, PIL image or uint8 ``(H, W, 3)`` array):
+        ``[{"image", "question", "answer", "probability", "top", "attention" (K, L) or None,
+        "unknown_words"}]``. A single pair may be passed as it is."""
+        self.check_built()
+        if isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], str):
+            inputs = [inputs]
+        pairs = list(inputs)
+        ids, unknown = self.encode_questions([q for _, q in pairs])
+        transform = self.image_config().transform()
+        results: List[Dict[str, Any]] = []
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            rows = ids[start : start + batch_size]
+            lengths = torch.tensor([len(r) for r in rows])
+            padded = torch.full((len(rows), int(lengths.max())), PAD_ID, dtype=torch.long)
+            for k, r in enumerate(rows):
+                padded[k, : len(r)] = torch.tensor(r)
+            batch = {"ids": padded.to(self.device), "lengths": lengths}
+            if self.hparams.image:
+                batch["images"] = torch.stack([transform(as_rgb_image(image)) for image, _ in chunk]).to(self.device)
+            for k, ((image, question), result) in enumerate(zip(chunk, self.answer_batch(batch, top))):
+                name = str(image) if isinstance(image, (str, Path)) else start + k
+                results.append({"image": name, "question": question, **result, "unknown_words": unknown[start + k]})
+        return results
+
+    def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
+        """The dicts of :meth:`predict` for a batch of the datamodule (``index``: the example's position)."""
+        return [{"index": int(i), "question": q, **r} for i, q, r in zip(batch["index"], batch["question"], self.answer_batch(batch))]
+
+    # ---- training and evaluation -------------------------------------------------------------------
+    def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits, _ = self(batch)
+        answered = (batch["answer"] >= 0).sum()
+        loss = F.cross_entropy(logits.float(), batch["answer"], ignore_index=-100) if answered else logits.sum() * 0.0
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["answer"]))
+        return self.global_mean(loss, answered)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval = {"scores": [], "types": [], "measures": {}, "figures": []}
+
+    def on_test_epoch_start(self) -> None:
+        self.on_validation_epoch_start()
+
+    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def _eval_step(self, batch: Dict[str, Tensor], batch_idx: int, split: str) -> None:
+        logits, hops = self(batch)
+        B = len(batch["answer"])
+        if (batch["answer"] >= 0).any():
+            self.log(f"{split}/loss", F.cross_entropy(logits.float(), batch["answer"], ignore_index=-100), sync_dist=True, batch_size=B)
+        choice = logits.argmax(-1)
+        self._eval["scores"].append(batch["answer_scores"].gather(1, choice[:, None])[:, 0].float())
+        self._eval["types"].append(batch["question_type"])
+        predictions = [{"answer": int(c), "attention": None if hops is None else hops[b]} for b, c in enumerate(choice)]
+        for name, values in self.data_measures(batch, predictions).items():
+            self._eval["measures"].setdefault(name, []).extend(values)
+        if split == "val" and batch_idx == 0 and self.hparams.log_images > 0 and hops is not None and not self.trainer.sanity_checking:
+            n = self.hparams.log_images
+            self._eval["figures"] = [(int(i), q, self.hparams.answer_names[int(c)], hops[k].float().cpu())
+                                     for k, (i, q, c) in enumerate(zip(batch["index"][:n], batch["question"][:n], choice[:n]))]
+
+    def _eval_epoch_end(self, split: str) -> Dict[str, float]:
+        if not self._eval.get("scores"):
+            return {}
+        scores = np.asarray(gather_lists(torch.cat(self._eval["scores"]).tolist()))
+        types = np.asarray(gather_lists(torch.cat(self._eval["types"]).tolist()))
+        result = {"acc": float(scores.mean())}
+        for k, name in enumerate(self.hparams.question_types or []):
+            if (types == k).any():
+                result[f"acc_{name}"] = float(scores[types == k].mean())
+        for name, values in sorted(self._eval["measures"].items()):
+            values = gather_lists(values)
+            if values:
+                result[name] = float(np.mean(values))
+        for name, value in result.items():
+            self.log(f"{split}/{name}", value, prog_bar=name == "acc", rank_zero_only=True)
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        result = self._eval_epoch_end("val")
+        if self._eval.get("figures") and self.trainer.is_global_zero:
+            self._log_figures(self._eval["figures"])
+        if result:
+            self.print(f"step {self.global_step}: " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
+
+    def on_test_epoch_end(self) -> None:
+        result = self._eval_epoch_end("test")
+        if result:
+            self.print("test: " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
+
+    def _log_figures(self, figures: List[Tuple[int, str, str, Tensor]]) -> None:
+        preview = getattr(self.datamodule, "preview", None)
+        if preview is None:
+            return
+        pictures, captions = [], []
+        for index, question, answer, hops in figures:
+            try:
+                image = preview("val", index)
+            except (OSError, CorruptImageError) as err:  # the data's file, gone or unreadable: not worth a run
+                warnings.warn(f"no attention figure for validation question {index}: {err}")
+                continue
+            pictures.append(attention_figure_array(image, hop_titles(len(hops)), hops, title=f"{question} -> {answer}"))
+            captions.append(f"{question} -> {answer}")
+        self.log_images("val/attention", pictures, captions)
+
+    # ---- optimisation ------------------------------------------------------------------------------
+    def param_groups(self) -> List[Dict[str, Any]]:
+        """The shared AdamW groups, plus a trainable encoder at ``encoder_lr``."""
+        hp = self.hparams
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad] if self.encoder is not None else []
+        ids = {id(p) for p in encoder}
+        groups = decay_groups([p for p in self.parameters() if p.requires_grad and id(p) not in ids], hp.weight_decay)
+        if encoder:
+            groups.append({"params": encoder, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
+        return groups
+
+
+def hop_titles(hops: int) -> List[str]:
+    """The panel titles of a SAN figure: one per attention hop."""
+    return [f"hop {k + 1}" for k in range(hops)]
