@@ -130,6 +130,7 @@ class ShapesVQA(VQADataModule):
     uint8 (10,000 images of 128 px: 0.5 GB)."""
 
     name = "shapes_vqa"
+    agreement = 1  # one true answer per question: the VQA accuracy is plain accuracy
 
     def __init__(
         self,

@@ -14,8 +14,8 @@ The flow::
              "question_type" (B,), "index", "question" (list of str)}
 
 **The VQA accuracy** (Antol et al. 2015): an answer is right in as far as humans gave it,
-``min(#humans who gave it / 3, 1)`` (:func:`vqa_score`); with one reference answer (ShapesVQA) that is
-plain accuracy. ``answer_scores`` holds it for every vocabulary answer, so a model's accuracy is the
+``min(#humans who gave it / 3, 1)`` (:func:`vqa_score`); a data set with one true answer per question
+(ShapesVQA) sets :attr:`VQADataModule.agreement` to 1, and the score is plain accuracy. ``answer_scores`` holds it for every vocabulary answer, so a model's accuracy is the
 score of its argmax, whatever the data set.
 """
 
@@ -57,9 +57,10 @@ class VQARecord:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def vqa_score(answer: str, human_answers: Sequence[str]) -> float:
-    """The VQA accuracy of ``answer``: ``min(#humans who gave it / 3, 1)``."""
-    return min(sum(a == answer for a in human_answers) / 3.0, 1.0)
+def vqa_score(answer: str, human_answers: Sequence[str], agreement: int = 3) -> float:
+    """The VQA accuracy of ``answer``: ``min(#humans who gave it / 3, 1)`` (``agreement`` = 3, VQA's
+    ten annotators); a data set with one true answer per question uses ``agreement = 1``."""
+    return min(sum(a == answer for a in human_answers) / agreement, 1.0)
 
 
 def answer_vocabulary(records: Sequence[VQARecord], num_answers: int) -> List[str]:
@@ -72,8 +73,10 @@ def answer_vocabulary(records: Sequence[VQARecord], num_answers: int) -> List[st
 class VQADataset(Dataset):
     """Items of one split; ``image(i)`` gives record ``i``'s normalized image tensor."""
 
-    def __init__(self, records: List[VQARecord], ids: List[List[int]], answer_index: Dict[str, int], image, extra=None) -> None:
+    def __init__(self, records: List[VQARecord], ids: List[List[int]], answer_index: Dict[str, int], image, extra=None,
+                 agreement: int = 3) -> None:
         self.records, self.ids, self.answer_index, self.image, self.extra = records, ids, answer_index, image, extra
+        self.agreement = agreement
 
     def __len__(self) -> int:
         return len(self.records)
@@ -82,7 +85,7 @@ class VQADataset(Dataset):
         record = self.records[i]
         counts = Counter(record.answers)
         top = counts.most_common(1)[0][0] if counts else None
-        scores = {self.answer_index[a]: min(n / 3.0, 1.0) for a, n in counts.items() if a in self.answer_index}
+        scores = {self.answer_index[a]: min(n / self.agreement, 1.0) for a, n in counts.items() if a in self.answer_index}
         item = {
             "index": i, "question": record.question, "image": self.image(i),
             "ids": torch.tensor(self.ids[i], dtype=torch.long),
@@ -135,6 +138,8 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
     ``question_types``, ``image_config`` (dict) and ``max_question_len``."""
 
     name = "vqa"
+    #: how many humans must give an answer for it to count fully (VQA: 3 of 10; one true answer: 1)
+    agreement = 3
 
     def __init__(
         self,
@@ -248,7 +253,8 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
                 warnings.warn(f"{split}: skipped {len(ids) - len(keep)} questions with no words after tokenization")
                 records, ids = [records[k] for k in keep], [ids[k] for k in keep]
                 self.records[split] = records
-            self.datasets[split] = VQADataset(records, ids, answer_index, lambda i, s=split: self.image_tensor(s, i), self.item_extra(split))
+            self.datasets[split] = VQADataset(records, ids, answer_index, lambda i, s=split: self.image_tensor(s, i), self.item_extra(split),
+                                              self.agreement)
 
     def loader_options(self) -> Dict[str, Any]:
         return vars(self.opts)
