@@ -32,13 +32,22 @@ def model():
 def test_effects_are_the_differences_of_two_predictions(model):
     result = model.token_effects(TEXT)
     words = TEXT.split()
-    assert result["tokens"] == words and len(result["effects"]) == len(words)
+    assert result["tokens"] == words and len(result["effects"]) == len(words) and result["text_tokens"] == len(words)
     full = model.predict(TEXT)[0]
     assert result["label"] == full["label"] and result["prob"] == pytest.approx(full["probs"][full["label"]], abs=1e-6)
     for t in range(len(words)):
         without = model.predict(" ".join(words[:t] + words[t + 1 :]))[0]["probs"][result["label"]]
         assert result["effects"][t] == pytest.approx(result["prob"] - without, abs=1e-6)
     assert max(abs(e) for e in result["effects"]) > 0.01  # the check above compares numbers that move
+
+
+def test_effects_are_over_the_tokens_the_model_reads(model):
+    model.hparams.text_max_tokens, model.hparams.text_truncation = 4, "head_tail"  # keeps 1 + 3 tokens
+    try:
+        result = model.token_effects(TEXT)
+    finally:
+        model.hparams.text_max_tokens, model.hparams.text_truncation = None, None
+    assert result["tokens"] == ["a", "far", "too", "long"] and len(result["effects"]) == 4 and result["text_tokens"] == 7
 
 
 def test_effects_of_one_token_and_of_no_token(model):

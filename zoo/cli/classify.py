@@ -22,9 +22,11 @@ def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
     coloured by its effect, titled with the model ``name``, the label and what the colours mean."""
     from zoo.viz import token_heatmap_png
 
-    label = result["label"]
+    label, shown = result["label"], len(result["tokens"])
     title = (f"{name}: {label} (p = {result['prob']:.3f}). Each word's background: p({label} | text) - p({label} | text without it)\n"
              f"red = pushed towards {label}, blue = pushed away, white = no effect")
+    if result["text_tokens"] > shown:  # say so, or the seam where truncation joined two parts reads as the text
+        title += f"\nthe model reads {shown} of the text's {result['text_tokens']} tokens (cut as in training)"
     return token_heatmap_png(result["tokens"], result["effects"], path, title)
 
 

@@ -252,14 +252,15 @@ class SequenceClassifier(TaskModule):
         > 0: the token pushed towards ``y*``; < 0: away from it. The full text and its ``T`` deletions go
         through one batched forward pass. Deleting the only token leaves the empty text, which the model
         reads as ``[<unk>]`` (as :meth:`tokenize` does). Returns ``{"text", "tokens", "effects", "label",
-        "prob"}``: the token strings as the model reads them (normalized; a word outside the vocabulary
-        is ``<unk>``), one effect per token, ``y*`` and ``p(y* | w)``. A text with no
+        "prob", "text_tokens"}``: the token strings as the model reads them (normalized; a word outside the vocabulary
+        is ``<unk>``), one effect per token, ``y*``, ``p(y* | w)`` and the text's number of tokens
+        before truncation. A text with no
         tokens (empty, or only markup) is refused (``ValueError``): there is nothing to delete."""
         self.check_built()
         ids = encode_texts(self.tokenizer, [text])[0]
         if not ids:
             raise ValueError(f"text {text[:40]!r} has no tokens (empty, or only markup): nothing to explain")
-        ids = self._cut(ids)
+        text_tokens, ids = len(ids), self._cut(ids)
         deletions = [torch.cat([ids[:t], ids[t + 1 :]]) for t in range(len(ids))]
         deletions = [x if len(x) else torch.tensor([UNK_ID]) for x in deletions]
         probs = self.probabilities([ids, *deletions], batch_size=len(ids) + 1)
@@ -270,6 +271,7 @@ class SequenceClassifier(TaskModule):
             "effects": (probs[0, label] - probs[1:, label]).tolist(),
             "label": self.label_names[label],
             "prob": float(probs[0, label]),
+            "text_tokens": text_tokens,
         }
 
     def stream(self) -> LabelStream:
