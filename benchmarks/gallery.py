@@ -7,8 +7,9 @@ One picture per model, ``<out>/<name>.png``, by its task (made with the commands
 a translator's attention alignment (``zoo translate --alignment``), a captioner's attention panels on a
 held-out ShapesCaptions image (``zoo caption``), a frame classifier's per-frame labels of four
 MovingShapes test clips (``zoo label-frames --strip``), a character LM's own sample text coloured by
-the hidden unit that follows a feature of it best (``zoo visualize``'s unit discovery). A text
-classifier has none. Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
+the hidden unit that follows a feature of it best (``zoo visualize``'s unit discovery), a text
+classifier's leave-one-token-out effects on a short positive and a short negative review, one panel
+above the other (``zoo classify --explain``). Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
 """
 
 from __future__ import annotations
@@ -73,11 +74,28 @@ def language_model(name: str, model: Any, path: Path) -> str:
     return f"{row['feature']}: {row['kind']} unit {row['unit']}, r = {row['r_heldout']:.2f}"
 
 
+def sequence_classifier(name: str, model: Any, path: Path) -> str:
+    from PIL import Image
+
+    from zoo.cli.classify import draw_effects
+    from zoo.hub.models import IMDB_REVIEWS  # the cards' demo reviews: `zoo classify NAME ... --explain` redraws these panels
+
+    results = [model.token_effects(text) for text in IMDB_REVIEWS]
+    with tempfile.TemporaryDirectory() as tmp:
+        panels = [Image.open(draw_effects(r, name, Path(tmp) / f"{i}.png")).convert("RGB") for i, r in enumerate(results)]
+    picture = Image.new("RGB", (max(p.width for p in panels), sum(p.height for p in panels)), "white")
+    for i, panel in enumerate(panels):  # one above the other
+        picture.paste(panel, (0, sum(p.height for p in panels[:i])))
+    picture.save(path)
+    return ", ".join(f"{r['label']} {r['prob']:.3f}" for r in results)
+
+
 PICTURES = {
     "Seq2Seq": translator,
     "ImageCaptioner": captioner,
     "FrameClassifier": frame_classifier,
     "CharLanguageModel": language_model,
+    "SequenceClassifier": sequence_classifier,
 }
 
 

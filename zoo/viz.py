@@ -2,7 +2,8 @@
 
 - Hidden-unit heatmaps (Karpathy, Johnson & Fei-Fei 2015): a text with every character coloured by
   one unit's activation after reading it — red high, blue low, white in the middle — as HTML
-  (:func:`heatmap_html`) and PNG (:func:`heatmap_png`).
+  (:func:`heatmap_html`) and PNG (:func:`heatmap_png`); the same picture over words
+  (:func:`token_heatmap_png`: a classifier's leave-one-token-out effects, ``zoo classify --explain``).
 - Finding interpretable units automatically (:func:`discover_units`): correlate every hidden unit
   and LSTM cell with features of the text (:mod:`zoo.features`) and draw the best unit of each.
 - Gradient-through-time plots (:func:`plot_gradient_curves`) for :mod:`zoo.gradients`.
@@ -73,6 +74,11 @@ def _ink(rgba) -> str:
     return "#000000" if luminance > 0.5 else "#ffffff"
 
 
+def _number(value: float) -> str:
+    """Two decimals, or two significant digits for a scale smaller than 0.01 (not "-0.00 … 0.00")."""
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
+
+
 # ---- HTML --------------------------------------------------------------------------------------
 def heatmap_html(
     text: str,
@@ -115,29 +121,35 @@ def heatmap_html(
 
 
 # ---- PNG ---------------------------------------------------------------------------------------
-def layout(text: str, width: int = 80) -> List[Tuple[int, int]]:
-    """``(row, column)`` of every character when ``text`` is drawn ``width`` columns wide: a newline
-    occupies the cell after its line's last character and then starts a new row; long lines wrap."""
+def layout(text: str | Sequence[str], width: int = 80) -> List[Tuple[int, int]]:
+    """``(row, column)`` where each piece of ``text`` starts when drawn ``width`` columns wide.
+
+    A string's pieces are its characters: a newline occupies the cell after its line's last character
+    and then starts a new row; long lines wrap. A sequence of strings (tokens) keeps each token whole,
+    ``len(token)`` columns and one blank column after it; a token that does not fit in the rest of its
+    row starts the next one (a token longer than a row is cut at the right edge when drawn)."""
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
+    gap = 0 if isinstance(text, str) else 1
     cells, row, col = [], 0, 0
-    for ch in text:
-        if col >= width:
+    for piece in text:
+        if col > 0 and col + len(piece) > width:
             row, col = row + 1, 0
         cells.append((row, col))
-        if ch == "\n":
+        if piece == "\n":
             row, col = row + 1, 0
         else:
-            col += 1
+            col += len(piece) + gap
     return cells
 
 
 CELL_W, CELL_H = 0.09, 0.2  # inches per character cell
-TITLE_H = 0.35  # inches above the text when there is a title
+TITLE_H = 0.35  # inches above the text for a one-line title
+TITLE_LINE_H = 0.18  # inches for each further line of the title
 
 
 def heatmap_png(
-    text: str,
+    text: str | Sequence[str],
     values: Sequence[float],
     path: str | Path,
     vmin: Optional[float] = None,
@@ -148,10 +160,11 @@ def heatmap_png(
     max_rows: Optional[int] = 60,
     dpi: int = 100,
 ) -> Path:
-    """Draw ``text`` in a monospace grid ``width`` columns wide, each character's cell coloured by its
-    value, and save it as a PNG. Rows beyond ``max_rows`` are cut. Without a title, character
-    ``(row, col)`` of :func:`layout` covers pixels ``[col*CELL_W*dpi, (col+1)*CELL_W*dpi)`` ×
-    ``[row*CELL_H*dpi, (row+1)*CELL_H*dpi)``."""
+    """Draw ``text`` in a monospace grid ``width`` columns wide, each piece's cells coloured by its value,
+    and save it as a PNG. The pieces are a string's characters, or the strings of a token sequence
+    (see :func:`layout`); one value per piece. Rows beyond ``max_rows`` are cut. Without a title, the
+    piece at ``(row, col)`` of :func:`layout` covers pixels from ``[col*CELL_W*dpi, ...)`` ×
+    ``[row*CELL_H*dpi, (row+1)*CELL_H*dpi)``, one cell per character. A title may have several lines."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -159,7 +172,8 @@ def heatmap_png(
 
     values = np.asarray(values, dtype=np.float64)
     if len(values) != len(text):
-        raise ValueError(f"{len(text)} characters but {len(values)} values: need one value per character")
+        what = "characters" if isinstance(text, str) else "tokens"
+        raise ValueError(f"{len(text)} {what} but {len(values)} values: need one value per {what[:-1]}")
     if vmin is None or vmax is None:
         lo, hi = value_range(values, kind)
         vmin, vmax = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
@@ -170,9 +184,9 @@ def heatmap_png(
         text, values, cells, rows = text[:keep], values[:keep], cells[:keep], max_rows
     colors = unit_colors(values, vmin, vmax)
     grid = np.ones((rows, width, 4))
-    for (r, c), rgba in zip(cells, colors):
-        grid[r, c] = rgba
-    head = TITLE_H if title else 0.0
+    for piece, (r, c), rgba in zip(text, cells, colors):
+        grid[r, c : c + max(len(piece), 1)] = rgba
+    head = (TITLE_H + TITLE_LINE_H * title.count("\n")) if title else 0.0
     fig_h = rows * CELL_H + head
     fig = plt.figure(figsize=(width * CELL_W, fig_h), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, rows * CELL_H / fig_h))
@@ -181,19 +195,32 @@ def heatmap_png(
     ax.set_ylim(rows, 0)
     ax.axis("off")
     fontsize = CELL_H * 72 * 0.62
-    for ch, (r, c), rgba in zip(text, cells, colors):
-        if ch == " ":
-            continue
-        glyph = NEWLINE_GLYPH if ch == "\n" else ch
-        ink = "#999999" if ch == "\n" else _ink(rgba)
-        ax.text(c + 0.5, r + 0.5, glyph, ha="center", va="center", family="DejaVu Sans Mono", fontsize=fontsize, color=ink)
+    for piece, (r, c), rgba in zip(text, cells, colors):
+        for i, ch in enumerate(piece[: max(width - c, 0)]):
+            if ch == " ":
+                continue
+            glyph = NEWLINE_GLYPH if ch == "\n" else ch
+            ink = "#999999" if ch == "\n" else _ink(rgba)
+            ax.text(c + i + 0.5, r + 0.5, glyph, ha="center", va="center", family="DejaVu Sans Mono", fontsize=fontsize, color=ink)
     if title:
-        fig.text(0.005, 1 - (TITLE_H * 0.5) / fig_h, f"{title}   [blue {vmin:.2f} … red {vmax:.2f}]", va="center", ha="left", fontsize=10)
+        fig.text(0.005, 1 - (head * 0.5) / fig_h, f"{title}   [blue {_number(vmin)} … red {_number(vmax)}]", va="center", ha="left", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def token_heatmap_png(
+    tokens: Sequence[str], values: Sequence[float], path: str | Path, title: str = "", width: int = 80, dpi: int = 150,
+) -> Path:
+    """``tokens`` as words, each on a background coloured by its value on a diverging scale centred at 0
+    and symmetric (``±max |value|``): red > 0, white 0, blue < 0 — e.g. each token's effect on a
+    classifier's prediction (:meth:`zoo.tasks.classifier.SequenceClassifier.token_effects`)."""
+    values = np.asarray(values, dtype=np.float64)
+    biggest = float(np.abs(values).max()) if values.size else 0.0
+    biggest = biggest or 1.0  # all zero: any symmetric range draws them white
+    return heatmap_png(list(tokens), values, path, -biggest, biggest, title, width=width, dpi=dpi)
 
 
 # ---- reading a model's units -------------------------------------------------------------------

@@ -1,10 +1,33 @@
-"""``zoo classify NAME_OR_FOLDER [TEXT ...]``: a label and its probabilities for each text."""
+"""``zoo classify NAME_OR_FOLDER [TEXT ...]``: a label and its probabilities for each text; with
+``--explain FIG.png`` also a picture of which words made the prediction (leave-one-token-out)."""
 
 from __future__ import annotations
 
-from typing import List
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
 
 from zoo.cli import common
+
+
+def explain_paths(path: str, count: int) -> List[Path]:
+    """Where ``--explain PATH`` writes the figures of ``count`` texts: ``PATH`` for the first, then
+    ``stem_1.png``, ``stem_2.png``, ... beside it."""
+    first = Path(path).expanduser()
+    return [first] + [first.with_name(f"{first.stem}_{i}{first.suffix or '.png'}") for i in range(1, count)]
+
+
+def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
+    """Draw the tokens of a :meth:`~zoo.tasks.classifier.SequenceClassifier.token_effects` result, each
+    coloured by its effect, titled with the model ``name``, the label and what the colours mean."""
+    from zoo.viz import token_heatmap_png
+
+    label, shown = result["label"], len(result["tokens"])
+    title = (f"{name}: {label} (p = {result['prob']:.3f}). Each word's background: p({label} | text) - p({label} | text without it)\n"
+             f"red = pushed towards {label}, blue = pushed away, white = no effect")
+    if result["text_tokens"] > shown:  # say so, or the seam where truncation joined two parts reads as the text
+        title += f"\nthe model reads {shown} of the text's {result['text_tokens']} tokens (cut as in training)"
+    return token_heatmap_png(result["tokens"], result["effects"], path, title)
 
 
 def main(argv: List[str]) -> int:
@@ -13,6 +36,10 @@ def main(argv: List[str]) -> int:
         inputs="TEXT", inputs_help="texts to classify; none (or '-') = one text per line of stdin",
     )
     parser.add_argument("--batch_size", type=int, default=64, help="texts classified at once (default 64)")
+    parser.add_argument("--explain", metavar="FIG.png",
+                        help="also draw each text's words (the model's tokens) coloured by how much deleting that word "
+                        "lowers the probability of the predicted label (red: it pushed towards the label, blue: away); "
+                        "one PNG per text: FIG.png for the first, FIG_1.png, FIG_2.png, ... for the next ones")
     args = common.parse(parser, argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -28,6 +55,11 @@ def main(argv: List[str]) -> int:
         else:
             lines = [f"{r['label']}\t" + " ".join(f"{name}={p:.3f}" for name, p in r["probs"].items()) + f"\t{r['text'][:80]}"
                      for r in results]
+        if args.explain:  # every text's effects first: an empty text stops the command before any figure
+            effects = [model.token_effects(text) for text in texts]
+            name = args.model or Path(args.ckpt).name
+            for result, path in zip(effects, explain_paths(args.explain, len(texts))):
+                print(f"wrote {draw_effects(result, name, path)}", file=sys.stderr)
         common.emit(lines, args.output)
         return 0
 

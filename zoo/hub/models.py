@@ -105,6 +105,10 @@ IMDB_SCORER = (
     "truncation to 400 tokens (model.predict, exactly what `zoo classify` does); accuracy of the most "
     "probable label, on the stored weights loaded back to float32."
 )
+# Two short reviews the IMDB models are not sure of at p = 1.000 (leave-one-token-out moves p only where
+# the prediction is not saturated), with words pulling both ways: the demos' --explain and the gallery's.
+IMDB_REVIEWS = ("Slow at first, but the last hour is brilliant.", "Not as good as the first one, and far too long.")
+IMDB_EXPLAIN = " ".join(f'"{review}"' for review in IMDB_REVIEWS) + " --explain fig.png"
 
 IMDB_BIGRU = ModelCard(
     task="binary sentiment classification of movie reviews (neg / pos)",
@@ -114,7 +118,7 @@ IMDB_BIGRU = ModelCard(
     scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8980 with `zoo test --config recipes/imdb_gru.yaml` "
                           "(IMDBDataModule's test loader): storage moved one review of 2,000."),
     evaluate_command="zoo models --evaluate imdb_bigru --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
-    demo='zoo classify imdb_bigru "One of the best films of the year: moving, funny and beautifully acted."',
+    demo="zoo classify imdb_bigru " + IMDB_EXPLAIN,
     recipe="recipes/imdb_gru.yaml",
     command="zoo fit --config recipes/imdb_gru.yaml --data.root ../shared/data/imdb/aclImdb_dev.tar.gz --trainer.enable_progress_bar false",
     export_command="zoo export --ckpt checkpoints/imdb_gru/best-step=880.ckpt --out zoo/pretrained/imdb_bigru --fp16 --int8 embeddings",
@@ -155,7 +159,7 @@ IMDB_BILSTM = ModelCard(
     scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8740 with `zoo test --config recipes/imdb_lstm.yaml` "
                           "(IMDBDataModule's test loader)."),
     evaluate_command="zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
-    demo='zoo classify imdb_bilstm "A dull, lifeless mess. I want my two hours back."',
+    demo="zoo classify imdb_bilstm " + IMDB_EXPLAIN,
     recipe="recipes/imdb_lstm.yaml",
     command="zoo fit --config recipes/imdb_lstm.yaml --data.root ../shared/data/imdb/aclImdb_dev.tar.gz --trainer.enable_progress_bar false",
     export_command="zoo export --ckpt checkpoints/imdb_lstm/best-step=704.ckpt --out zoo/pretrained/imdb_bilstm --fp16 --int8 embeddings",

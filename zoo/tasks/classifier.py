@@ -218,23 +218,61 @@ class SequenceClassifier(TaskModule):
     def tokenize(self, texts: Sequence[str]) -> List[Tensor]:
         """Token ids as the model saw them in training: tokenized, then cut to ``text_max_tokens`` by the
         ``text_truncation`` policy. A text with no tokens (empty, or only markup) becomes ``[<unk>]``."""
+        return [self._cut(x or [UNK_ID]) for x in encode_texts(self.tokenizer, list(texts))]
+
+    def _cut(self, ids: Sequence[int]) -> Tensor:
+        """``ids`` cut to ``text_max_tokens`` by the ``text_truncation`` policy, as in training."""
         hp = self.hparams
-        ids = encode_texts(self.tokenizer, list(texts))
-        return [truncate(torch.tensor(x or [UNK_ID], dtype=torch.long), hp.text_max_tokens, hp.text_truncation or "head_tail") for x in ids]
+        return truncate(torch.tensor(list(ids), dtype=torch.long), hp.text_max_tokens, hp.text_truncation or "head_tail")
+
+    def probabilities(self, encoded: Sequence[Tensor], batch_size: int = 64) -> Tensor:
+        """``p(y | w)`` ``(len(encoded), classes)`` of token id sequences, ``batch_size`` padded sequences
+        per forward pass (padding never changes a prediction: see the module docstring)."""
+        self.check_built()
+        parts = []
+        with evaluating(self):
+            for start in range(0, len(encoded), batch_size):
+                batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
+                parts.append(torch.softmax(self(batch["ids"].to(self.device), batch["lengths"].to(self.device)).float(), -1))
+        return torch.cat(parts) if parts else torch.zeros(0, len(self.label_names))
 
     def predict(self, texts: str | Sequence[str], batch_size: int = 64) -> List[Dict[str, Any]]:
         """Classify raw strings: ``[{"text", "label", "probs": {name: probability}}]``, one per text."""
         self.check_built()
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        results: List[Dict[str, Any]] = []
-        encoded = self.tokenize(texts)
-        with evaluating(self):
-            for start in range(0, len(encoded), batch_size):
-                batch = pad_collate([{"ids": x} for x in encoded[start : start + batch_size]])
-                results.extend(self.predict_step({k: v.to(self.device) for k, v in batch.items()}))
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        results = self._describe(self.probabilities(self.tokenize(texts), batch_size))
         return [{"text": text, **result} for text, result in zip(texts, results)]
+
+    def token_effects(self, text: str) -> Dict[str, Any]:
+        """Leave-one-token-out: how much each of the model's tokens ``w_t`` of ``text`` (after truncation)
+        moves the probability of the predicted label ``y* = argmax_y p(y | w)``::
+
+            effect_t = p(y* | w) - p(y* | w without w_t)
+
+        > 0: the token pushed towards ``y*``; < 0: away from it. The full text and its ``T`` deletions go
+        through one batched forward pass. Deleting the only token leaves the empty text, which the model
+        reads as ``[<unk>]`` (as :meth:`tokenize` does). Returns ``{"text", "tokens", "effects", "label",
+        "prob", "text_tokens"}``: the token strings as the model reads them (normalized; a word outside the vocabulary
+        is ``<unk>``), one effect per token, ``y*``, ``p(y* | w)`` and the text's number of tokens
+        before truncation. A text with no
+        tokens (empty, or only markup) is refused (``ValueError``): there is nothing to delete."""
+        self.check_built()
+        ids = encode_texts(self.tokenizer, [text])[0]
+        if not ids:
+            raise ValueError(f"text {text[:40]!r} has no tokens (empty, or only markup): nothing to explain")
+        text_tokens, ids = len(ids), self._cut(ids)
+        deletions = [torch.cat([ids[:t], ids[t + 1 :]]) for t in range(len(ids))]
+        deletions = [x if len(x) else torch.tensor([UNK_ID]) for x in deletions]
+        probs = self.probabilities([ids, *deletions], batch_size=len(ids) + 1)
+        label = int(probs[0].argmax())
+        return {
+            "text": text,
+            "tokens": [self.tokenizer.id_to_token(int(i)) for i in ids],
+            "effects": (probs[0, label] - probs[1:, label]).tolist(),
+            "label": self.label_names[label],
+            "prob": float(probs[0, label]),
+            "text_tokens": text_tokens,
+        }
 
     def stream(self) -> LabelStream:
         """A running label over a token stream (:class:`zoo.streaming.LabelStream`): ``stream.step(id)``
