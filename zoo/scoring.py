@@ -12,7 +12,9 @@ measures with what the training recipe measures:
 - ``ImageCaptioner``: the task's own test step on ShapesCaptions' held-out seed (exact match, attention
   in box via ``ShapesCaptions.evaluation_measures``, BLEU-1..4 and CIDEr-D via :mod:`zoo.metrics`);
 - ``FrameClassifier``: the task's own test step on MovingShapes' test clips (accuracy on the frames where
-  the disc is hidden, ``memory_acc``, against the frames where it is seen, ``direct_acc``).
+  the disc is hidden, ``memory_acc``, against the frames where it is seen, ``direct_acc``);
+- ``VisualQuestionAnswerer``: the task's own test step on ShapesVQA's held-out seed (accuracy overall and
+  per question type, the last hop's attention in the answer's box via ``ShapesVQA.evaluation_measures``).
 
 ``limit`` scores a slice (the tests' slice checks): the first ``limit`` windows of every stream (char
 LM), reviews of each label (IMDB), sentences, images or clips. The synthetic sets need no data path:
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 __all__ = ["SCORERS", "score", "scorer_for", "score_language_model", "score_imdb", "score_translator",
-           "score_shapes_captions", "score_moving_shapes", "split_metric_name", "recipe_test_scores"]
+           "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name", "recipe_test_scores"]
 
 Scorer = Callable[..., Dict[str, float]]
 
@@ -133,6 +135,18 @@ def score_moving_shapes(model: Any, limit: Optional[int] = None) -> Dict[str, fl
     return {**recipe_test_scores(model, data), "clips": n_test}
 
 
+def score_shapes_vqa(model: Any, limit: Optional[int] = None) -> Dict[str, float]:
+    """The VQA model's test step on the recipe's ShapesVQA (seed 0: the test split is seed 2, scenes and
+    questions never trained on): ``test_acc``, ``test_acc_<type>`` (colour, relation, count, exist),
+    ``test_attn_in_box``, ``test_attn_in_named_box``, ``test_loss``; ``questions`` scored (the first
+    ``limit``). The training questions are generated (not drawn) to rebuild the recipe's vocabulary."""
+    from datamodules.shapes_vqa import ShapesVQA
+
+    n_test = 2000 if limit is None else limit
+    data = ShapesVQA(n_test=n_test, encoder=model.hparams.encoder)  # the defaults are the recipe's
+    return {**recipe_test_scores(model, data), "questions": n_test}
+
+
 #: task class (dotted path) -> its scorer and the data options it reads
 SCORERS: Dict[str, Scorer] = {
     "zoo.tasks.language_model.CharLanguageModel": score_language_model,
@@ -140,6 +154,7 @@ SCORERS: Dict[str, Scorer] = {
     "zoo.tasks.seq2seq.Seq2Seq": score_translator,
     "zoo.tasks.captioner.ImageCaptioner": score_shapes_captions,
     "zoo.tasks.frame_classifier.FrameClassifier": score_moving_shapes,
+    "zoo.tasks.vqa.VisualQuestionAnswerer": score_shapes_vqa,
 }
 
 
