@@ -138,4 +138,4 @@ def test_pretrained_round_trip(data, tmp_path):
     batch = batch_of(data)
     with torch.no_grad():
         torch.testing.assert_close(again(batch)[0], model(batch)[0])
-    assert again.hparams.max_question_len == data.max_question_len and again.hparams.question_types == data.question_types
+    assert again.hparams.question_max_tokens == data.max_question_len and again.hparams.question_types == data.question_types

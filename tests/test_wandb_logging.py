@@ -117,3 +117,25 @@ def test_captioner_logs_metrics_and_its_attention_figures(tmp_path, monkeypatch,
         columns, rows_ = min(5, panels), math.ceil(panels / 5)
         assert picture.shape == (260 * rows_, 240 * columns, 3), caption
         assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50  # an image, not a blank canvas
+
+
+def test_vqa_logs_accuracy_per_type_and_its_hop_figures(tmp_path, monkeypatch, zoo_home_env):
+    """The VQA model logs its accuracy per question type and, during validation, the figure of every
+    attention hop (the image, then one panel per hop; the question and answer as the caption)."""
+    from datamodules.shapes_vqa import ShapesVQA
+    from zoo.tasks.vqa import VisualQuestionAnswerer
+
+    dm = ShapesVQA(n_train=32, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8)
+    model = VisualQuestionAnswerer(encoder="test_resnet", embedding_dim=8, hidden_size=16, feature_dim=16, attention_dim=8,
+                                   classifier_hidden=16, hops=2, log_images=2, warmup_steps=0)
+    run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)
+    rows = history(run_dir)
+    assert {"train/loss", "val/acc", "val/acc_relation", "val/acc_count", "val/attn_in_box"} <= {k for row in rows for k in row}
+    logged = last(rows, "val/attention")
+    pictures = images(run_dir, logged, "val/attention")
+    assert len(pictures) == 2
+    questions = [r.question for r in dm.records["val"][:2]]
+    for picture, caption, question in zip(pictures, logged["val/attention/captions"], questions, strict=True):
+        assert caption.startswith(question + " -> ") and caption.split(" -> ")[1] in dm.answer_names
+        assert picture.shape == (260, 240 * 3, 3)  # the image and two hops
+        assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50

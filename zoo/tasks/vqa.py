@@ -49,7 +49,7 @@ ATTENTION_KINDS = ("stacked", "none")
 
 class VisualQuestionAnswerer(TaskModule):
     data_hparams = {"tokenizer_json": "tokenizer_json", "answer_names": "answer_names", "question_types": "question_types",
-                    "image_config": "image_config", "max_question_len": "max_question_len"}
+                    "image_config": "image_config", "question_max_tokens": "max_question_len"}
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
 
@@ -59,7 +59,7 @@ class VisualQuestionAnswerer(TaskModule):
         answer_names: Optional[List[str]] = None,
         question_types: Optional[List[str]] = None,
         image_config: Optional[Dict[str, Any]] = None,
-        max_question_len: Optional[int] = None,
+        question_max_tokens: Optional[int] = None,
         encoder: str = "test_resnet",
         pretrained: bool = False,
         trainable: bool = True,
@@ -88,7 +88,7 @@ class VisualQuestionAnswerer(TaskModule):
     ) -> None:
         """
         Args:
-            tokenizer_json, answer_names, question_types, image_config, max_question_len: from the
+            tokenizer_json, answer_names, question_types, image_config, question_max_tokens: from the
                 datamodule at setup (``None``), recorded so a checkpoint answers raw questions by itself.
             encoder, pretrained, trainable, weights_path: the timm backbone (:class:`~zoo.encoders.ImageEncoder`).
             image: ``false`` = the question-only baseline (no encoder).
@@ -203,10 +203,10 @@ class VisualQuestionAnswerer(TaskModule):
 
     def encode_questions(self, questions: Sequence[str]) -> Tuple[List[List[int]], List[List[str]]]:
         """Token ids of each question, and the words the model never saw in training (read as
-        ``<unk>``). An empty question, or one longer than ``max_question_len`` tokens (the training
+        ``<unk>``). An empty question, or one longer than ``question_max_tokens`` (the training
         limit), is a ``ValueError`` naming it."""
         ids, unknown = [], []
-        limit = self.hparams.max_question_len
+        limit = self.hparams.question_max_tokens
         for question in questions:
             if not isinstance(question, str):
                 raise ValueError(f"a question must be a string, got a {type(question).__name__}")
