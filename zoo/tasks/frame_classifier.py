@@ -37,7 +37,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from datamodules.loaders import IGNORE, pad_clips
 from datamodules.video_io import read_clip
-from zoo.encoders import ImageEncoder, register_frame_cnn
+from zoo.encoders import ImageEncoder
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, lengths_to_mask, top_state
 from zoo.streaming import FrameStream
@@ -47,7 +47,6 @@ __all__ = ["FrameClassifier"]
 
 TARGETS = ("frame", "clip")
 
-register_frame_cnn()  # `encoder: zoo_frame_cnn` in a recipe or a checkpoint
 
 
 def _frame_size(datamodule: Any) -> Optional[int]:

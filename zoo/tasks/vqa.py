@@ -60,7 +60,7 @@ class VisualQuestionAnswerer(TaskModule):
         question_types: Optional[List[str]] = None,
         image_config: Optional[Dict[str, Any]] = None,
         question_max_tokens: Optional[int] = None,
-        encoder: str = "test_resnet",
+        encoder: str = "zoo_grid_cnn",
         pretrained: bool = False,
         trainable: bool = True,
         weights_path: Optional[str] = None,
