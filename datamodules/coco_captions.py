@@ -18,7 +18,7 @@ from .captions import SPLITS, CaptionDataModule, CaptionRecord
 from .download import DataFormatError, MissingDataError, read_text
 
 __all__ = [
-    "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "missing_coco_images", "read_flickr_token",
+    "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "missing_coco_images", "not_all_there", "read_flickr_token",
     "parquet_split", "read_karpathy_hub", "read_karpathy_json",
 ]
 
@@ -130,6 +130,16 @@ def missing_coco_images(root: Path, folders: Iterable[str] = tuple(COCO_FILES)) 
     return lines
 
 
+
+def not_all_there(what: str, root: Path, lines: List[str], offline_recipe: str) -> MissingDataError:
+    """The error for a data set whose files are not all under ``root``: ``lines`` (one per missing
+    piece: where it goes, how to fetch it, how big it is), then the recipe that needs no download."""
+    return MissingDataError(
+        f"{what} are not (all) in {Path(root).resolve()}. Missing:\n" + "\n".join(lines)
+        + f"\nPut them there (or pass --data.root DIR where they are), then run again. For a run without any download use {offline_recipe}."
+    )
+
+
 KARPATHY_JSON_HELP = (
     "Karpathy's split file dataset_coco.json (from caption_datasets.zip, about 36 MB; its original URL "
     "cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip is gone, copies circulate, e.g. "
@@ -214,11 +224,7 @@ class COCOCaptionsDataModule(CaptionDataModule):
     def read_records(self) -> Dict[str, List[CaptionRecord]]:
         lines = self.missing()
         if lines:
-            raise MissingDataError(
-                f"COCO 2014 captions are not (all) in {self.root.resolve()}. Missing:\n" + "\n".join(lines)
-                + "\nPut them there (or pass --data.root DIR where they are), then run again. "
-                "For a run without any download use recipes/caption_attn_shapes.yaml."
-            )
+            raise not_all_there("COCO 2014 captions", self.root, lines, "recipes/caption_attn_shapes.yaml")
         json_path = Path(self.karpathy_json).expanduser() if self.karpathy_json else self.root / "dataset_coco.json"
         if json_path.is_file():
             return read_karpathy_json(json_path, self.root)

@@ -26,7 +26,6 @@ annotation's ``answer_type``: ``yes/no``, ``number`` or ``other``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -34,12 +33,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pooch
 
-from .coco_captions import missing_coco_images
-from .download import DataFormatError, DownloadError, MissingDataError, extract, fetch, read_text, write_atomic
+from .coco_captions import missing_coco_images, not_all_there
+from .download import DataFormatError, DownloadError, extract, fetch, read_text, write_atomic
 from .vqa import VQADataModule, VQARecord
 
-__all__ = ["VQAv2DataModule", "VQA_V2_FILES", "normalize_answer", "read_vqa_v2"]
+__all__ = ["VQAv2DataModule", "VQA_V2_FILES", "fetch_sized", "normalize_answer", "read_vqa_v2"]
 
 #: Where the official zips are (the VQA download page, visualqa.org/download.html, links here).
 VQA_V2_URL = "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/"
@@ -161,14 +161,6 @@ def _held_out_images(records: Sequence[VQARecord], val_images: Union[int, float]
     return set(np.random.default_rng(seed).permutation(ids)[:count].tolist())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_sized(url: str, size: int, folder: Path) -> Path:
     """``url`` into ``folder`` for a file whose publisher gives no checksum: the size must be ``size``
     (else the file is removed and it is a :class:`DownloadError`); the sha256 of the first good copy is
@@ -178,14 +170,15 @@ def fetch_sized(url: str, size: int, folder: Path) -> Path:
     problem = None
     if path.stat().st_size != size:
         problem = f"it has {path.stat().st_size:,} bytes, the published file {size:,}"
-    elif recorded.is_file() and recorded.read_text().split()[0] != _sha256(path):
+    elif recorded.is_file() and recorded.read_text().split()[0] != pooch.file_hash(str(path), alg="sha256"):
         problem = f"its sha256 differs from the one recorded at the first download ({recorded})"
     if problem:
         path.unlink()
         raise DownloadError(f"refusing {url}: {problem}; it was removed (nothing left at {path}). Download it again, "
                             "or place a good copy there by hand")
     if not recorded.is_file():
-        write_atomic(recorded, f"{_sha256(path)}  {path.name}\n".encode())
+        digest = pooch.file_hash(str(path), alg="sha256")
+        write_atomic(recorded, f"{digest}  {path.name}\n".encode())
     return path
 
 
@@ -250,11 +243,7 @@ class VQAv2DataModule(VQADataModule):
     def read_records(self) -> Dict[str, List[VQARecord]]:
         lines = self.missing()
         if lines:
-            raise MissingDataError(
-                f"VQA v2 is not (all) in {self.root.resolve()}. Missing:\n" + "\n".join(lines)
-                + "\nPut them there (or pass --data.root DIR where they are), then run again. "
-                "For a run without any download use recipes/vqa_shapes_san.yaml."
-            )
+            raise not_all_there("VQA v2 files", self.root, lines, "recipes/vqa_shapes_san.yaml")
         train = read_vqa_v2(self.json_file("train2014", "questions"), self.json_file("train2014", "annotations"),
                             self.root / "train2014", "COCO_train2014_")
         held_out = _held_out_images(train, self.val_images, self.opts.seed)
