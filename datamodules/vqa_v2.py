@@ -98,9 +98,9 @@ def normalize_answer(answer: str) -> str:
     - lower case; number words zero..ten (and "none") become digits; articles a/an/the are dropped;
     - apostrophe-less contractions get their apostrophe back (``dont`` -> ``don't``).
 
-    The official script normalizes the human answers only when they disagree, and then only their
-    punctuation; here every answer gets the whole treatment, so training targets and predictions are
-    compared in one form (the usual preprocessing for VQA training)."""
+    The official script normalizes the human answers only when they disagree (its copies differ on
+    whether the punctuation step alone or both steps); here every answer gets both, so training targets
+    and predictions are compared in one form (the usual preprocessing for VQA training)."""
     text = answer.replace("\n", " ").replace("\t", " ").strip()
     out = text
     for p in _PUNCT:
