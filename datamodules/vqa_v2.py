@@ -240,10 +240,15 @@ class VQAv2DataModule(VQADataModule):
                              f"unzip {zip_name} -d {self.root}   (or pass --data.download true)")
         return lines + missing_coco_images(self.root)
 
-    def read_records(self) -> Dict[str, List[VQARecord]]:
+    def prepare_data(self) -> None:
+        """Fetch what ``download`` allows and check that every file is there, without parsing the
+        JSON (600 MB: ``setup`` reads it once)."""
         lines = self.missing()
         if lines:
             raise not_all_there("VQA v2 files", self.root, lines, "recipes/vqa_shapes_san.yaml")
+
+    def read_records(self) -> Dict[str, List[VQARecord]]:
+        self.prepare_data()
         train = read_vqa_v2(self.json_file("train2014", "questions"), self.json_file("train2014", "annotations"),
                             self.root / "train2014", "COCO_train2014_")
         held_out = _held_out_images(train, self.val_images, self.opts.seed)

@@ -172,6 +172,7 @@ def test_malformed_json_names_the_file_and_key(vqa_root) -> None:
     doc = json.loads(path.read_text())
     del doc["annotations"][4]["answer_type"]
     path.write_text(json.dumps(doc))
+    datamodule(vqa_root).prepare_data()  # checks that the files are there; the JSON is parsed once, at setup
     with pytest.raises(DataFormatError, match=rf"{path}: annotations\[4\] lacks the key 'answer_type'"):
         datamodule(vqa_root).setup("fit")
     path.write_text('{"annotations": [')
