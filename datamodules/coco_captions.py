@@ -18,7 +18,7 @@ from .captions import SPLITS, CaptionDataModule, CaptionRecord
 from .download import DataFormatError, MissingDataError, read_text
 
 __all__ = [
-    "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "read_flickr_token",
+    "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "missing_coco_images", "not_all_there", "read_flickr_token",
     "parquet_split", "read_karpathy_hub", "read_karpathy_json",
 ]
 
@@ -115,6 +115,31 @@ COCO_FILES = {
     "train2014": ("http://images.cocodataset.org/zips/train2014.zip", "13 GB", "82,783 images"),
     "val2014": ("http://images.cocodataset.org/zips/val2014.zip", "6.2 GB", "40,504 images"),
 }
+
+
+def missing_coco_images(root: Path, folders: Iterable[str] = tuple(COCO_FILES)) -> List[str]:
+    """A line per COCO 2014 image folder (``train2014``, ``val2014``) absent or empty under ``root``:
+    the folder, its image count, the command that fetches it and its size (the images are never
+    downloaded automatically: 19 GB)."""
+    lines = []
+    for folder in folders:
+        url, size, count = COCO_FILES[folder]
+        path = Path(root) / folder
+        if not path.is_dir() or not any(path.iterdir()):
+            lines.append(f"  - {path}/ ({count}): wget {url}  ({size})  &&  unzip {Path(url).name} -d {root}")
+    return lines
+
+
+
+def not_all_there(what: str, root: Path, lines: List[str], offline_recipe: str) -> MissingDataError:
+    """The error for a data set whose files are not all under ``root``: ``lines`` (one per missing
+    piece: where it goes, how to fetch it, how big it is), then the recipe that needs no download."""
+    return MissingDataError(
+        f"{what} are not (all) in {Path(root).resolve()}. Missing:\n" + "\n".join(lines)
+        + f"\nPut them there (or pass --data.root DIR where they are), then run again. For a run without any download use {offline_recipe}."
+    )
+
+
 KARPATHY_JSON_HELP = (
     "Karpathy's split file dataset_coco.json (from caption_datasets.zip, about 36 MB; its original URL "
     "cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip is gone, copies circulate, e.g. "
@@ -187,11 +212,7 @@ class COCOCaptionsDataModule(CaptionDataModule):
 
     def missing(self) -> List[str]:
         """Human-readable lines for what is missing, empty when all is in place."""
-        lines = []
-        for folder, (url, size, count) in COCO_FILES.items():
-            path = self.root / folder
-            if not path.is_dir() or not any(path.iterdir()):
-                lines.append(f"  - {path}/ ({count}): wget {url}  ({size})  &&  unzip {Path(url).name} -d {self.root}")
+        lines = missing_coco_images(self.root)
         json_path = Path(self.karpathy_json).expanduser() if self.karpathy_json else self.root / "dataset_coco.json"
         if not json_path.is_file():
             if not self.karpathy_hub:
@@ -203,11 +224,7 @@ class COCOCaptionsDataModule(CaptionDataModule):
     def read_records(self) -> Dict[str, List[CaptionRecord]]:
         lines = self.missing()
         if lines:
-            raise MissingDataError(
-                f"COCO 2014 captions are not (all) in {self.root.resolve()}. Missing:\n" + "\n".join(lines)
-                + "\nPut them there (or pass --data.root DIR where they are), then run again. "
-                "For a run without any download use recipes/caption_attn_shapes.yaml."
-            )
+            raise not_all_there("COCO 2014 captions", self.root, lines, "recipes/caption_attn_shapes.yaml")
         json_path = Path(self.karpathy_json).expanduser() if self.karpathy_json else self.root / "dataset_coco.json"
         if json_path.is_file():
             return read_karpathy_json(json_path, self.root)
