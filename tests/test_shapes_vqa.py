@@ -83,7 +83,7 @@ def test_datamodule_batches(shapes_vqa):
     assert dm.answer_names and sorted(dm.answer_names) == sorted(a for answers in TYPE_ANSWERS.values() for a in answers)
     assert dm.question_types == list(QUESTION_TYPES)
     batch = next(iter(dm.val_dataloader()))
-    assert batch["images"].shape == (8, 3, 128, 128) and batch["ids"].shape[0] == 8
+    assert batch["images"].shape == (8, 3, 64, 64) and batch["ids"].shape[0] == 8
     # one true answer: its score is 1, every other 0, and it is the training target
     assert torch.equal(batch["answer_scores"].argmax(1), batch["answer"]) and torch.equal(batch["answer_scores"].sum(1), torch.ones(8))
     assert batch["target_boxes"].shape[-1] == 4
@@ -95,7 +95,7 @@ def test_datamodule_batches(shapes_vqa):
         assert dm.question_types[int(batch["question_type"][b])] == record.question_type
         assert int(batch["target_boxes_mask"][b].sum()) == len(record.extra["targets"])
     # the preview is the image the model sees (no resize for ShapesVQA)
-    assert dm.preview("val", 0).shape == (128, 128, 3)
+    assert dm.preview("val", 0).shape == (64, 64, 3)
 
 
 def test_majority_rates_are_the_balanced_rates(shapes_vqa):
