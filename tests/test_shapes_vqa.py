@@ -112,7 +112,8 @@ def test_attention_in_box_measures(shapes_vqa):
         grid_target = torch.zeros(2, L)
         boxes = batch["target_boxes"][b, : int(batch["target_boxes_mask"][b].sum())]
         named = batch["named_boxes"][b, : int(batch["named_boxes_mask"][b].sum())]
-        cell = lambda box: int((box[1] + box[3]) / 2 // 32) * 4 + int((box[0] + box[2]) / 2 // 32)  # noqa: E731
+        side = dm.scene_args["image_size"] / 4  # a layout cell, in pixels
+        cell = lambda box: int((box[1] + box[3]) / 2 // side) * 4 + int((box[0] + box[2]) / 2 // side)  # noqa: E731
         if len(boxes):
             grid_target[1, cell(boxes[0])] = 1.0
         if len(named):
