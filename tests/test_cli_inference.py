@@ -277,3 +277,42 @@ def test_registered_names_work_like_folders(tmp_path):
     records = json_lines(ok(zoo("classify", "imdb_bigru", "A wonderful, moving film.", "Dull and far too long.",
                                 "--json", cwd=tmp_path)).stdout)
     assert [r["label"] for r in records] == ["pos", "neg"]
+
+
+# ---- visual question answering: answer ------------------------------------------------------------
+def test_answer(tmp_path):
+    from datamodules.shapes_vqa import ShapesVQA
+    from zoo.tasks.vqa import VisualQuestionAnswerer
+
+    dm = ShapesVQA(n_train=32, n_val=8, n_test=8, batch_size=8)
+    model = VisualQuestionAnswerer(embedding_dim=8, hidden_size=16, feature_dim=16, attention_dim=8, classifier_hidden=16,
+                                   hops=2, dropout=0.0, log_images=0)
+    folder, ckpt = fit_and_save(model, dm, tmp_path / "model")
+
+    # no image at hand: --draw-example writes a held-out ShapesVQA image and says its question
+    image = tmp_path / "shapes.png"
+    run = ok(zoo("answer", "--draw-example", str(image), cwd=tmp_path))
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "true answer" in run.stderr
+    figure = tmp_path / "hops.png"
+    run = ok(zoo("answer", str(folder), str(image), "what colour is the circle?", "--json", "--top", "2", "--output", str(figure), cwd=tmp_path))
+    [record] = json_lines(run.stdout)
+    assert record["answer"] in dm.answer_names and len(record["top"]) == 2 and record["figure"] == str(figure)
+    assert record["top"][0] == [record["answer"], pytest.approx(record["probability"], abs=1e-4)]
+    from PIL import Image
+
+    assert Image.open(figure).size == (720, 260)  # the image and one panel per hop
+    # --ckpt, several questions from stdin, an unknown word noted; --output is then a folder
+    run = ok(zoo("answer", "--ckpt", str(ckpt), str(image), "--output", str(tmp_path / "figs"), cwd=tmp_path,
+                 stdin="is there a red square?\nhow many purple shapes are there?\n"))
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].split("\t")[2] == "how many purple shapes are there?"
+    assert "'purple' never appeared in the training questions" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["shapes_q1.png", "shapes_q2.png"]
+    # bad input: each one line on stderr and exit status 2
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    for args, message in [((str(bad), "what colour is the circle?"), "bad.png"), ((str(image), "  "), "empty"), ((str(image), "?!"), "no word this model knows"),
+                          ((str(image), "what " * 20), "reads at most 12"), ((str(tmp_path / "gone.png"), "is there a red square?"), "gone.png"),
+                          ((str(image),), "no question")]:
+        run = zoo("answer", str(folder), *args, cwd=tmp_path, stdin="")
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)

@@ -121,6 +121,8 @@ def test_predict_and_its_bad_inputs(data, tmp_path):
     assert odd["unknown_words"] == ["purple", "hexagon"]
     with pytest.raises(ValueError, match="empty"):
         model.predict((image, "  "))
+    with pytest.raises(ValueError, match="no word this model knows"):
+        model.predict((image, "¿qué color tiene el círculo?"))
     with pytest.raises(ValueError, match="reads at most 12"):
         model.predict((image, "what " * 13 + "?"))
     bad = tmp_path / "bad.png"

@@ -203,8 +203,8 @@ class VisualQuestionAnswerer(TaskModule):
 
     def encode_questions(self, questions: Sequence[str]) -> Tuple[List[List[int]], List[List[str]]]:
         """Token ids of each question, and the words the model never saw in training (read as
-        ``<unk>``). An empty question, or one longer than ``question_max_tokens`` (the training
-        limit), is a ``ValueError`` naming it."""
+        ``<unk>``). An empty question, one with no word the model knows (punctuation aside), or one
+        longer than ``question_max_tokens`` (the training limit) is a ``ValueError`` naming it."""
         ids, unknown = [], []
         limit = self.hparams.question_max_tokens
         for question in questions:
@@ -213,11 +213,16 @@ class VisualQuestionAnswerer(TaskModule):
             encoding = self.tokenizer.encode(question, add_special_tokens=False)
             if not encoding.ids:
                 raise ValueError(f"the question {question!r} is empty: nothing to answer")
+            pieces = [question[a:b] for a, b in encoding.offsets]
+            if all(i == UNK_ID for piece, i in zip(pieces, encoding.ids) if any(c.isalnum() for c in piece)):
+                # not one known word (punctuation aside): the answer would be the answers' prior, not an answer
+                raise ValueError(f"the question {question[:80]!r} has no word this model knows (its training questions' "
+                                 "vocabulary): nothing to answer")
             if limit is not None and len(encoding.ids) > limit:
                 raise ValueError(f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
                                  f"{limit} (the longest questions it was trained on): shorten it")
             ids.append(encoding.ids)
-            unknown.append([question[a:b] for (a, b), i in zip(encoding.offsets, encoding.ids) if i == UNK_ID])
+            unknown.append([piece for piece, i in zip(pieces, encoding.ids) if i == UNK_ID])
         return ids, unknown
 
     def answer_batch(self, batch: Dict[str, Tensor], top: int = 3) -> List[Dict[str, Any]]:
