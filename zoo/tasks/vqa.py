@@ -2,7 +2,9 @@
 
 The question is read by a recurrent network (any cell of :class:`~zoo.recurrent.Recurrent`, packed
 lengths); the image by a timm encoder as a grid ``v_1..v_L`` of ``d``-dimensional locations (each
-location's features, with its (x, y), through a learned projection: :func:`zoo.encoders.grid_adapter`).
+location's features, with its (x, y), through a learned projection, :func:`zoo.encoders.grid_adapter`,
+and its (x, y) kept as its last two numbers: a hop's context then says *where* it looked, which the
+next hop needs to ask for "the shape left of the red circle").
 Stacked attention (Yang et al. 2016, SAN, eqs. 15-19), hop ``k = 1..K``::
 
     u^0     = W_q h_T                                      the question vector (top layer's final state)
@@ -37,7 +39,7 @@ from torch import Tensor, nn
 from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
 from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
 from zoo.attention import Attention
-from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter
+from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter, grid_coordinates
 from zoo.metrics import gather_lists
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, top_state
@@ -96,7 +98,10 @@ class VisualQuestionAnswerer(TaskModule):
             hops: K, the attention layers of SAN (the paper: 2).
             cell, embedding_dim, hidden_size, num_layers, bidirectional: the question encoder.
             feature_dim: d, the size of each image location and of the question vector ``u``.
-            feature_layers, coordinates: the projection of each location (see :func:`zoo.encoders.grid_adapter`).
+            feature_layers: the projection of each location (see :func:`zoo.encoders.grid_adapter`).
+            coordinates: each location's (x, y) in [-1, 1] goes into its projection *and* is kept as the
+                last two of its ``d`` numbers, so a hop's context carries where it looked and the next
+                hop can ask for a place relative to it ("left of the red circle").
             attention_dim: width of each hop's ``h_A``.
             classifier_hidden: the answer MLP's hidden layer (0 = a linear classifier, as in SAN).
             dropout: on the question vector and in the classifier.
@@ -127,7 +132,7 @@ class VisualQuestionAnswerer(TaskModule):
         self.drop = nn.Dropout(hp.dropout)
         width = d
         if hp.image:
-            self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d, hp.feature_layers, hp.coordinates)
+            self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d - 2 if hp.coordinates else d, hp.feature_layers, hp.coordinates)
             if hp.attention == "stacked":
                 self.hops = nn.ModuleList(Attention(d, d, "additive", hp.attention_dim) for _ in range(hp.hops))
             else:
@@ -173,7 +178,10 @@ class VisualQuestionAnswerer(TaskModule):
     def image_grid(self, images: Tensor) -> Tensor:
         """``v_1..v_L``: ``(B, L, d)``."""
         self.load_pretrained_encoder()
-        return adapt_grid(self.encoder(images)[0], self.norm, self.project, self.hparams.coordinates)
+        v = adapt_grid(self.encoder(images)[0], self.norm, self.project, self.hparams.coordinates)
+        if self.hparams.coordinates:  # (x, y) kept as they are: the place a hop attends is in its context
+            v = torch.cat([v, grid_coordinates(v.shape[1], v).expand(v.shape[0], -1, -1)], -1)
+        return v
 
     def forward(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """``(logits (B, A), attention (B, K, L) or None)``."""
