@@ -9,7 +9,8 @@ held-out ShapesCaptions image (``zoo caption``), a frame classifier's per-frame 
 MovingShapes test clips (``zoo label-frames --strip``), a character LM's own sample text coloured by
 the hidden unit that follows a feature of it best (``zoo visualize``'s unit discovery), a text
 classifier's leave-one-token-out effects on a short positive and a short negative review, one panel
-above the other (``zoo classify --explain``). Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
+above the other (``zoo classify --explain``), a VQA model's attention hops on two held-out ShapesVQA
+questions (``zoo answer --output``). Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
 """
 
 from __future__ import annotations
@@ -90,12 +91,43 @@ def sequence_classifier(name: str, model: Any, path: Path) -> str:
     return ", ".join(f"{r['label']} {r['prob']:.3f}" for r in results)
 
 
+def question_answerer(name: str, model: Any, path: Path) -> str:
+    """Two held-out ShapesVQA questions (a colour and a relation question), each as ``zoo answer
+    --output`` draws it: the image, then where each attention hop looked; stacked in one PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from datamodules.shapes_captions import render_shapes
+    from datamodules.shapes_vqa import shapes_question
+    from zoo.tasks.vqa import hop_titles
+    from zoo.viz import attention_figure, figure_array
+
+    rows, said = [], []
+    for index in (0, 1):  # ShapesVQA(seed=0)'s test split is seed 2: example 0 asks a colour, 1 a relation
+        objects, scene, (question, truth, _, _) = shapes_question(2, index)
+        image = np.asarray(render_shapes(objects, 2, scene, model.image_config().size))
+        result = model.predict((image, question))[0]
+        title = f"{question} -> {result['answer']} (p = {result['probability']:.2f}; true: {truth})"
+        rows.append(figure_array(attention_figure(model.display_image(image), hop_titles(len(result["attention"])),
+                                                  result["attention"], title=title)))
+        said.append(f"{question} {result['answer']}")
+    width = max(r.shape[1] for r in rows)
+    canvas = np.full((sum(r.shape[0] for r in rows), width, 3), 255, dtype=np.uint8)
+    top = 0
+    for r in rows:
+        canvas[top : top + r.shape[0], : r.shape[1]] = r
+        top += r.shape[0]
+    Image.fromarray(canvas).save(path)
+    return "; ".join(said)
+
+
 PICTURES = {
     "Seq2Seq": translator,
     "ImageCaptioner": captioner,
     "FrameClassifier": frame_classifier,
     "CharLanguageModel": language_model,
     "SequenceClassifier": sequence_classifier,
+    "VisualQuestionAnswerer": question_answerer,
 }
 
 

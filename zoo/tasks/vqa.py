@@ -69,6 +69,7 @@ class VisualQuestionAnswerer(TaskModule):
         image: bool = True,
         attention: str = "stacked",
         hops: int = 2,
+        score: str = "additive",
         cell: str = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 256,
@@ -96,6 +97,8 @@ class VisualQuestionAnswerer(TaskModule):
             image: ``false`` = the question-only baseline (no encoder).
             attention: ``stacked`` (SAN, ``hops`` hops) | ``none`` (pooled image + question).
             hops: K, the attention layers of SAN (the paper: 2).
+            score: each hop's attention score: ``additive`` (SAN's ``w_P^T tanh(W_I v_i + W_Q u)``) or
+                ``general`` (Luong et al.'s bilinear ``u^T W v_i``; see :mod:`zoo.attention`).
             cell, embedding_dim, hidden_size, num_layers, bidirectional: the question encoder.
             feature_dim: d, the size of each image location and of the question vector ``u``.
             feature_layers: the projection of each location (see :func:`zoo.encoders.grid_adapter`).
@@ -134,7 +137,7 @@ class VisualQuestionAnswerer(TaskModule):
         if hp.image:
             self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d - 2 if hp.coordinates else d, hp.feature_layers, hp.coordinates)
             if hp.attention == "stacked":
-                self.hops = nn.ModuleList(Attention(d, d, "additive", hp.attention_dim) for _ in range(hp.hops))
+                self.hops = nn.ModuleList(Attention(d, d, hp.score, hp.attention_dim) for _ in range(hp.hops))
             else:
                 width = 2 * d
         A = len(hp.answer_names)
