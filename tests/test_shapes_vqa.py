@@ -17,6 +17,9 @@ def true_answer(objects, question: str) -> str:
     if question.startswith("what colour is the"):
         [obj] = [o for o in objects if o.kind == words[-1]]
         return obj.colour
+    if question.startswith("what shape is the"):
+        [obj] = [o for o in objects if o.colour == words[-2]]
+        return obj.kind
     if question.startswith("how many"):
         return str(sum(o.colour == words[2] for o in objects))
     if question.startswith("is there a"):
@@ -35,9 +38,11 @@ def test_every_question_is_answered_right_and_points_at_its_objects():
     for i in range(400):
         objects, _, (question, answer, targets, named) = shapes_question(5, i)
         assert answer == true_answer(objects, question), (i, question)
-        kind = QUESTION_TYPES[i % 4]
+        kind = QUESTION_TYPES[i % len(QUESTION_TYPES)]
         if kind == "colour":
             assert [objects[k].kind for k in targets] == [question.split()[-1].rstrip("?")] and targets == named
+        elif kind == "shape":
+            assert [objects[k].colour for k in targets] == [question.split()[-2]] and targets == named
         elif kind == "relation":
             assert objects[targets[0]].kind == answer and len(named) == 1 and named != targets
         elif kind == "count":
@@ -48,9 +53,9 @@ def test_every_question_is_answered_right_and_points_at_its_objects():
 
 def test_answers_are_balanced_per_type_and_deterministic():
     counts = Counter()
-    for i in range(4 * 12 * 3):
+    for i in range(len(QUESTION_TYPES) * 12 * 3):
         _, _, (_, answer, _, _) = shapes_question(0, i)
-        counts[(QUESTION_TYPES[i % 4], answer)] += 1
+        counts[(QUESTION_TYPES[i % len(QUESTION_TYPES)], answer)] += 1
     for kind, answers in TYPE_ANSWERS.items():
         assert {counts[(kind, a)] for a in answers} == {36 // len(answers)}, kind
     assert shapes_question(0, 17)[2] == shapes_question(0, 17)[2]
@@ -73,14 +78,14 @@ def test_ambiguous_questions_are_never_asked():
 
 @pytest.fixture(scope="module")
 def shapes_vqa():
-    dm = ShapesVQA(n_train=64, n_val=16, n_test=48, batch_size=8)  # 12 a type: every answer equally often
+    dm = ShapesVQA(n_train=64, n_val=16, n_test=60, batch_size=8)  # 12 a type: every answer equally often
     dm.setup()
     return dm
 
 
 def test_datamodule_batches(shapes_vqa):
     dm = shapes_vqa
-    assert dm.answer_names and sorted(dm.answer_names) == sorted(a for answers in TYPE_ANSWERS.values() for a in answers)
+    assert dm.answer_names and sorted(dm.answer_names) == sorted({a for answers in TYPE_ANSWERS.values() for a in answers})
     assert dm.question_types == list(QUESTION_TYPES)
     batch = next(iter(dm.val_dataloader()))
     assert batch["images"].shape == (8, 3, 64, 64) and batch["ids"].shape[0] == 8
@@ -135,4 +140,4 @@ def test_attention_in_box_measures(shapes_vqa):
 def test_bad_settings():
     with pytest.raises(ValueError, match="max_objects"):
         ShapesVQA(max_objects=1)
-    assert set(SHAPE_COLOURS) == set(TYPE_ANSWERS["colour"]) and set(SHAPE_KINDS) == set(TYPE_ANSWERS["relation"])
+    assert set(SHAPE_COLOURS) == set(TYPE_ANSWERS["colour"]) and set(SHAPE_KINDS) == set(TYPE_ANSWERS["relation"]) == set(TYPE_ANSWERS["shape"])
