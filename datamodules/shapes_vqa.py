@@ -2,7 +2,8 @@
 
 The images are ShapesCaptions' (:func:`~datamodules.shapes_captions.shapes_scene` and
 :func:`~datamodules.shapes_captions.render_shapes`: coloured circles, squares and triangles, one per
-cell of a 4 x 4 layout), with 1-``max_objects`` objects. Five question types, one fifth each:
+cell of a 4 x 4 layout), with 1-``max_objects`` objects. Five question types; a third of the questions
+are relations, the hardest, a sixth each of the others (:data:`TYPE_CYCLE`):
 
 =============  ==============================================  =====================================
 type           question                                        answers
@@ -25,7 +26,7 @@ Every question has exactly one right answer: a ``colour`` question is asked only
 holds once (a ``shape`` question of a colour it holds once); a ``relation`` names an object the image holds once and asks for the *nearest* object in
 that direction in its row (left/right) or column (above/below).
 
-**Balanced answers.** Example ``i`` first takes its type (``i mod 5``) and its answer (the type's
+**Balanced answers.** Example ``i`` first takes its type (:func:`question_type`) and its answer (the type's
 answers in turn, so each is equally common), then draws scenes until one has a question of that type with that answer
 and picks one of those questions at random. So the question's words say nothing of the answer: a
 model that reads only the question stays at the majority rate of each type (25%, 33%, 33%, 25%, 50%; the
@@ -52,7 +53,7 @@ from torch import Tensor
 from .shapes_captions import SHAPE_COLOURS, SHAPE_KINDS, ShapeObject, attention_in_box, render_shapes, shapes_scene
 from .vqa import VQADataModule, VQARecord
 
-__all__ = ["QUESTION_TYPES", "ShapesVQA", "TYPE_ANSWERS", "shapes_question", "shapes_questions"]
+__all__ = ["QUESTION_TYPES", "ShapesVQA", "TYPE_ANSWERS", "TYPE_CYCLE", "question_type", "shapes_question", "shapes_questions"]
 
 QUESTION_TYPES: Tuple[str, ...] = ("colour", "shape", "relation", "count", "exist")
 TYPE_ANSWERS: Dict[str, Tuple[str, ...]] = {
@@ -62,6 +63,8 @@ TYPE_ANSWERS: Dict[str, Tuple[str, ...]] = {
     "count": ("0", "1", "2", "3"),
     "exist": ("yes", "no"),
 }
+#: The types of examples 0, 1, 2, ... in turn: relations, the hardest, twice as often as the others.
+TYPE_CYCLE: Tuple[str, ...] = ("colour", "relation", "shape", "count", "relation", "exist")
 #: direction -> (same row or column, the step in the other coordinate that leads away from the reference)
 RELATIONS: Dict[str, Tuple[str, int]] = {"left of": ("row", -1), "right of": ("row", 1), "above": ("col", -1), "below": ("col", 1)}
 SHAPES_VQA_VERSION = 1
@@ -119,13 +122,20 @@ def shapes_questions(objects: Sequence[ShapeObject], kind: str) -> List[Tuple[st
     return questions
 
 
-def shapes_question(seed: int, index: int, image_size: int = 128, layout: int = 4, max_objects: int = 5) -> Tuple[List[ShapeObject], int, Tuple[str, str, List[int], List[int]]]:
+def question_type(index: int) -> str:
+    """The type of example ``index`` (:data:`TYPE_CYCLE` in turn)."""
+    return TYPE_CYCLE[index % len(TYPE_CYCLE)]
+
+
+def shapes_question(seed: int, index: int, image_size: int = 64, layout: int = 4, max_objects: int = 5) -> Tuple[List[ShapeObject], int, Tuple[str, str, List[int], List[int]]]:
     """Example ``index`` of the set drawn with ``seed``: ``(objects, scene index, (question, answer,
     targets, named))``. The scene index is the one to render the image with
     (:func:`~datamodules.shapes_captions.render_shapes`)."""
-    kind = QUESTION_TYPES[index % len(QUESTION_TYPES)]
+    kind = question_type(index)
     answers = TYPE_ANSWERS[kind]
-    answer = answers[(index // len(QUESTION_TYPES)) % len(answers)]  # every answer equally often
+    # the how-many-th question of its type this is: its answers come in turn, each equally often
+    seen = (index // len(TYPE_CYCLE)) * TYPE_CYCLE.count(kind) + TYPE_CYCLE[: index % len(TYPE_CYCLE)].count(kind)
+    answer = answers[seen % len(answers)]
     rng = np.random.default_rng([seed, index, 7])
     for draw in range(_MAX_DRAWS):
         scene = index * _MAX_DRAWS + draw
@@ -188,7 +198,7 @@ class ShapesVQA(VQADataModule):
             seed, rows = self.split_seeds[split], []
             for i in range(n):
                 objects, scene, (question, answer, targets, named) = shapes_question(seed, i, **self.scene_args)
-                rows.append(VQARecord(scene, question, [answer], QUESTION_TYPES[i % len(QUESTION_TYPES)], f"{seed}:{i}",
+                rows.append(VQARecord(scene, question, [answer], question_type(i), f"{seed}:{i}",
                                       {"objects": objects, "targets": targets, "named": named}))
             records[split] = rows
         return records
