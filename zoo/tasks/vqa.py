@@ -78,7 +78,6 @@ class VisualQuestionAnswerer(TaskModule):
         feature_dim: int = 256,
         feature_layers: int = 1,
         coordinates: bool = True,
-        coordinate_scale: float = 4.0,
         attention_dim: int = 256,
         classifier_hidden: int = 256,
         dropout: float = 0.1,
@@ -106,9 +105,6 @@ class VisualQuestionAnswerer(TaskModule):
             coordinates: each location's (x, y) in [-1, 1] goes into its projection *and* is kept as the
                 last two of its ``d`` numbers, so a hop's context carries where it looked and the next
                 hop can ask for a place relative to it ("left of the red circle").
-            coordinate_scale: the kept (x, y) are multiplied by this (in [-4, 4] by default): a hop's
-                first weights are about 1 / sqrt(d), and with coordinates in [-1, 1] it took thousands of
-                steps to grow them enough to tell neighbouring cells apart.
             attention_dim: width of each hop's ``h_A``.
             classifier_hidden: the answer MLP's hidden layer (0 = a linear classifier, as in SAN).
             dropout: on the question vector and in the classifier.
@@ -187,8 +183,7 @@ class VisualQuestionAnswerer(TaskModule):
         self.load_pretrained_encoder()
         v = adapt_grid(self.encoder(images)[0], self.norm, self.project, self.hparams.coordinates)
         if self.hparams.coordinates:  # (x, y) kept as they are: the place a hop attends is in its context
-            where = grid_coordinates(v.shape[1], v) * self.hparams.coordinate_scale
-            v = torch.cat([v, where.expand(v.shape[0], -1, -1)], -1)
+            v = torch.cat([v, grid_coordinates(v.shape[1], v).expand(v.shape[0], -1, -1)], -1)
         return v
 
     def forward(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
