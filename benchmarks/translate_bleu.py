@@ -68,6 +68,9 @@ def main() -> None:
         print(f"beam {beam}: BLEU {bleu.score:.2f}  ({bleu})  {seconds:.1f} s", flush=True)
     if args.compare_unbatched:
         k = args.compare_unbatched
+        # One batch first, untimed: the first search in a process also pays for the allocator's
+        # first large blocks, which would count against whichever path ran first.
+        model.predict(sources[: args.batch_size], beam_size=k, batch_size=args.batch_size)
         # Wall and CPU seconds (this process, all its threads): on a shared machine the CPU time
         # is what the search itself cost, the wall time adds the waits for a core.
         start, cpu = time.perf_counter(), time.process_time()
