@@ -170,6 +170,30 @@ def test_beam_scores_are_sorted_and_length_penalty_favours_long() -> None:
     assert (short.log_probs >= long.log_probs - 1e-5).all()  # alpha=0 maximises log P itself
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_a_context_read_once_per_input_equals_a_copy_per_hypothesis(seed: int) -> None:
+    batch, beam = 9, 3
+    max_lens = torch.tensor([3 + (seed + b) % 4 for b in range(batch)])
+    model = TableModel(seed, int(max_lens.max()), eos_bias=0.5)
+    prefix, which = model.initial(batch)
+    rows = []  # (hypotheses, context rows) of every step given the context once per input
+
+    def per_hypothesis(tokens, prefix, which):
+        log_probs, (prefix, _), extras = model.step(tokens, (prefix, which))
+        return log_probs, prefix, extras
+
+    def per_input(tokens, prefix, which):
+        rows.append((tokens.shape[0], which.shape[0]))
+        return per_hypothesis(tokens, prefix, which.repeat_interleave(beam, 0))
+
+    copied = beam_search(per_hypothesis, prefix, batch, BOS, EOS, max_lens, beam_size=beam, alpha=0.7, pad_id=PAD, context=which)
+    once = beam_search(per_input, prefix, batch, BOS, EOS, max_lens, beam_size=beam, alpha=0.7, pad_id=PAD, context=which,
+                       expand_context=False)
+    assert all(n == beam * m for n, m in rows) and rows[0][1] == batch and rows[-1][1] < batch  # inputs left the batch
+    for name in ("tokens", "lengths", "scores", "log_probs", "finished"):
+        assert torch.equal(getattr(copied, name), getattr(once, name)), name
+    assert all(torch.equal(copied.extras[k], once.extras[k]) for k in ("prev", "two"))
+
 def test_bad_arguments() -> None:
     model = TableModel(0, 3)
     with pytest.raises(ValueError, match="beam_size"):

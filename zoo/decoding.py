@@ -163,6 +163,7 @@ def beam_search(
     reorder_state: Optional[Callable[[Any, Tensor], Any]] = None,
     expand_state: bool = True,
     context: Any = None,
+    expand_context: bool = True,
 ) -> Decoded:
     """Batched beam search: ``beam_size`` hypotheses per input, all B*K advanced by one ``step`` call.
 
@@ -180,9 +181,12 @@ def beam_search(
     expanded); it is reordered with ``reorder_state(state, index)`` (default :func:`select_state`).
     ``context`` (optional): per-input tensors ``(B, ...)`` that ``step`` reads and never changes (an
     encoder's memory); expanded to K rows per input here and passed as ``step(tokens, state,
-    context)``. With a context, inputs that are done leave the batch (their rows of the state and the
-    context are dropped once they are an eighth of it), so a batch costs what its inputs need, not
-    what its longest one needs; without one the batch keeps its B*K rows to the end.
+    context)``. ``expand_context=False``: passed with one row per input still searching instead, row
+    n for the hypotheses in rows ``n*K .. n*K + K-1`` (a step that reads each input's memory once for
+    its K hypotheses, rather than K copies of it). With a context, inputs that are done leave the
+    batch (their rows of the state and the context are dropped once they are an eighth of it), so a
+    batch costs what its inputs need, not what its longest one needs; without one the batch keeps its
+    B*K rows to the end.
 
     Per step the bookkeeping is a fixed number of tensor operations whatever B and K (it is what
     separates one batched call from B single ones): a step records its tokens, their parents and its
@@ -198,7 +202,8 @@ def beam_search(
     reorder = reorder_state or select_state
     if expand_state:
         state = map_state(state, lambda t: t.repeat_interleave(K, 0))
-    context = map_state(context, lambda t: t.repeat_interleave(K, 0))
+    if expand_context:
+        context = map_state(context, lambda t: t.repeat_interleave(K, 0))
     # Only the first hypothesis of each input is live at the start: K copies would fill the beam with
     # K copies of the same extensions.
     scores = torch.full((B, K), float("-inf"), device=device)
@@ -212,10 +217,15 @@ def beam_search(
     for t in range(int(max_lens.max())):
         log_probs, state, extra = step(tokens, state) if context is None else step(tokens, state, context)
         N, V = active.shape[0], log_probs.shape[-1]
-        candidates = (scores.unsqueeze(-1) + log_probs.float().view(N, K, V)).view(N, K * V)
-        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=-1)  # (N, 2K), best first
-        origin = torch.div(top_index, V, rounding_mode="floor")  # which hypothesis each extends
-        token = top_index % V
+        # The 2K best extensions of an input are among the 2K best tokens of each of its hypotheses
+        # (adding a hypothesis's score keeps its tokens' order): take those first, then the best 2K
+        # of the K*2K, instead of sorting all K*V.
+        width = min(2 * K, V)
+        row_best, row_token = log_probs.float().topk(width, dim=-1)  # (N*K, width)
+        candidates = (scores.unsqueeze(-1) + row_best.view(N, K, width)).view(N, K * width)
+        top_scores, top_index = candidates.topk(min(2 * K, K * width), dim=-1)  # (N, 2K), best first
+        origin = torch.div(top_index, width, rounding_mode="floor")  # which hypothesis each extends
+        token = row_token.view(N, K * width).gather(1, top_index)
         is_eos = token == eos_id
         searching = ~done[active]
         # Finished hypotheses: eos among the top K candidates with a finite score.
@@ -242,7 +252,7 @@ def beam_search(
         if context is not None and N - still >= max(1, N // 8):  # drop the inputs that are done
             inputs = (~done[active]).nonzero().squeeze(1)
             rows, scores, chosen, active = rows.view(N, K)[inputs].view(-1), scores[inputs], chosen[inputs], active[inputs]
-            context = select_state(context, (K * inputs.unsqueeze(1) + torch.arange(K, device=device)).view(-1))
+            context = select_state(context, (K * inputs.unsqueeze(1) + torch.arange(K, device=device)).view(-1) if expand_context else inputs)
         state = reorder(state, rows)
         tokens = chosen.view(-1)
     # The winner of each input: its best finished or (out of length) live hypothesis; ties go to the

@@ -204,21 +204,33 @@ class Seq2Seq(TaskModule):
         return self.generator(self.out_drop(torch.tanh(self.combine(torch.cat([s, context], -1)))))
 
     def decode_step(self, prev: Tensor, state, enc: Encoded):
-        """One decoder step: previous tokens ``(N,)`` and state → ``(logits (N, V), state, weights (N, S) or None)``."""
+        """One decoder step: previous tokens ``(N,)`` and state → ``(logits (N, V), state, weights (N, S) or None)``.
+        ``enc`` holds the N sources, or N / K of them with K rows of ``prev`` each (rows ``n*K ..
+        n*K + K-1``: a beam's hypotheses), each source's memory then read once for its K rows."""
         e = self.embed_drop(self.tgt_embed(prev))
         kind, weights = self.hparams.attention, None
         if kind == "none":
-            x, context = torch.cat([e, enc.summary], -1), enc.summary
+            summary = enc.summary.repeat_interleave(prev.shape[0] // enc.summary.shape[0], 0)
+            x, context = torch.cat([e, summary], -1), summary
         elif kind == "additive":  # attend with s_{t-1}, then step
-            context, weights = self.attention(hidden_of(state)[-1], enc.memory, enc.mask, enc.keys)
+            context, weights = self._attend(hidden_of(state)[-1], enc)
             x = torch.cat([e, context], -1)
         else:
             x = e
         out = self.decoder(x.unsqueeze(1), state=state)
         s = out.output[:, 0]
         if kind in ("dot", "general"):  # step, then attend with s_t
-            context, weights = self.attention(s, enc.memory, enc.mask, enc.keys)
+            context, weights = self._attend(s, enc)
         return self._output(s, context), out.state, weights
+
+    def _attend(self, query: Tensor, enc: Encoded) -> tuple[Tensor, Tensor]:
+        """Attention of ``query`` ``(N, H)`` over ``enc``'s sources: one per row, or K rows per source
+        (as K queries of one source: ``(N / K, K, H)``)."""
+        K = query.shape[0] // enc.memory.shape[0]
+        if K == 1:
+            return self.attention(query, enc.memory, enc.mask, enc.keys)
+        context, weights = self.attention(query.view(-1, K, query.shape[-1]), enc.memory, enc.mask, enc.keys)
+        return context.flatten(0, 1), weights.flatten(0, 1)
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0) -> Dict[str, Tensor]:
         """Logits ``(B, T, V)`` for predicting ``tgt_in``'s next tokens, and the attention ``(B, T, S)``
@@ -278,8 +290,10 @@ class Seq2Seq(TaskModule):
         common = dict(batch_size=src.shape[0], bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, device=src.device)
         if beam_size == 1:
             return greedy_decode(lambda tokens, state: step(tokens, state, enc), state, max_len=int(torch.as_tensor(max_lens).max()), **common)
-        # The encoder's output is the search's context: sentences already translated leave the batch.
-        return beam_search(step, state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty, context=enc, **common)
+        # The encoder's output is the search's context, one row per sentence (read once for its
+        # hypotheses, not copied for each): sentences already translated leave the batch.
+        return beam_search(step, state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty, context=enc,
+                           expand_context=False, **common)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return detokenize(self.tokenizer("target"), list(ids))
