@@ -54,6 +54,7 @@ def test_scorer_follows_the_task_class(tiny_corpus: Path) -> None:
     assert set(SCORERS) == {
         "zoo.tasks.language_model.CharLanguageModel", "zoo.tasks.classifier.SequenceClassifier",
         "zoo.tasks.seq2seq.Seq2Seq", "zoo.tasks.captioner.ImageCaptioner", "zoo.tasks.frame_classifier.FrameClassifier",
+        "zoo.tasks.vqa.VisualQuestionAnswerer",
     }
     with pytest.raises(ValueError, match="no scorer for a SimpleNamespace"):
         scorer_for(SimpleNamespace())

@@ -137,7 +137,7 @@ def score_moving_shapes(model: Any, limit: Optional[int] = None) -> Dict[str, fl
 
 def score_shapes_vqa(model: Any, limit: Optional[int] = None) -> Dict[str, float]:
     """The VQA model's test step on the recipe's ShapesVQA (seed 0: the test split is seed 2, scenes and
-    questions never trained on): ``test_acc``, ``test_acc_<type>`` (colour, relation, count, exist),
+    questions never trained on): ``test_acc``, ``test_acc_<type>`` (colour, shape, relation, count, exist),
     ``test_attn_in_box``, ``test_attn_in_named_box``, ``test_loss``; ``questions`` scored (the first
     ``limit``). The training questions are generated (not drawn) to rebuild the recipe's vocabulary."""
     from datamodules.shapes_vqa import ShapesVQA

@@ -65,10 +65,10 @@ def draw_example(path: str | Path) -> Path:
     from datamodules.shapes_captions import render_shapes
     from datamodules.shapes_vqa import shapes_question
 
-    seed, index = 2, 0  # ShapesVQA(seed=0)'s test split: a scene the recipes never trained on
-    objects, scene, (question, answer, _, _) = shapes_question(seed, index)
+    seed, index, size = 2, 0, 64  # ShapesVQA(seed=0)'s test split, at its image size: a scene never trained on
+    objects, scene, (question, answer, _, _) = shapes_question(seed, index, image_size=size)
     buffer = io.BytesIO()
-    render_shapes(objects, seed, scene).save(buffer, format="PNG")
+    render_shapes(objects, seed, scene, size).save(buffer, format="PNG")
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, buffer.getvalue())

@@ -99,8 +99,9 @@ def inference_parser(
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse and check what argparse cannot: exactly one of NAME_OR_FOLDER and ``--ckpt``; with
-    ``--ckpt`` the first positional is an input, not a model name."""
-    args = parser.parse_args(list(argv))
+    ``--ckpt`` the first positional is an input, not a model name. Options may come between the
+    positionals (``zoo answer NAME --draw-example x.png "a question?"``): intermixed parsing."""
+    args = parser.parse_intermixed_args(list(argv))
     has_inputs = hasattr(args, "inputs")
     if args.ckpt and args.model is not None:
         if not has_inputs:
@@ -123,7 +124,7 @@ def add_draw_example(parser: argparse.ArgumentParser, metavar: str, what: str) -
 
 def draw_only(parser: argparse.ArgumentParser, argv: Sequence[str], prog: str, draw: Callable[[str], Any]) -> Optional[int]:
     """With ``--draw-example`` and no model: ``draw(path)`` and the exit status; otherwise ``None`` (go on)."""
-    given = parser.parse_args(list(argv))
+    given = parser.parse_intermixed_args(list(argv))
     if not (given.draw_example and given.model is None and not given.ckpt):
         return None
 
