@@ -38,6 +38,7 @@ TASK_KEYS: Dict[str, set] = {
     "Seq2Seq": {"source", "translation", "score"},
     "ImageCaptioner": {"image", "caption", "words", "score", "attention"},
     "FrameClassifier": {"video", "probs"},
+    "VisualQuestionAnswerer": {"question", "answer", "probability", "top", "attention"},
 }
 
 #: Tiny widths per task (shared argument names only).
@@ -48,6 +49,8 @@ MODEL_OVERRIDES: Dict[str, Dict[str, object]] = {
     "ImageCaptioner": {"encoder": "test_resnet", "pretrained": False, "feature_dim": 8, "embedding_dim": 8,
                        "hidden_size": 16, "attention_dim": 8, "beam_size": 2, "log_images": 0},
     "FrameClassifier": {"encoder": "zoo_frame_cnn", "pretrained": False, "trainable": True, "hidden_size": 8},
+    "VisualQuestionAnswerer": {"encoder": "test_resnet", "pretrained": False, "trainable": True, "embedding_dim": 8,
+                               "hidden_size": 16, "feature_dim": 16, "attention_dim": 8, "classifier_hidden": 16, "log_images": 0},
 }
 
 
@@ -93,6 +96,22 @@ def _moving_shapes(tmp: Path, recipe: str, init: dict) -> dict:
     return {"memory": 3, "num_train": 4, "num_val": 4, "num_test": 4, "batch_size": 2}
 
 
+def _shapes_vqa(tmp: Path, recipe: str, init: dict) -> dict:
+    return {"n_train": 16, "n_val": 4, "n_test": 8, "image_size": 64, "layout": 2, "max_objects": 3, "encoder": "test_resnet",
+            "batch_size": 4}
+
+
+def _vqa_v2(tmp: Path, recipe: str, init: dict) -> dict:
+    from tests.test_vqa_v2 import vqa_json, write_images  # the official JSON layout and COCO file names
+
+    root = tmp / "vqa_v2"
+    write_images(root)
+    for name, doc in vqa_json().items():
+        (root / name).write_text(json.dumps(doc))
+    return {"root": str(root), "download": False, "encoder": "test_resnet", "image_size": 32, "val_images": 2,
+            "num_answers": 6, "batch_size": 4, "num_workers": 0}
+
+
 DATA: Dict[str, Callable[[Path, str, dict], dict]] = {
     "CharCorpusDataModule": _char_corpus,
     "IMDBDataModule": _imdb,
@@ -102,6 +121,8 @@ DATA: Dict[str, Callable[[Path, str, dict], dict]] = {
     "ShapesCaptions": _shapes,
     "VideoFramesDataModule": _ucf101,
     "MovingShapesDataModule": _moving_shapes,
+    "ShapesVQA": _shapes_vqa,
+    "VQAv2DataModule": _vqa_v2,
 }
 
 

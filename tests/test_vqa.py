@@ -9,6 +9,7 @@ import torch
 
 from datamodules.images import CorruptImageError
 from datamodules.shapes_vqa import ShapesVQA
+from zoo.encoders import grid_coordinates
 from zoo.tasks.vqa import VisualQuestionAnswerer
 
 SMALL = dict(encoder="test_resnet", pretrained=False, embedding_dim=8, hidden_size=16, feature_dim=16, feature_layers=1,
@@ -48,6 +49,26 @@ def test_stacked_attention_is_the_papers_equations(data):
             u = (p[..., None] * v).sum(1) + u                                        # u^k = sum_i p_i v_i + u^{k-1}
         torch.testing.assert_close(logits, model.classifier(u))
     assert hops.shape == (8, 3, 4) and torch.allclose(hops.sum(-1), torch.ones(8, 3))
+
+
+def test_relative_hops_score_places_from_where_the_hop_before_looked(data):
+    model = built(data, hops=2, relative=True)
+    batch = batch_of(data)
+    with torch.no_grad():
+        logits, hops = model(batch)
+        u = model.encode_question(batch["ids"], batch["lengths"])
+        v = model.image_grid(batch["images"])
+        places = grid_coordinates(v.shape[1], v)                                         # (x_i, y_i)
+        first, second = model.hops
+        p1 = torch.softmax(first.v(torch.tanh(first.memory_proj(v) + first.query_proj(u)[:, None])).squeeze(-1), -1)
+        u = (p1[..., None] * v).sum(1) + u
+        looked = (p1[..., None] * places).sum(1, keepdim=True)                           # c^1 = sum_i p^1_i (x_i, y_i)
+        keys = torch.cat([v, places - looked], -1)                                       # [v_i; (x_i, y_i) - c^1]
+        p2 = torch.softmax(second.v(torch.tanh(second.memory_proj(keys) + second.query_proj(u)[:, None])).squeeze(-1), -1)
+        torch.testing.assert_close(hops, torch.stack([p1, p2], 1))
+        torch.testing.assert_close(logits, model.classifier((p2[..., None] * v).sum(1) + u))
+    assert first.memory_size == SMALL["feature_dim"] and second.memory_size == SMALL["feature_dim"] + 2
+    assert built(data, hops=2).hops[1].memory_size == SMALL["feature_dim"]
 
 
 def test_baselines(data):

@@ -125,7 +125,7 @@ def test_vqa_logs_accuracy_per_type_and_its_hop_figures(tmp_path, monkeypatch, z
     from datamodules.shapes_vqa import ShapesVQA
     from zoo.tasks.vqa import VisualQuestionAnswerer
 
-    dm = ShapesVQA(n_train=32, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8)
+    dm = ShapesVQA(n_train=32, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8, encoder="test_resnet")
     model = VisualQuestionAnswerer(encoder="test_resnet", embedding_dim=8, hidden_size=16, feature_dim=16, attention_dim=8,
                                    classifier_hidden=16, hops=2, log_images=2, warmup_steps=0)
     run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)

@@ -14,6 +14,12 @@ Stacked attention (Yang et al. 2016, SAN, eqs. 15-19), hop ``k = 1..K``::
     u^k     = v~^k + u^{k-1}                               the query, refined by what it found
     p(a)    = softmax(MLP(u^K))                            over the answer vocabulary
 
+With ``relative``, hops k >= 2 also score each location by where it lies from the place the hop
+before looked (a relation, "left of the red circle", is a direction from an object, not a place)::
+
+    c^{k-1} = sum_i p^{k-1}_i (x_i, y_i)                   where hop k-1 looked
+    h_A,i   = tanh(W_I [v_i; (x_i, y_i) - c^{k-1}] + W_Q u^{k-1} + b_A)
+
 Two baselines on the same recipe: ``attention: none`` — ``p(a) = softmax(MLP([mean_i v_i; u^0]))``,
 the pooled image beside the question — and ``image: false`` — ``p(a) = softmax(MLP(u^0))``, the
 question alone (no encoder is built), which shows how much the answers can be guessed from the words.
@@ -70,6 +76,7 @@ class VisualQuestionAnswerer(TaskModule):
         attention: str = "stacked",
         hops: int = 2,
         score: str = "additive",
+        relative: bool = False,
         cell: str = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 256,
@@ -99,6 +106,8 @@ class VisualQuestionAnswerer(TaskModule):
             hops: K, the attention layers of SAN (the paper: 2).
             score: each hop's attention score: ``additive`` (SAN's ``w_P^T tanh(W_I v_i + W_Q u)``) or
                 ``general`` (Luong et al.'s bilinear ``u^T W v_i``; see :mod:`zoo.attention`).
+            relative: hops after the first also score each location by its (x, y) minus where the
+                previous hop looked (the values they average stay ``v_i``).
             cell, embedding_dim, hidden_size, num_layers, bidirectional: the question encoder.
             feature_dim: d, the size of each image location and of the question vector ``u``.
             feature_layers: the projection of each location (see :func:`zoo.encoders.grid_adapter`).
@@ -137,7 +146,8 @@ class VisualQuestionAnswerer(TaskModule):
         if hp.image:
             self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d - 2 if hp.coordinates else d, hp.feature_layers, hp.coordinates)
             if hp.attention == "stacked":
-                self.hops = nn.ModuleList(Attention(d, d, hp.score, hp.attention_dim) for _ in range(hp.hops))
+                keys = [d] + [d + 2 if hp.relative else d] * (hp.hops - 1)  # [v_i; (x_i, y_i) - c^{k-1}]
+                self.hops = nn.ModuleList(Attention(d, m, hp.score, hp.attention_dim) for m in keys)
             else:
                 width = 2 * d
         A = len(hp.answer_names)
@@ -194,10 +204,16 @@ class VisualQuestionAnswerer(TaskModule):
         v = self.image_grid(batch["images"])
         if self.hparams.attention == "none":
             return self.classifier(torch.cat([v.mean(1), u], -1)), None
-        hops = []
+        hops: List[Tensor] = []
+        places = grid_coordinates(v.shape[1], v)  # (1, L, 2): (x_i, y_i)
         for attend in self.hops:
-            context, p = attend(u, v)       # v~^k = sum_i p^k_i v_i, p^k = softmax_i(w_P^T tanh(W_I v_i + W_Q u^{k-1} + b_A))
-            u = context + u                 # u^k = v~^k + u^{k-1}
+            keys = None
+            if hops and self.hparams.relative:
+                looked = torch.einsum("bl,xlc->bc", hops[-1], places)                   # c^{k-1} = sum_i p^{k-1}_i (x_i, y_i)
+                offsets = places - looked.unsqueeze(1)                                  # (x_i, y_i) - c^{k-1}
+                keys = attend.project(torch.cat([v, offsets], -1))
+            context, p = attend(u, v, projected=keys)  # v~^k = sum_i p^k_i v_i, p^k = softmax_i(w_P^T tanh(W_I v_i + W_Q u^{k-1} + b_A))
+            u = context + u                            # u^k = v~^k + u^{k-1}
             hops.append(p)
         return self.classifier(u), torch.stack(hops, 1)
 
