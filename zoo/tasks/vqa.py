@@ -205,7 +205,7 @@ class VisualQuestionAnswerer(TaskModule):
         if self.hparams.attention == "none":
             return self.classifier(torch.cat([v.mean(1), u], -1)), None
         hops: List[Tensor] = []
-        places = grid_coordinates(v.shape[1], v)  # (1, L, 2): (x_i, y_i)
+        places = grid_coordinates(v.shape[1], v) if self.hparams.relative else None  # (1, L, 2): (x_i, y_i)
         for attend in self.hops:
             keys = None
             if hops and self.hparams.relative:
