@@ -87,7 +87,9 @@ def probe_video(path: str | Path) -> VideoInfo:
                 container.duration / 1e6 if container.duration else 0.0
             )
             return VideoInfo(path, stream.width, stream.height, int(stream.frames or 0), fps, duration)
-    except (av.FFmpegError, UnicodeDecodeError) as e:  # PyAV decodes the container's metadata as UTF-8
+    except (av.FFmpegError, UnicodeDecodeError, AttributeError) as e:
+        # PyAV decodes the container's metadata as UTF-8, and a stream whose codec FFmpeg could not open
+        # has no codec context: its ``width`` is an AttributeError (found by tests/test_fuzz_readers.py)
         raise VideoDecodeError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
 
 
