@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import time
+import zlib
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -39,26 +41,44 @@ def offline_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, datamodu
     return run_dir
 
 
-def history(run_dir: Path) -> List[Dict[str, Any]]:
-    """The rows ``wandb.log`` wrote, read back from the run's ``.wandb`` file: a LevelDB-style log of
-    W&B's own protobuf records (offline runs write no wandb-summary.json)."""
+def records(data: bytes) -> List[Any]:
+    """W&B's protobuf records in a ``.wandb`` file's bytes: a LevelDB-style log (after a 7-byte header:
+    b":W&B", magic, version) of 32 KiB blocks of chunks, each with its CRC-32. Stops before a chunk that is
+    cut short or fails its CRC: the service may still be writing the file's tail."""
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = run_dir.glob("run-*.wandb")
-    data, pos, record, rows = path.read_bytes(), 7, b"", []  # after the header: b":W&B", magic, version
+    pos, record, found = 7, b"", []
     while pos + 7 <= len(data):
         if BLOCK - pos % BLOCK < 7:  # a block's tail too short for a chunk header is padding
             pos += BLOCK - pos % BLOCK
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        if len(chunk) < length or zlib.crc32(bytes([kind]) + chunk) != crc:
+            break
+        pos += 7 + length
         record = chunk if kind in (FULL, FIRST) else record + chunk
         if kind in (FULL, LAST):
             parsed = wandb_internal_pb2.Record()
             parsed.ParseFromString(record)
-            if parsed.WhichOneof("record_type") == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in parsed.history.item})
-    return rows
+            found.append(parsed)
+    return found
+
+
+def history(run_dir: Path, timeout: float = 60.0) -> List[Dict[str, Any]]:
+    """The rows ``wandb.log`` wrote, read back from the run's ``.wandb`` file (offline runs write no
+    wandb-summary.json). ``finish()`` can return before W&B's service has flushed the file's last
+    records (CI once read a half-written one), so read until the run's ``exit`` record is there."""
+    (path,) = run_dir.glob("run-*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records(path.read_bytes())
+        if found and found[-1].WhichOneof("record_type") == "exit":
+            break
+        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout:.0f} s ({len(found)} records)"
+        time.sleep(0.5)
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in found if r.WhichOneof("record_type") == "history"]
 
 
 def last(rows: List[Dict[str, Any]], key: str) -> Dict[str, Any]:
@@ -85,6 +105,8 @@ def test_translator_logs_metrics_and_its_alignment_figures(tmp_path, monkeypatch
                     log_alignments=2, max_len_a=1.0, max_len_b=2)
     run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)
     rows = history(run_dir)
+    data = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert len(records(data[:-3])) == len(records(data)) - 1  # a half-written last record is not read (nor raised)
     assert {"train/loss", "val/bleu", "val/ppl", "val/loss"} <= {k for row in rows for k in row}
     metrics = last(rows, "val/ppl")
     assert metrics["val/ppl"] == pytest.approx(math.exp(metrics["val/loss"]), rel=1e-4)
