@@ -108,6 +108,18 @@ def test_additive_matches_its_equation() -> None:
     assert torch.allclose(dot.scores(qm, memory), torch.einsum("bm,blm->bl", qm, memory) / M**0.5, atol=1e-6)
 
 
+def test_a_bias_is_added_to_the_scores_before_the_softmax_and_padding_stays_zero() -> None:
+    att = make("additive")
+    q, memory, bias = torch.randn(B, Q), torch.randn(B, L, M), torch.randn(B, L)
+    mask = lengths_to_mask(torch.tensor([7, 4, 2]), L)
+    context, weights = att(q, memory, mask, bias=bias)
+    expected = masked_softmax(att.scores(q, memory) + bias, mask)
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(context, torch.einsum("bl,blm->bm", expected, memory))
+    assert not torch.allclose(weights, att(q, memory, mask)[1])  # the bias changed where it looks
+    assert (weights[~mask] == 0).all()
+
+
 def test_bad_configuration_errors() -> None:
     with pytest.raises(ValueError, match="dot attention needs"):
         Attention(4, 5, "dot")

@@ -71,6 +71,131 @@ def test_relative_hops_score_places_from_where_the_hop_before_looked(data):
     assert built(data, hops=2).hops[1].memory_size == SMALL["feature_dim"]
 
 
+def test_cells_in_boxes_follow_the_attention_in_box_rule():
+    """A cell is in a box exactly when ``attention_in_box`` counts an argmax on that cell as inside it."""
+    from datamodules.shapes_captions import attention_in_box
+    from zoo.encoders import cells_in_boxes
+
+    boxes = torch.tensor([[[0.0, 0.0, 31.0, 31.0], [40.0, 40.0, 63.0, 63.0]], [[10.0, 20.0, 30.0, 60.0], [0.0, 0.0, 63.0, 63.0]]])
+    mask = torch.tensor([[True, True], [True, False]])
+    cells = cells_in_boxes(boxes, mask, 16, 64.0)
+    assert cells.shape == (2, 16)
+    for b in range(2):
+        real = boxes[b, mask[b]].tolist()
+        for i in range(16):
+            one_hot = torch.nn.functional.one_hot(torch.tensor([i]), 16).float()
+            expected = any(attention_in_box(one_hot, [0], [box], 64.0)[0] for box in real)
+            assert bool(cells[b, i]) == expected, (b, i)
+    assert cells[0].tolist() == [c in (0, 1, 4, 5, 10, 11, 14, 15) for c in range(16)]  # two boxes: top-left and bottom-right
+    assert cells[1].tolist() == [c in (5, 9, 13) for c in range(16)]                      # the masked box (all) adds nothing
+
+
+def test_attention_supervision_loss_by_hand():
+    from zoo.attention import attention_supervision_loss
+
+    weights = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8], [0.2, 0.3, 0.5]], requires_grad=True)
+    region = torch.tensor([[True, False, True], [False, False, False], [False, True, False]])
+    loss = attention_supervision_loss(weights, region)
+    assert float(loss) == pytest.approx(-(np.log(0.75) + np.log(0.3)) / 2)  # the empty row adds nothing
+    loss.backward()
+    assert weights.grad[1].abs().sum() == 0 and weights.grad[0, 1] == 0 and weights.grad[0, 0] < 0
+    assert float(attention_supervision_loss(weights, torch.zeros(3, 3, dtype=torch.bool))) == 0.0
+
+
+def test_attention_supervision_adds_where_to_look_to_the_loss(data):
+    """loss = CE + lambda (-log sum_{R^1} p^1 - log sum_{R^K} p^K), with R^1 the named object's cells and
+    R^K the answer's, for questions about one object (not a count over several); it trains the hops and
+    leaves the answer's loss as it was."""
+    from zoo.attention import attention_supervision_loss
+    from zoo.encoders import cells_in_boxes
+
+    batch = next(iter(data.train_dataloader()))
+    model = built(data, hops=2, attention_supervision=0.5).train()
+    torch.manual_seed(1)
+    loss = model.training_step(batch, 0)
+    torch.manual_seed(1)
+    logits, hops = model(batch)
+    ce = torch.nn.functional.cross_entropy(logits, batch["answer"])
+    one = lambda key: (batch[f"{key}_mask"].sum(-1) == 1)[:, None]  # noqa: E731
+    named = cells_in_boxes(batch["named_boxes"], batch["named_boxes_mask"], 4, 64.0) & one("named_boxes")
+    target = cells_in_boxes(batch["target_boxes"], batch["target_boxes_mask"], 4, 64.0) & one("target_boxes")
+    assert named.any() and target.any() and not target.all()
+    assert (batch["target_boxes_mask"].sum(-1) > 1).any()  # a count over several objects, left out
+    by_hand = ce + 0.5 * (attention_supervision_loss(hops[:, 0], named) + attention_supervision_loss(hops[:, 1], target))
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
+    loss.backward()
+    assert model.hops[0].v.weight.grad.abs().sum() > 0
+    unsupervised = built(data, hops=2).train()
+    torch.manual_seed(1)
+    assert float(unsupervised.training_step(batch, 0)) == pytest.approx(float(ce), rel=1e-5)
+
+
+def test_supervise_types_teaches_only_the_named_types(data):
+    from zoo.attention import attention_supervision_loss
+    from zoo.encoders import cells_in_boxes
+
+    batch = next(iter(data.train_dataloader()))
+    model = built(data, hops=1, attention_supervision=1.0, supervise_types=["colour", "relation"]).train()
+    with torch.no_grad():
+        _, hops = model(batch)
+        chosen = torch.isin(batch["question_type"], torch.tensor([data.question_types.index("colour"), data.question_types.index("relation")]))
+        assert chosen.any() and not chosen.all()
+        region = cells_in_boxes(batch["target_boxes"], batch["target_boxes_mask"], 4, 64.0) & chosen[:, None]
+        expected = attention_supervision_loss(hops[:, -1], region)
+        assert float(model.where_to_look_loss(batch, hops)) == pytest.approx(float(expected), rel=1e-6)
+        everything = built(data, hops=1, attention_supervision=1.0).where_to_look_loss(batch, hops)
+        assert float(everything) != pytest.approx(float(expected), rel=1e-3)
+    with pytest.raises(ValueError, match=r"supervise_types names \['colours'\], which the data does not have"):
+        built(data, attention_supervision=1.0, supervise_types=["colours"]).where_to_look_loss(batch, hops)
+
+
+def test_attention_supervision_needs_hops_and_boxes(data):
+    with pytest.raises(ValueError, match="attention_supervision needs attention: stacked"):
+        VisualQuestionAnswerer(attention="none", attention_supervision=1.0)
+    with pytest.raises(ValueError, match="attention_supervision must be >= 0"):
+        VisualQuestionAnswerer(attention_supervision=-1.0)
+    model = built(data, attention_supervision=1.0).train()
+    batch = {k: v for k, v in batch_of(data).items() if not k.startswith(("target_boxes", "named_boxes"))}
+    with pytest.raises(ValueError, match="gives none: set model.attention_supervision: 0"):
+        model.training_step(batch, 0)
+
+
+def test_grid_offsets_index_every_pair_of_cells():
+    from zoo.encoders import grid_offsets
+
+    offsets = grid_offsets(16, 3)  # a 4 x 4 grid, offsets up to 3 cells: a 7 x 7 table
+    for i in range(16):
+        for j in range(16):
+            dr, dc = i // 4 - j // 4, i % 4 - j % 4
+            assert offsets[i, j] == (dr + 3) * 7 + (dc + 3)
+    clipped = grid_offsets(16, 1)  # farther offsets share the outermost score
+    assert clipped[15, 0] == 2 * 3 + 2 and clipped[0, 15] == 0 and clipped[5, 5] == 4
+
+
+def test_shift_hops_add_the_question_chosen_offset_score(data):
+    """e^k_i = content_i + sum_j p^{k-1}_j K^k[offset(i, j)], K^k = W_S u^{k-1}."""
+    from zoo.encoders import grid_offsets
+
+    model = built(data, hops=2, shift=1)
+    batch = batch_of(data)
+    with torch.no_grad():
+        logits, hops = model(batch)
+        u = model.encode_question(batch["ids"], batch["lengths"])
+        v = model.image_grid(batch["images"])
+        first, second = model.hops
+        p1 = torch.softmax(first.scores(u, v), -1)
+        u = (p1[..., None] * v).sum(1) + u
+        kernel = model.shifts[0](u)                                            # (B, 9): offsets in [-1, 1]^2
+        offsets = grid_offsets(4, 1)
+        bias = torch.stack([torch.stack([sum(p1[b, j] * kernel[b, offsets[i, j]] for j in range(4)) for i in range(4)]) for b in range(8)])
+        p2 = torch.softmax(second.scores(u, v) + bias, -1)
+        torch.testing.assert_close(hops, torch.stack([p1, p2], 1))
+        torch.testing.assert_close(logits, model.classifier((p2[..., None] * v).sum(1) + u))
+    assert model.shifts[0].out_features == 9 and not hasattr(built(data, hops=2), "shifts")
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        VisualQuestionAnswerer(shift=-1)
+
+
 def test_baselines(data):
     batch = batch_of(data)
     pooled = built(data, attention="none")

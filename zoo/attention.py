@@ -97,11 +97,16 @@ class Attention(nn.Module):
             e = e / math.sqrt(keys.shape[-1]) if self.scale else e
         return e if steps else e.squeeze(1)
 
-    def forward(self, query: Tensor, memory: Tensor, mask: Optional[Tensor] = None, projected: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, memory: Tensor, mask: Optional[Tensor] = None, projected: Optional[Tensor] = None,
+                bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """``query`` (B, Q), ``memory`` (B, L, M), ``mask`` (B, L) bool with True at real slots (None =
         all real) → ``(context (B, M), weights (B, L))``; weights sum to 1 over the real slots and are
-        0 on padding. A query ``(B, T, Q)`` (T steps at once) gives ``(B, T, M)`` and ``(B, T, L)``."""
+        0 on padding. A query ``(B, T, Q)`` (T steps at once) gives ``(B, T, M)`` and ``(B, T, L)``.
+        ``bias``, shaped like the scores, is added to them before the softmax (a score that does not
+        come from the memory's content: where a slot is, for instance)."""
         scores = self.scores(query, memory, projected)
+        if bias is not None:
+            scores = scores + bias
         if mask is not None and scores.dim() == 3:
             mask = mask.unsqueeze(1).expand_as(scores)
         weights = masked_softmax(scores, mask)
@@ -173,3 +178,14 @@ def doubly_stochastic_penalty(alphas: Tensor, step_mask: Tensor) -> Tensor:
     True on real steps (padding steps do not count)."""
     coverage = (alphas * step_mask.unsqueeze(-1)).sum(1)
     return ((1.0 - coverage) ** 2).sum(-1)
+
+
+def attention_supervision_loss(weights: Tensor, region: Tensor) -> Tensor:
+    """``-log sum_{i in R} alpha_i``, averaged over the rows whose region ``R`` is not empty (0 if none
+    is): the attention ``weights`` (B, L) asked to put its mass inside ``region`` (B, L) bool, anywhere
+    in it (supervised attention, e.g. Liu et al. 2017, "Attention correctness")."""
+    rows = region.any(-1)
+    if not rows.any():
+        return weights.sum() * 0.0
+    inside = (weights[rows] * region[rows]).sum(-1)
+    return -torch.log(inside.clamp_min(1e-12)).mean()

@@ -117,6 +117,31 @@ def grid_coordinates(locations: int, like: Tensor) -> Tensor:
     return torch.stack([x.flatten(), y.flatten()], -1).unsqueeze(0)
 
 
+def grid_offsets(locations: int, reach: int, device: Optional[torch.device] = None) -> Tensor:
+    """``(L, L)`` long: for cells ``i`` and ``j`` of a square grid (row-major), the index of their offset
+    ``(row_i - row_j, col_i - col_j)``, each clipped to ``[-reach, reach]``, in a ``(2 reach + 1)^2``
+    table of offsets (row-major, offset (0, 0) in the middle)."""
+    h, w = grid_shape(locations)
+    rows = torch.arange(h, device=device).repeat_interleave(w)
+    cols = torch.arange(w, device=device).repeat(h)
+    dr = (rows[:, None] - rows[None, :]).clamp(-reach, reach) + reach
+    dc = (cols[:, None] - cols[None, :]).clamp(-reach, reach) + reach
+    return dr * (2 * reach + 1) + dc
+
+
+def cells_in_boxes(boxes: Tensor, mask: Tensor, locations: int, size: float) -> Tensor:
+    """``(B, L)`` bool: the grid cells (row-major, as :func:`grid_coordinates`) whose centre, in an image
+    of ``size`` pixels, lies inside any of a row's boxes ``(x0, y0, x1, y1)`` ``(B, N, 4)`` where ``mask``
+    ``(B, N)`` is True (the cell-centre rule of ``attention_in_box``)."""
+    h, w = grid_shape(locations)
+    ys = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) * size / h
+    xs = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) * size / w
+    y, x = (c.flatten() for c in torch.meshgrid(ys, xs, indexing="ij"))  # (L,), (L,)
+    x0, y0, x1, y1 = (boxes[..., k, None] for k in range(4))             # (B, N, 1) each
+    inside = (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1) & mask[..., None]
+    return inside.any(1)
+
+
 def grid_adapter(channels: int, feature_dim: Optional[int], layers: int = 1, coordinates: bool = False) -> Tuple[nn.Module, nn.Module, int]:
     """``(norm, project, M)``: what turns an encoder's grid of ``channels`` into the memory a task
     attends over. With ``feature_dim``: LayerNorm, then ``layers`` x (Linear + ReLU) per location to
