@@ -194,6 +194,27 @@ def test_a_context_read_once_per_input_equals_a_copy_per_hypothesis(seed: int) -
         assert torch.equal(getattr(copied, name), getattr(once, name)), name
     assert all(torch.equal(copied.extras[k], once.extras[k]) for k in ("prev", "two"))
 
+@pytest.mark.parametrize("seed", range(3))
+def test_logits_normalised_by_the_search_equal_log_probabilities(seed: int) -> None:
+    """A step that returns logits (log-probabilities shifted by any amount per row) with
+    ``logits=True`` gives the search of the normalised step: the same sequences, scores to 1e-5."""
+    batch, beam, max_len = 4, 3, 5
+    model = TableModel(seed, max_len, eos_bias=0.3)
+    shift = torch.Generator().manual_seed(seed)
+
+    def shifted(tokens, state):
+        log_probs, state, extras = model.step(tokens, state)
+        return log_probs + 10 * torch.randn(len(tokens), 1, generator=shift), state, extras
+
+    plain = run_beam(model, batch, beam, max_len, alpha=0.7)
+    normalised = beam_search(shifted, model.initial(batch), batch, BOS, EOS, max_len, beam_size=beam, alpha=0.7, pad_id=PAD, logits=True)
+    assert torch.equal(plain.tokens, normalised.tokens) and torch.equal(plain.lengths, normalised.lengths)
+    torch.testing.assert_close(normalised.scores, plain.scores, atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalised.log_probs, plain.log_probs, atol=1e-5, rtol=0)
+    unnormalised = beam_search(shifted, model.initial(batch), batch, BOS, EOS, max_len, beam_size=beam, alpha=0.7, pad_id=PAD)
+    assert not torch.allclose(unnormalised.scores, plain.scores, atol=1e-3)  # the shifts do matter without it
+
+
 def test_bad_arguments() -> None:
     model = TableModel(0, 3)
     with pytest.raises(ValueError, match="beam_size"):

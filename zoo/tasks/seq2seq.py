@@ -44,6 +44,7 @@ the datamodule at setup), so a checkpoint translates raw sentences by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -282,18 +283,19 @@ class Seq2Seq(TaskModule):
         enc = self.encode(src, src_lengths)
         state = self._search_state(self.initial_state(enc))
 
-        def step(tokens: Tensor, state, enc: Encoded):
+        def step(tokens: Tensor, state, enc: Encoded, normalise: bool = True):
             logits, state, weights = self.decode_step(tokens, self._rnn_state(state), enc)
             extras = {} if weights is None else {"attention": weights}
-            return torch.log_softmax(logits.float(), -1), self._search_state(state), extras
+            return torch.log_softmax(logits.float(), -1) if normalise else logits, self._search_state(state), extras
 
         common = dict(batch_size=src.shape[0], bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, device=src.device)
         if beam_size == 1:
             return greedy_decode(lambda tokens, state: step(tokens, state, enc), state, max_len=int(torch.as_tensor(max_lens).max()), **common)
         # The encoder's output is the search's context, one row per sentence (read once for its
         # hypotheses, not copied for each): sentences already translated leave the batch.
-        return beam_search(step, state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty, context=enc,
-                           expand_context=False, **common)
+        # The search normalises the logits it keeps (cheaper than a log-softmax over the vocabulary).
+        return beam_search(partial(step, normalise=False), state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty,
+                           context=enc, expand_context=False, logits=True, **common)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return detokenize(self.tokenizer("target"), list(ids))
