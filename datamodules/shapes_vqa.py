@@ -259,19 +259,23 @@ class ShapesVQA(VQADataModule):
         """``attn_in_box``: for every question with a target object, 1.0 if the argmax of the last
         attention hop (over the square grid; centre of the cell) lies inside the box of a target object;
         ``attn_in_named_box``: the same for the *first* hop and the object the relation question names
-        (where SAN should look first: "the red circle"). Empty without attention."""
+        (where SAN should look first: "the red circle"); ``attn_in_box_<type>``: ``attn_in_box`` per
+        question type. Empty without attention."""
         size = float(self.scene_args["image_size"])
-        last, named = [], []
+        measures: Dict[str, List[float]] = {"attn_in_box": [], "attn_in_named_box": []}
         relation = QUESTION_TYPES.index("relation")
         for b, prediction in enumerate(predictions):
             hops = prediction.get("attention")
             if hops is None:
                 continue
             hops = hops.detach().float().cpu()
+            kind = int(batch["question_type"][b])
             targets = batch["target_boxes"][b, : int(batch["target_boxes_mask"][b].sum())].tolist()
             if targets:  # inside any of the target boxes (a count question has several)
-                last.append(float(any(attention_in_box(hops[-1:], [k], targets, size)[0] for k in range(len(targets)))))
-            if int(batch["question_type"][b]) == relation:
+                hit = float(any(attention_in_box(hops[-1:], [k], targets, size)[0] for k in range(len(targets))))
+                measures["attn_in_box"].append(hit)
+                measures.setdefault(f"attn_in_box_{QUESTION_TYPES[kind]}", []).append(hit)
+            if kind == relation:
                 boxes = batch["named_boxes"][b, : int(batch["named_boxes_mask"][b].sum())].tolist()
-                named.extend(attention_in_box(hops[:1], [0], boxes, size))
-        return {"attn_in_box": last, "attn_in_named_box": named}
+                measures["attn_in_named_box"].extend(attention_in_box(hops[:1], [0], boxes, size))
+        return measures

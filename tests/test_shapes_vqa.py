@@ -137,6 +137,13 @@ def test_attention_in_box_measures(shapes_vqa):
     assert hits["attn_in_box"] and all(v == 1.0 for v in hits["attn_in_box"]) and all(v == 1.0 for v in hits["attn_in_named_box"])
     assert all(v == 0.0 for v in misses["attn_in_box"]) and len(misses["attn_in_box"]) == len(hits["attn_in_box"])
     assert dm.evaluation_measures(batch, [{"attention": None}] * B) == {"attn_in_box": [], "attn_in_named_box": []}
+    # per type: each question's hit under its own type, the types together the whole
+    per_type = {k: v for k, v in misses.items() if k.startswith("attn_in_box_")}
+    assert sum(len(v) for v in per_type.values()) == len(misses["attn_in_box"])
+    mixed = [on_target[b] if int(batch["question_type"][b]) == 0 else elsewhere[b] for b in range(B)]  # only colour questions right
+    result = dm.evaluation_measures(batch, mixed)
+    assert result["attn_in_box_colour"] and all(v == 1.0 for v in result["attn_in_box_colour"])
+    assert all(v == 0.0 for k, values in result.items() if k.startswith("attn_in_box_") and k != "attn_in_box_colour" for v in values)
 
 
 def test_bad_settings():
