@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from zoo import scan
 from zoo.cells import MinGRUCell
+from zoo.malloc import keep_freed_memory
 from zoo.recurrent import Recurrent, Weights
 
 BATCH, SIZE = 16, 512
@@ -104,7 +105,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], help="models to leave out, e.g. 'minGRU log-space'")
     parser.add_argument("--profile", type=int, default=0, help="print torch.profiler's table of a minGRU step at this T")
+    parser.add_argument("--malloc", choices=["zoo", "system"], default="zoo",
+                        help="zoo: keep freed memory as `zoo` commands do (zoo/malloc.py); system: glibc's defaults")
     args = parser.parse_args()
+    kept = args.malloc == "zoo" and keep_freed_memory()
+    print(f"malloc: {'freed memory kept (zoo.malloc.keep_freed_memory)' if kept else 'the system defaults'}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)

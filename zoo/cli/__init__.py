@@ -14,6 +14,8 @@ import importlib
 import sys
 from typing import Dict, List, NamedTuple, Optional
 
+from zoo.malloc import keep_freed_memory
+
 
 class Command(NamedTuple):
     target: str  # "module:function" taking argv (after the command name) and returning an exit status
@@ -62,6 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         hint = f"; did you mean {' or '.join(close)}?" if close else f" (commands: {', '.join(COMMANDS)})"
         sys.stderr.write(f"zoo: error: unknown command {name!r}{hint}\n")
         return 2
+    keep_freed_memory()  # large per-step tensors reuse the heap instead of page-faulting fresh memory (zoo/malloc.py)
     module, _, function = command.target.partition(":")
     run = getattr(importlib.import_module(module), function)
     return run([name, *rest] if command.lightning else rest) or 0
