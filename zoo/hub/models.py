@@ -408,8 +408,8 @@ SHAPES_VQA_SAN = ModelCard(
                  "test_attn_in_box": 0.9411764740943909, "test_loss": 0.0005186128546483815},
     notes=(
         "Trained with the recipe unchanged (one thread, 2 CPU cores, AMD EPYC, seed 1234, 2026-12-03): all 8 epochs "
-        "in 15.9 min, 2 min an epoch; best validation accuracy first reached after the 5th epoch (step 3,910, val 1.000, "
-        "10 min in). The attention is TAUGHT where to look (attention_supervision 1.0, from ShapesVQA's boxes, on colour, "
+        "in 16.6 min from the W&B run's start to the last checkpoint, 2 min an epoch; best validation accuracy first reached after the 5th epoch (step 3,910, val 1.000, "
+        "11 min in). The attention is TAUGHT where to look (attention_supervision 1.0, from ShapesVQA's boxes, on colour, "
         "shape, relation and exist questions; counts are not supervised): the attn_in_box figure measures how well it "
         "learned that, not attention found from the answers alone. Per type, the last hop is in the answer's box for "
         "100% of colour, shape, relation and exist questions and 64.7% of count questions (their attention spreads "
