@@ -164,6 +164,7 @@ class VisualQuestionAnswerer(TaskModule):
         self._needs_pretrained = bool(image and (pretrained or weights_path))
         self.tokenizer = None
         self._eval: Dict[str, Any] = {}
+        self._supervised_types: Optional[List[int]] = None  # set by build()
         self.build_if_ready()
 
     # ---- building ----------------------------------------------------------------------------------
@@ -185,10 +186,23 @@ class VisualQuestionAnswerer(TaskModule):
                     self.shifts = nn.ModuleList(nn.Linear(d, (2 * hp.shift + 1) ** 2) for _ in range(hp.hops - 1))
             else:
                 width = 2 * d
+        self._supervised_types = self.supervised_type_ids()
         A = len(hp.answer_names)
         hidden = hp.classifier_hidden
         self.classifier = (nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(hp.dropout), nn.Linear(hidden, A))
                            if hidden else nn.Linear(width, A))
+
+    def supervised_type_ids(self) -> Optional[List[int]]:
+        """The indices of ``supervise_types`` among the data's question types (``None``: every type);
+        a type the data does not have is a ``ValueError`` when the hops are supervised."""
+        hp = self.hparams
+        if not hp.attention_supervision or hp.supervise_types is None:
+            return None
+        types = list(hp.question_types or [])
+        unknown = sorted(set(hp.supervise_types) - set(types))
+        if unknown:
+            raise ValueError(f"supervise_types names {unknown}, which the data does not have; its question types: {types}")
+        return [types.index(t) for t in hp.supervise_types]
 
     def load_pretrained_encoder(self) -> None:
         if not self._needs_pretrained:
@@ -347,14 +361,9 @@ class VisualQuestionAnswerer(TaskModule):
 
     def supervised_rows(self, question_type: Tensor) -> Tensor:
         """``(B,)`` bool: the questions whose type is in ``supervise_types`` (all if it is ``None``)."""
-        chosen = self.hparams.supervise_types
-        if chosen is None:
+        if self._supervised_types is None:
             return torch.ones_like(question_type, dtype=torch.bool)
-        types = list(self.hparams.question_types or [])
-        unknown = sorted(set(chosen) - set(types))
-        if unknown:
-            raise ValueError(f"supervise_types names {unknown}, which the data does not have; its question types: {types}")
-        return torch.isin(question_type, torch.tensor([types.index(t) for t in chosen], device=question_type.device))
+        return torch.isin(question_type, torch.tensor(self._supervised_types, device=question_type.device))
 
     def where_to_look_loss(self, batch: Dict[str, Tensor], hops: Tensor) -> Tensor:
         """``-log sum_{i in R^1} p^1_i - log sum_{i in R^K} p^K_i`` (each averaged over the questions
@@ -363,9 +372,11 @@ class VisualQuestionAnswerer(TaskModule):
             raise ValueError("attention_supervision needs the boxes of the objects each question is about (target_boxes, "
                              f"named_boxes); {type(self.datamodule).__name__} gives none: set model.attention_supervision: 0")
         L, size = hops.shape[-1], float(batch["images"].shape[-1])
+        chosen = self.supervised_rows(batch["question_type"])
+        taught_hops = [(0, "named_boxes"), (-1, "target_boxes")] if hops.shape[1] > 1 else [(-1, "target_boxes")]
         total = hops.new_zeros(())
-        for hop, key in ((0, "named_boxes"), (-1, "target_boxes")) if hops.shape[1] > 1 else ((-1, "target_boxes"),):
-            taught = (batch[f"{key}_mask"].sum(-1) == 1) & self.supervised_rows(batch["question_type"])
+        for hop, key in taught_hops:
+            taught = (batch[f"{key}_mask"].sum(-1) == 1) & chosen
             region = cells_in_boxes(batch[key], batch[f"{key}_mask"], L, size) & taught[:, None]
             total = total + self.global_mean(attention_supervision_loss(hops[:, hop].float(), region), region.any(-1).sum())
         self.log("train/attn_loss", total, batch_size=len(batch["answer"]))
