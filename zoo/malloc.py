@@ -5,8 +5,9 @@ as blocks are freed) with a fresh ``mmap`` and returns it with ``munmap`` when f
 allocates its ``(batch, time, hidden)`` activations and gradients afresh each time; once they are larger
 than that threshold, each one is new memory, and the first write to each of its 4 KiB pages is a page
 fault (the kernel zeroes the page). For minGRU at T = 2048 (batch 16, hidden 512: 67 MB a tensor) that
-cost about as much as the computation: a training step took 1.8-1.9 s with glibc's defaults and
-0.84-0.99 s with the settings below (AMD EPYC, 2 threads, docs/benchmarks.md, "minGRU and minLSTM").
+cost about as much as the computation: `benchmarks/scan_throughput.py` measured a training step at
+1.2-2.0 s with glibc's defaults (`--malloc system`) and 0.79 s with the settings below (`--malloc zoo`),
+AMD EPYC, 2 threads (docs/benchmarks.md, "minGRU and minLSTM").
 
 :func:`keep_freed_memory` sets glibc's ``M_MMAP_THRESHOLD`` (serve large blocks from the heap),
 ``M_TRIM_THRESHOLD`` (do not give the heap's top back while less than this is free) and
