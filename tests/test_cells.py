@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from zoo.cells import GRUCell, LSTMCell, RNNCell, cell_class
+from zoo.cells import GRUCell, LSTMCell, RNNCell
+from zoo.families import cell_class
 
 PAIRS = [
     (lambda: RNNCell(5, 7), lambda: torch.nn.RNNCell(5, 7)),
@@ -97,5 +98,5 @@ def test_min_cells_are_the_papers_equations_and_their_scan_coefficients():
 
 
 def test_unknown_cell_lists_every_family():
-    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'rnn'\]"):
+    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'rglru', 'rnn'\]"):
         cell_class("min-gru")

@@ -17,7 +17,7 @@ from torch import Tensor
 from datamodules.tokenizers import EOS_ID, train_tokenizer
 from tests.test_seq2seq import make as make_translator
 from tests.test_seq2seq import tokenizers  # noqa: F401  (a fixture)
-from zoo.cells import CELLS
+from zoo.families import CELLS
 from zoo.export import MANIFEST, ExportError, export, graphs
 from zoo.tasks.classifier import SequenceClassifier
 from zoo.tasks.frame_classifier import FrameClassifier

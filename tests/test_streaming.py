@@ -10,7 +10,7 @@ import torch
 from datamodules.tokenizers import BOS_ID, EOS_ID, train_tokenizer
 from tests.test_seq2seq import make as make_translator
 from tests.test_seq2seq import tokenizers  # noqa: F401  (a fixture)
-from zoo.cells import CELLS
+from zoo.families import CELLS
 from zoo.recurrent import BACKENDS
 from zoo.tasks.classifier import SequenceClassifier
 from zoo.tasks.frame_classifier import FrameClassifier

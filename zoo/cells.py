@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sequences import State
+from .sequences import State, step_loop
 
 Gates = Dict[str, Tensor]
 
@@ -240,13 +240,44 @@ class MinLSTMCell(MinCell):
         return f / total, i / total * g(x_h)
 
 
-CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell, "mingru": MinGRUCell, "minlstm": MinLSTMCell}
+CLASSIC_CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell, "mingru": MinGRUCell, "minlstm": MinLSTMCell}
 
 
-def cell_class(name: str) -> type[Cell]:
-    """The cell class for ``"rnn" | "gru" | "lstm" | "mingru" | "minlstm"``, with a clear error for
-    anything else."""
-    try:
-        return CELLS[name]
-    except KeyError:
-        raise ValueError(f"unknown cell {name!r}: expected one of {sorted(CELLS)}") from None
+class SequenceCell(nn.Module):
+    """A cell family that runs a whole sequence itself -- the modern recurrences (xLSTM, S6, RG-LRU):
+    parameters of their own shapes, a state that may be a tuple of several tensors (its first is the
+    output ``h``, ``(batch, hidden_size)``), and a speed path beside the equations.
+
+    - :meth:`step` is the docstring's equations for one time step, in plain autograd (``backend="cells"``,
+      and streaming);
+    - :meth:`sequence` computes the same thing for a whole ``(batch, time, input)`` sequence by the
+      family's speed path (``backend="native"``): a parallel or chunkwise scan where the recurrence
+      is linear in its state. The default is :meth:`step` in a loop.
+
+    Both freeze a finished sequence's state after its last real step (``mask``) and return zeros at
+    padded steps, as :class:`~zoo.recurrent.Recurrent` does for the classic cells.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+
+    def zero_state(self, batch: int, like: Tensor) -> State:
+        return like.new_zeros(batch, self.hidden_size)
+
+    def step(self, x: Tensor, state: State) -> Tuple[State, Gates]:
+        """One time step: ``x`` ``(batch, input_size)`` -> the new state and the gates."""
+        raise NotImplementedError
+
+    def sequence(self, x: Tensor, state: State, mask: Tensor | None = None) -> Tuple[Tensor, State]:
+        """Every step of ``x`` ``(batch, time, input_size)`` from ``state``: the outputs
+        ``(batch, time, hidden_size)`` and the final state."""
+        out, final, _ = step_loop(self.step, x.transpose(0, 1), state, mask, False)
+        return out, final
+
+    def forward(self, x: Tensor, state: State | None = None, return_gates: bool = False):
+        """One time step, as :meth:`Cell.forward`."""
+        if state is None:
+            state = self.zero_state(x.shape[0], x)
+        new_state, gates = self.step(x, state)
+        return (new_state, gates) if return_gates else new_state

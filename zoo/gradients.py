@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.cells import cell_class
+from zoo.families import cell_class
 from zoo.recurrent import Recurrent, Weights
 from zoo.sequences import evaluating
 

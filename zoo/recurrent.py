@@ -11,6 +11,10 @@ One set of parameters, two ways to run it:
   gate is asked for, the same equations run through the faster kernels of :mod:`zoo.kernels`
   (:meth:`Recurrent._run_direction` picks the path).
 
+The modern families (xLSTM, S6, RG-LRU: :class:`zoo.cells.SequenceCell`) bring their own speed path
+(``native``: the cell's ``sequence``) beside their equations (``cells``: its ``step`` in the loop); their
+state may be a tuple of several tensors, each ``(layers * directions, batch, ...)``, ``h`` first.
+
 The layers are stored as single-layer torch modules (``layers.{l}.weight_ih_l0``,
 ``..._reverse``; minGRU/minLSTM: :class:`ScanLayer`, the same names without ``weight_hh``), so the
 two backends share the very same tensors and every layer's output can be returned by either backend.
@@ -28,7 +32,7 @@ direction over each sequence's own steps only. Outputs at padded positions are z
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +40,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import kernels, scan
-from .cells import CELLS, MinCell, cell_class
-from .sequences import State, hidden_of, lengths_to_mask
+from .cells import MinCell, SequenceCell
+from .families import CELLS, MODERN_CELLS, cell_class
+from .sequences import Gates, State, Step, hidden_of, lengths_to_mask, step_loop
 
 NATIVE = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 BACKENDS = ("native", "cells")
@@ -45,14 +50,13 @@ BACKENDS = ("native", "cells")
 FAMILY_BACKENDS = {
     **{name: {"native": f"torch.nn.{NATIVE[name].__name__}", "cells": "the equations of zoo.cells"} for name in NATIVE},
     **{name: {"native": "the parallel scan of zoo.scan", "cells": "the sequential step of zoo.cells"}
-       for name, cls in CELLS.items() if issubclass(cls, MinCell)},
+       for name, cls in CELLS.items() if isinstance(cls, type) and issubclass(cls, MinCell)},
+    **{name: {"native": f"its speed path ({cls.__module__}.{cls.__name__}.sequence)", "cells": "the equations of its step"}
+       for name, cls in MODERN_CELLS.items()},
 }
 LSTM_INITS = ("forget1", "chrono", "torch")
 LSTM_INIT = "chrono"  # the default; docs/experiments.md (a) measured it against forget1 and torch's
 CHRONO_MAX_STEPS = 100  # chrono's T_max: forget biases log U(1, T_max - 1), memories of up to ~T_max steps
-Gates = Dict[str, Tensor]
-# step(x_proj_t, state) -> (new state, gates): one time step after the input projection
-Step = Callable[[Tensor, State], Tuple[State, Gates]]
 
 
 @dataclass
@@ -130,6 +134,21 @@ class ScanLayer(nn.Module):
             self.register_parameter("bias_ih" + suffix, step.bias_ih)
 
 
+class SequenceLayer(nn.Module):
+    """One layer of a modern family (:class:`zoo.cells.SequenceCell`): one cell per direction, named
+    ``l0`` and ``l0_reverse`` like torch's suffixes (``layers.{l}.l0.weight_ih``)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, bias: bool, bidirectional: bool) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.bidirectional = input_size, hidden_size, bidirectional
+        self.l0 = cell_class(cell)(input_size, hidden_size, bias)
+        if bidirectional:
+            self.l0_reverse = cell_class(cell)(input_size, hidden_size, bias)
+
+    def direction(self, index: int) -> SequenceCell:
+        return self.l0_reverse if index else self.l0
+
+
 def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     """Reverse each sequence of a batch-first tensor within its own length; padding stays in place."""
     if lengths is None:
@@ -140,28 +159,6 @@ def reverse_padded(x: Tensor, lengths: Optional[Tensor]) -> Tensor:
     index = torch.where(steps < lengths, lengths - 1 - steps, steps)
     index = index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
-
-
-def step_loop(step: Step, x_proj: Tensor, h0: State, mask: Optional[Tensor], keep_gates: bool) -> Tuple[Tensor, State, Gates]:
-    """Runs ``step`` over the time-major projections ``x_proj``; ``mask`` ``(batch, time)`` is True at
-    real steps: a finished sequence keeps its last state and its outputs are zero. Returns the
-    outputs and gates batch first, and the final state."""
-    keep = mask.t().unsqueeze(-1).unbind(0) if mask is not None else None  # per step, (batch, 1)
-    state, outs, gates = h0, [], []
-    # unbind (not x_proj[t]): backward then assembles x_proj's gradient once, not once per step
-    for t, x_t in enumerate(x_proj.unbind(0)):
-        new, g = step(x_t, state)
-        if keep is not None:
-            new = tuple(map(torch.where, (keep[t],) * 2, new, state)) if isinstance(new, tuple) else torch.where(keep[t], new, state)
-        state = new
-        outs.append(hidden_of(state))
-        if keep_gates:
-            gates.append(g)
-    out = torch.stack(outs, 1)
-    if mask is not None:
-        out = out * mask.unsqueeze(-1)
-    gate_seq = {k: torch.stack([g[k] for g in gates], 1) for k in gates[0]} if keep_gates else {}
-    return out, state, gate_seq
 
 
 class Recurrent(nn.Module):
@@ -196,6 +193,8 @@ class Recurrent(nn.Module):
                 NATIVE[cell](size, hidden_size, num_layers=1, bias=bias, batch_first=True, bidirectional=bidirectional, **extra)
                 for size in sizes
             )
+        elif cell in MODERN_CELLS:
+            self.layers = nn.ModuleList(SequenceLayer(cell, size, hidden_size, bias, bidirectional) for size in sizes)
         else:
             self.layers = nn.ModuleList(ScanLayer(cell, size, hidden_size, bias, bidirectional) for size in sizes)
         if cell == "lstm":
@@ -229,14 +228,13 @@ class Recurrent(nn.Module):
                 raise ValueError(f"a length ({int(lengths.max())}) exceeds the time dimension ({x.shape[1]})")
             if int(lengths.min()) == x.shape[1]:
                 lengths = None  # nothing is padded: skip packing and masking
-        is_lstm = self.cell == "lstm"
         D = self.num_directions
         hidden, gates, finals = [], [], []
         for index, layer in enumerate(self.layers):
             layer_state = None
             if state is not None:
                 rows = slice(index * D, (index + 1) * D)
-                layer_state = (state[0][rows], state[1][rows]) if is_lstm else state[rows]
+                layer_state = tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
             if backend == "native" and self.cell in NATIVE:
                 (x, final), layer_gates = self._run_native(layer, x, lengths, layer_state), None
             else:
@@ -248,8 +246,8 @@ class Recurrent(nn.Module):
                 gates.append(layer_gates)
             if index < self.num_layers - 1 and self.dropout > 0:
                 x = F.dropout(x, self.dropout, self.training)
-        if is_lstm:
-            final_state = (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals]))
+        if isinstance(finals[0], tuple):
+            final_state = tuple(torch.cat(parts) for parts in zip(*finals))
         else:
             final_state = torch.cat(finals)
         return RecurrentOutput(x, final_state, hidden if return_hidden else None, gates if return_gates else None)
@@ -265,17 +263,19 @@ class Recurrent(nn.Module):
 
     def _run_cells(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool, parallel: bool = False):
         """Each direction of one layer through :meth:`_run_direction` (``parallel``: minGRU's and
-        minLSTM's scan), the reverse one over each sequence's own steps."""
+        minLSTM's scan, a modern family's :meth:`~zoo.cells.SequenceCell.sequence`), the reverse one
+        over each sequence's own steps."""
         mask = lengths_to_mask(lengths, x.shape[1], device=x.device) if lengths is not None else None
         outs, finals, all_gates = [], [], []
         for direction in range(self.num_directions):
             inputs = reverse_padded(x, lengths) if direction else x  # each sequence's own steps, reversed
-            h0 = self._initial(state, direction, x.shape[0], x)
-            w = Weights.of(layer, direction)
-            if parallel:
-                out, final, gates = self._scan(inputs, h0, w, mask)
+            h0 = self._initial(state, direction, x.shape[0], x, layer)
+            if isinstance(layer, SequenceLayer):
+                out, final, gates = self._run_sequence_cell(layer.direction(direction), inputs, h0, mask, return_gates, parallel)
+            elif parallel:
+                out, final, gates = self._scan(inputs, h0, Weights.of(layer, direction), mask)
             else:
-                out, final, gates = self._run_direction(inputs, h0, w, mask, return_gates)
+                out, final, gates = self._run_direction(inputs, h0, Weights.of(layer, direction), mask, return_gates)
             if direction:
                 out = reverse_padded(out, lengths)
                 gates = {k: reverse_padded(v, lengths) for k, v in gates.items()}
@@ -284,7 +284,7 @@ class Recurrent(nn.Module):
             all_gates.append(gates)
         output = torch.cat(outs, -1)
         if isinstance(finals[0], tuple):
-            final = (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
+            final = tuple(torch.stack(parts) for parts in zip(*finals))
         else:
             final = torch.stack(finals)
         gates = {k: torch.cat([g[k] for g in all_gates], -1) for k in all_gates[0]} if return_gates else None
@@ -299,6 +299,15 @@ class Recurrent(nn.Module):
         if not return_gates and self.cell in ("rnn", "lstm") and torch.is_grad_enabled() and w.hh.requires_grad:
             return self._hoisted_loop(x, h0, w, mask)
         return self._equations_loop(x, h0, w, mask, return_gates)
+
+    @staticmethod
+    def _run_sequence_cell(cell: SequenceCell, x: Tensor, h0: State, mask: Optional[Tensor], return_gates: bool, parallel: bool):
+        """A modern family's direction: its speed path (``native``) or its equations step by step
+        (``cells``, every gate kept if asked)."""
+        if parallel and not return_gates:
+            out, final = cell.sequence(x, h0, mask)
+            return out, final, {}
+        return step_loop(cell.step, x.transpose(0, 1), h0, mask, return_gates)
 
     def _fused_layer(self, x: Tensor, h0: State, w: Weights):
         """(a) The whole LSTM layer as one autograd node (:class:`zoo.kernels.LSTMLayer`)."""
@@ -339,12 +348,14 @@ class Recurrent(nn.Module):
         extra = (self.nonlinearity,) if self.cell == "rnn" else ()
         return lambda x_t, state: recur(x_t, state, w_hh, b_hh, *extra)
 
-    def _initial(self, state, direction: int, batch: int, like: Tensor):
+    def _initial(self, state, direction: int, batch: int, like: Tensor, layer: Optional[nn.Module] = None):
         if state is None:
+            if isinstance(layer, SequenceLayer):
+                return layer.direction(direction).zero_state(batch, like)
             zeros = like.new_zeros(batch, self.hidden_size)
             return (zeros, zeros) if self.cell == "lstm" else zeros
-        if self.cell == "lstm":
-            return state[0][direction], state[1][direction]
+        if isinstance(state, tuple):
+            return tuple(s[direction] for s in state)
         return state[direction]
 
     def extra_repr(self) -> str:

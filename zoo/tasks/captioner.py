@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words, load_tokenizer
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
-from zoo.cells import cell_class
+from zoo.families import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
 from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter, weights_key
 from zoo.metrics import caption_metrics, gather_lists, normalize_caption
