@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.families import cell_class
-from zoo.recurrent import Recurrent, Weights
-from zoo.sequences import evaluating
+from zoo.recurrent import Recurrent, SequenceLayer, Weights
+from zoo.sequences import evaluating, hidden_of
 
 StepFn = Callable[[Tensor, object], object]  # (x_t, state) -> state
 
@@ -92,41 +92,46 @@ def gradient_through_time(
     """
     if rnn.bidirectional:
         raise ValueError("gradient_through_time measures unidirectional networks (a reverse direction has no single 'distance from the loss')")
-    recur = cell_class(rnn.cell).recur
-    extra = (rnn.nonlinearity,) if rnn.cell == "rnn" else ()
-    is_lstm = rnn.cell == "lstm"
     params = list(rnn.parameters())
     saved = [p.grad for p in params]
     layer_states: List[List[object]] = []
     h_in = x if x.requires_grad else x.detach().requires_grad_()  # every state then needs a gradient
+    start = state if state is not None else rnn.initial_state(x.shape[0], x)  # torch's layout, one row per layer
     for index, layer in enumerate(rnn.layers):
-        w_ih, w_hh, b_ih, b_hh = Weights.of(layer, 0)  # minGRU/minLSTM: no w_hh, b_hh (None)
-        if state is not None:
-            s = (state[0][index], state[1][index]) if is_lstm else state[index]
-        else:
-            zeros = x.new_zeros(x.shape[0], rnn.hidden_size)
-            s = (zeros, zeros.clone()) if is_lstm else zeros
-        x_proj = F.linear(h_in, w_ih, b_ih).unbind(1)
+        s = tuple(part[index] for part in start) if isinstance(start, tuple) else start[index]
+        inputs, step = _layer_step(rnn, layer, h_in)
         steps = []
-        for x_t in x_proj:
-            s = recur(x_t, s, w_hh, b_hh, *extra)[0]
-            for tensor in s if is_lstm else (s,):
+        for x_t in inputs:
+            s = step(x_t, s)
+            for tensor in s if isinstance(s, tuple) else (s,):
                 tensor.retain_grad()
             steps.append(s)
         layer_states.append(steps)
-        h_in = torch.stack([t[0] if is_lstm else t for t in steps], 1)
+        h_in = torch.stack([hidden_of(t) for t in steps], 1)
         # (no dropout: this is a measurement of the deterministic network)
     loss_fn(h_in).backward()
     for p, g in zip(params, saved):
         p.grad = g
     result = []
     for steps in layer_states:
-        hidden = [t[0] if is_lstm else t for t in steps]
+        hidden = [hidden_of(t) for t in steps]
         entry = {"hidden": torch.stack([h.grad.norm(dim=-1) if h.grad is not None else h.new_zeros(h.shape[0]) for h in hidden], 1)}
-        if is_lstm:
+        if rnn.cell == "lstm":
             entry["cell"] = torch.stack([t[1].grad.norm(dim=-1) if t[1].grad is not None else t[1].new_zeros(t[1].shape[0]) for t in steps], 1)
         result.append(entry)
     return result
+
+
+def _layer_step(rnn: Recurrent, layer, h_in: Tensor):
+    """The inputs of one layer's forward direction, step by step, and its step ``(x_t, s) -> s'``:
+    a classic cell's ``recur`` after the hoisted input projection, a modern family's ``step``."""
+    if isinstance(layer, SequenceLayer):
+        cell = layer.direction(0)
+        return h_in.unbind(1), lambda x_t, s: cell.step(x_t, s)[0]
+    recur = cell_class(rnn.cell).recur
+    extra = (rnn.nonlinearity,) if rnn.cell == "rnn" else ()
+    w_ih, w_hh, b_ih, b_hh = Weights.of(layer, 0)  # minGRU/minLSTM: no w_hh, b_hh (None)
+    return F.linear(h_in, w_ih, b_ih).unbind(1), lambda x_t, s: recur(x_t, s, w_hh, b_hh, *extra)[0]
 
 
 def lm_gradient_through_time(model, ids: Tensor) -> List[Dict[str, Tensor]]:

@@ -348,6 +348,18 @@ class Recurrent(nn.Module):
         extra = (self.nonlinearity,) if self.cell == "rnn" else ()
         return lambda x_t, state: recur(x_t, state, w_hh, b_hh, *extra)
 
+    def initial_state(self, batch: int, like: Tensor, hidden: Optional[Tensor] = None) -> State:
+        """The state to start from, in torch's layout: zeros, with the hidden part ``h`` replaced by
+        ``hidden`` ``(layers * directions, batch, hidden_size)`` if given (an encoder's summary
+        bridged into a decoder). An LSTM's memory cell and a modern family's other tensors start at
+        zero (an mLSTM's or S6's ``h`` is an output, not read by its next step: for those, ``hidden``
+        only sets what a stream reports before its first step)."""
+        parts = [self._initial(None, d, batch, like, layer) for layer in self.layers for d in range(self.num_directions)]
+        if isinstance(parts[0], tuple):
+            state = tuple(torch.stack(p) for p in zip(*parts))
+            return (hidden, *state[1:]) if hidden is not None else state
+        return hidden if hidden is not None else torch.stack(parts)
+
     def _initial(self, state, direction: int, batch: int, like: Tensor, layer: Optional[nn.Module] = None):
         if state is None:
             if isinstance(layer, SequenceLayer):

@@ -194,10 +194,11 @@ class Seq2Seq(TaskModule):
         return Encoded(out.output, keys, lengths_to_mask(lengths.to(src.device), src.shape[1]), summary)
 
     def initial_state(self, enc: Encoded):
-        """s_0 = tanh(W_b z + b_b) for every decoder layer (an LSTM's memory cell starts at zero)."""
+        """s_0 = tanh(W_b z + b_b) for every decoder layer (an LSTM's memory cell, and a modern
+        family's other state tensors, start at zero: :meth:`Recurrent.initial_state`)."""
         layers, size = self.hparams.decoder_layers, self.decoder.hidden_size
         h0 = torch.tanh(self.bridge(enc.summary)).view(-1, layers, size).transpose(0, 1).contiguous()
-        return (h0, torch.zeros_like(h0)) if self.hparams.cell == "lstm" else h0
+        return self.decoder.initial_state(h0.shape[1], h0, hidden=h0)
 
     # ---- decoder -----------------------------------------------------------------------------------
     def _output(self, s: Tensor, context: Tensor) -> Tensor:
