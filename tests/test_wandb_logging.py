@@ -4,11 +4,7 @@ over the image) into the run's files, so a bug in the figure or logging code fai
 
 from __future__ import annotations
 
-import json
 import math
-import struct
-import time
-import zlib
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -19,11 +15,10 @@ from PIL import Image
 
 from tests.test_captioner import tiny_model, tiny_shapes
 from tests.test_seq2seq import toy_multi30k
+from zoo.tracking import offline_history as history
+from zoo.tracking import records
 
 pytestmark = pytest.mark.slow  # W&B's service process and two short fits: ~100 s at load 10 on 2 shared cores (AMD EPYC)
-
-BLOCK, FULL, FIRST, LAST = 32768, 1, 2, 4  # the .wandb file's blocks and chunk kinds (LevelDB's log format)
-
 
 def offline_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, datamodule, **trainer_args) -> Path:
     """Fit with a WandbLogger in offline mode under tmp_path; the run's folder, after the run finished."""
@@ -39,46 +34,6 @@ def offline_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, datamodu
     run_dir = Path(logger.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
     logger.experiment.finish()
     return run_dir
-
-
-def records(data: bytes) -> List[Any]:
-    """W&B's protobuf records in a ``.wandb`` file's bytes: a LevelDB-style log (after a 7-byte header:
-    b":W&B", magic, version) of 32 KiB blocks of chunks, each with its CRC-32. Stops before a chunk that is
-    cut short or fails its CRC: the service may still be writing the file's tail."""
-    from wandb.proto import wandb_internal_pb2
-
-    pos, record, found = 7, b"", []
-    while pos + 7 <= len(data):
-        if BLOCK - pos % BLOCK < 7:  # a block's tail too short for a chunk header is padding
-            pos += BLOCK - pos % BLOCK
-            continue
-        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk = data[pos + 7 : pos + 7 + length]
-        if len(chunk) < length or zlib.crc32(bytes([kind]) + chunk) != crc:
-            break
-        pos += 7 + length
-        record = chunk if kind in (FULL, FIRST) else record + chunk
-        if kind in (FULL, LAST):
-            parsed = wandb_internal_pb2.Record()
-            parsed.ParseFromString(record)
-            found.append(parsed)
-    return found
-
-
-def history(run_dir: Path, timeout: float = 60.0) -> List[Dict[str, Any]]:
-    """The rows ``wandb.log`` wrote, read back from the run's ``.wandb`` file (offline runs write no
-    wandb-summary.json). ``finish()`` can return before W&B's service has flushed the file's last
-    records (CI once read a half-written one), so read until the run's ``exit`` record is there."""
-    (path,) = run_dir.glob("run-*.wandb")
-    deadline = time.monotonic() + timeout
-    while True:
-        found = records(path.read_bytes())
-        if found and found[-1].WhichOneof("record_type") == "exit":
-            break
-        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout:.0f} s ({len(found)} records)"
-        time.sleep(0.5)
-    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
-            for r in found if r.WhichOneof("record_type") == "history"]
 
 
 def last(rows: List[Dict[str, Any]], key: str) -> Dict[str, Any]:
