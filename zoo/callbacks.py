@@ -14,14 +14,20 @@ from lightning.pytorch.utilities import rank_zero_only
 
 class SampleText(L.Callback):
     """After each validation (and at the end of fit) print a sample from a language model and log it
-    to the experiment tracker, so a run shows what it has learned, not only a loss."""
+    to the experiment tracker, so a run shows what it has learned, not only a loss.
 
-    def __init__(self, prime: str = "\n", length: int = 300, temperature: float = 0.8, seed: Optional[int] = 0) -> None:
+    The sample follows ``CharLanguageModel.predict``'s rule: ``length`` characters at ``temperature``,
+    no run of whitespace longer than ``max_whitespace`` (``None``: unbounded), so a young model that
+    loops on spaces still shows text."""
+
+    def __init__(self, prime: str = "\n", length: int = 300, temperature: float = 0.8, seed: Optional[int] = 0,
+                 max_whitespace: Optional[int] = 32) -> None:
         self.prime, self.length, self.temperature, self.seed = prime, length, temperature, seed
+        self.max_whitespace = max_whitespace
 
     @rank_zero_only
     def _show(self, trainer: L.Trainer, pl_module: L.LightningModule, when: str) -> None:
-        text = pl_module.generate(self.prime, self.length, self.temperature, seed=self.seed)
+        text = pl_module.generate(self.prime, self.length, self.temperature, seed=self.seed, max_whitespace=self.max_whitespace)
         print(f"\n----- sample ({when}, step {trainer.global_step}) -----\n{text}\n" + "-" * 40, flush=True)
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):  # W&B's tables; a logger without them (CSV, TensorBoard) is skipped
