@@ -132,3 +132,63 @@ def test_predict_on_primes_and_predict_step_on_the_corpus(tiny_corpus, tmp_path)
     assert {"prime", "text", "nll", "stream", "window"} == set(lines[0]) and lines[0]["nll"] > 0
     # the first window of stream 0 is the start of the corpus' validation part
     assert len(lines[0]["text"]) == 8
+
+
+# ---- the sampling rule: no sample is a run of whitespace ----------------------------------------------
+def _space_lover() -> CharLanguageModel:
+    """A model whose every next character is a space with p = 0.997 (and a newline 0.001)."""
+    model = CharLanguageModel(vocab=VOCAB, hidden_size=8, embedding_dim=4)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.bias[VOCAB.index(" ")] = 8.0
+        model.head.bias[VOCAB.index("\n")] = 1.0
+    return model
+
+
+def _longest_whitespace(text: str) -> int:
+    import re
+
+    return max((len(m) for m in re.findall(r"\s+", text)), default=0)
+
+
+def test_a_model_that_prefers_spaces_still_gives_a_readable_sample():
+    model = _space_lover()
+    free = model.generate("ab ", 300, temperature=0.6, seed=0, max_whitespace=None)
+    assert sum(c.isspace() for c in free[3:]) >= 0.99 * 300  # unbounded, the sample is a run of spaces
+    bounded = model.generate("ab ", 300, temperature=0.6, seed=0)  # the default bound, 32
+    assert len(bounded) == 303 and bounded[:3] == "ab "
+    assert _longest_whitespace(bounded) == 32  # the prime's trailing space counts towards the first run
+    assert sum(not c.isspace() for c in bounded[3:]) >= 300 // 33  # a visible character at least every 33
+    words = model.generate("ab ", 300, temperature=0.6, seed=0, max_whitespace=1)
+    assert _longest_whitespace(words) == 1 and sum(not c.isspace() for c in words) >= 150  # words, one space apart
+    # greedy: four spaces, then the likeliest visible character (all tie: the first, "a"), and again
+    assert model.generate("ab", 40, temperature=0, max_whitespace=4) == "ab" + "    a" * 8
+
+
+def test_the_whitespace_bound_changes_no_sample_that_stays_under_it():
+    torch.manual_seed(0)
+    model = CharLanguageModel(vocab=VOCAB, hidden_size=16)
+    free = model.generate("ab", 200, temperature=1.0, seed=5, max_whitespace=None)
+    assert _longest_whitespace(free) < 32
+    assert model.generate("ab", 200, temperature=1.0, seed=5) == free  # conditioning only acts at the bound
+    with pytest.raises(ValueError, match="max_whitespace must be >= 1"):
+        model.generate("ab", 5, max_whitespace=0)
+
+
+def test_the_logged_val_loss_is_the_model_cards_measure(tiny_corpus):
+    """``zoo fit``'s val/loss (progress bar, checkpoint monitor) and score_char_lm's val_loss (the
+    pretrained cards' number) are one quantity: nats per predicted validation character, the state
+    carried. The last window is shorter, so a mean over windows instead of characters would differ."""
+    from datamodules.char_corpus import score_char_lm
+
+    torch.manual_seed(0)
+    dm = CharCorpusDataModule(str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
+    dm.setup()
+    assert (dm.val_streams.shape[1] - 1) % 16, "the corpus must end in a ragged window, or weighting goes untested"
+    model = CharLanguageModel(vocab=dm.vocab, hidden_size=16, embedding_dim=8)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    logged = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
+    card = score_char_lm(model, str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
+    assert logged == pytest.approx(card["val_loss"], abs=1e-5)
+    assert card["characters"] == dm.val_streams.numel() - dm.val_streams.shape[0]

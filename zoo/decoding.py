@@ -1,6 +1,7 @@
 """Turning next-token distributions into tokens, shared by every generator in the zoo.
 
-- :func:`sample_next`: one token per row (greedy, temperature, top-k).
+- :func:`sample_next`: one token per row (greedy, temperature, top-k); :func:`cap_run` bounds runs of
+  a set of tokens (a character model's whitespace) by masking them at the bound.
 - :func:`greedy_decode` and :func:`beam_search`: whole sequences from a step function (see
   :data:`StepFn`), batched, with per-step extras (attention weights) kept for every emitted token.
 """
@@ -38,6 +39,17 @@ def sample_next(
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits.float(), dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def cap_run(logits: Tensor, run: int, cap: Optional[int], members: Tensor) -> Tensor:
+    """``logits`` ``(..., vocab)`` with the tokens ``members`` masked (``-inf``) once the text ends in a run
+    of ``cap`` of them: sampling then draws from the model conditioned on "no run longer than ``cap``",
+    the other tokens' probabilities renormalised. ``run``: how many of them end the text now;
+    ``cap=None``: no limit. A character model's whitespace is the use: at a low temperature its likeliest
+    continuation of a space is another space, and an uncapped sample ends in hundreds of them."""
+    if cap is None or run < cap or members.numel() == 0:
+        return logits
+    return logits.index_fill(-1, members, float("-inf"))
 
 
 # ---- search over whole sequences -------------------------------------------------------------------

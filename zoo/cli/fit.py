@@ -6,6 +6,10 @@ as ``--model.cell gru``, ``--print_config``), with four things added:
 - ``trainer.precision: auto`` is chosen by timing a few training steps in each precision
   (:mod:`zoo.precision`) before the Trainer is built;
 - after fitting, the best and last checkpoint paths are printed;
+- ``zoo predict`` always writes JSON lines: a recipe (or ``--trainer.callbacks``) without a prediction
+  writer gets one :class:`zoo.callbacks.PredictionWriter` to ``predictions/<recipe>.jsonl`` (the
+  recipe's file name; ``predictions/predictions.jsonl`` without ``--config``), and the path and the
+  number of lines are printed on exit. A file, not stdout: Lightning's progress bar writes to stdout;
 - a killed run resumes exactly (``--ckpt_path last``): training batches are seeded per step and
   checkpoints written atomically (:mod:`zoo.resume`);
 - errors a user can fix read as one line: a misspelt option names the closest valid ones
@@ -33,6 +37,9 @@ from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT  # noq
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
 
+from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
+
+from zoo.callbacks import PredictionWriter  # noqa: E402
 from zoo.cli.common import guarded  # noqa: E402
 from zoo.resume import AtomicCheckpointIO, StepSeed  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
@@ -75,6 +82,7 @@ class ZooCLI(LightningCLI):
         for p in parsers:
             p.exit_on_error = False
         argv = list(sys.argv[1:] if args is None else args)
+        self.argv = argv
         try:
             self.config = parser.parse_args(argv)
         except Exception as error:  # jsonargparse's ArgumentError
@@ -100,6 +108,8 @@ class ZooCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in trainer.callbacks):
+            trainer.callbacks.append(PredictionWriter(default_predictions_path(self.argv)))
         return trainer
 
     def after_fit(self) -> None:
@@ -109,6 +119,14 @@ class ZooCLI(LightningCLI):
                 print(f"best checkpoint: {callback.best_model_path}", flush=True)
             if callback.last_model_path:
                 print(f"last checkpoint: {callback.last_model_path}", flush=True)
+
+
+def default_predictions_path(argv: List[str]) -> str:
+    """Where ``zoo predict`` writes when nothing says: ``predictions/<stem of the last --config>.jsonl``
+    (``recipes/char_lm.yaml`` -> ``predictions/char_lm.jsonl``, the path the recipes that name a writer
+    use), else ``predictions/predictions.jsonl``."""
+    configs = list(_config_paths(argv))
+    return str(Path("predictions") / f"{Path(configs[-1]).stem if configs else 'predictions'}.jsonl")
 
 
 def _cuda() -> bool:

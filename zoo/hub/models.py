@@ -19,7 +19,8 @@ CHAR_LSTM_SHAKESPEARE = ModelCard(
         "datamodules.char_corpus.score_char_lm: the recipe's CharCorpusDataModule (batch_size 64 streams, seq_len 128, "
         "val_fraction 0.1); mean cross-entropy in nats over all 111,424 predicted validation characters, "
         "hidden state carried from window to window, computed in float32 on the float16 weights loaded "
-        "back to float32 (val_bpc = val_loss / ln 2, val_ppl = exp(val_loss))."
+        "back to float32 (val_bpc = val_loss / ln 2, val_ppl = exp(val_loss)): val_loss is the quantity "
+        "`zoo fit` logs as val/loss (progress bar, checkpoint monitor)."
     ),
     evaluate_command="zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt",
     demo='zoo sample char_lstm_shakespeare --prime "ROMEO:" --length 300',
@@ -61,7 +62,8 @@ CHAR_LSTM_PYTHON = ModelCard(
         "datamodules.char_corpus.score_char_lm: the recipe's CharCorpusDataModule (corpus python-stdlib, max_chars "
         "1,500,000, batch_size 64 streams, seq_len 128, val_fraction 0.1); mean cross-entropy in nats over every "
         "predicted validation character, hidden state carried from window to window, on the float16 weights "
-        "loaded back to float32. The corpus is read from the running Python's own library: another Python "
+        "loaded back to float32: the quantity `zoo fit` logs as val/loss (progress bar, checkpoint monitor). "
+        "The corpus is read from the running Python's own library: another Python "
         "version gives another text (the number holds for 3.11)."
     ),
     evaluate_command="zoo models --evaluate char_lstm_python --corpus python-stdlib --max_chars 1500000",

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torchmetrics.text import Perplexity
 
 from datamodules.tokenizers import decode_chars, encode_chars
-from zoo.decoding import sample_next
+from zoo.decoding import cap_run, sample_next
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
 from zoo.streaming import CharStream
@@ -30,6 +30,10 @@ from zoo.tasks.base import TaskModule
 
 #: the checkpoint entry holding the training state carried into the next window
 CARRY_KEY = "zoo_carried_state"
+#: the longest run of whitespace a sample may hold (``predict``'s rule). Real text stays under it: of the
+#: python-stdlib corpus' whitespace runs (the README's main job) 99.8% are <= 32 characters (the
+#: longest, 67, aligns continuation lines), Tiny Shakespeare's are <= 3.
+MAX_WHITESPACE = 32
 
 
 class CharLanguageModel(TaskModule):
@@ -135,6 +139,9 @@ class CharLanguageModel(TaskModule):
         return loss
 
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        """``val/loss``: mean cross-entropy in nats per predicted validation character (windows weighted
+        by their characters), the state carried from window to window: the pretrained cards' val_loss
+        (:func:`datamodules.char_corpus.score_char_lm`). ``val/ppl`` = exp(val/loss)."""
         loss, logits = self._step(batch, "val")
         self.val_ppl.update(logits.float(), batch["targets"])
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["targets"].numel())
@@ -168,9 +175,10 @@ class CharLanguageModel(TaskModule):
         temperature: float = 0.8,
         top_k: Optional[int] = None,
         seed: Optional[int] = None,
+        max_whitespace: Optional[int] = MAX_WHITESPACE,
     ) -> str:
-        """Prime the state with ``prime``, then sample ``length`` characters one at a time."""
-        return self.predict([prime], length, temperature, top_k, seed)[0]["text"]
+        """Prime the state with ``prime``, then sample ``length`` characters one at a time (``predict``'s rule)."""
+        return self.predict([prime], length, temperature, top_k, seed, max_whitespace)[0]["text"]
 
     def predict(
         self,
@@ -179,10 +187,18 @@ class CharLanguageModel(TaskModule):
         temperature: float = 0.8,
         top_k: Optional[int] = None,
         seed: Optional[int] = None,
+        max_whitespace: Optional[int] = MAX_WHITESPACE,
     ) -> List[Dict[str, Any]]:
         """Continue each prime: ``[{"prime", "text" (prime + generated), "nll" (mean nats per
-        character of the prime after its first, ``None`` for a single character)}]``. ``temperature``
-        0 is greedy; ``seed`` makes the sample reproducible."""
+        character of the prime after its first, ``None`` for a single character)}]``.
+
+        The rule, char-rnn's plus one bound: ``length`` characters, each drawn from
+        ``softmax(logits / temperature)`` (``temperature`` 0: greedy; ``top_k``: only the k likeliest;
+        never the unknown symbol), except that a run of whitespace (spaces, tabs, newlines, counted
+        together, the prime's last ones included) never grows past ``max_whitespace`` characters: at
+        the bound the whitespace characters are masked and the next one is drawn from the rest
+        (:func:`zoo.decoding.cap_run`). So a sample is never a run of whitespace, whatever the model
+        prefers; ``None`` lifts the bound. ``seed`` makes the sample reproducible."""
         self.check_built()
         if isinstance(primes, str):
             primes = [primes]
@@ -190,6 +206,12 @@ class CharLanguageModel(TaskModule):
             raise ValueError("prime must hold at least one character")
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
+        if max_whitespace is not None and max_whitespace < 1:
+            raise ValueError(f"max_whitespace must be >= 1 or None, got {max_whitespace}")
+        whitespace = [i for i, c in enumerate(self.vocab) if c.isspace()]
+        if len(whitespace) == len(self.vocab) - 1:  # nothing but whitespace (and the unknown) to draw: no bound
+            whitespace = []
+        whitespace = torch.tensor(whitespace, dtype=torch.long, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         unknown = torch.tensor([0], device=self.device)  # never emit the unknown symbol
         results = []
@@ -202,9 +224,12 @@ class CharLanguageModel(TaskModule):
                 if len(ids) > 1:
                     nll = float(F.nll_loss(log_probs[:-1], ids[1:]))
                 log_probs, out = log_probs[-1:], []
+                run = len(prime) - len(prime.rstrip())  # the whitespace the text ends in
                 for _ in range(length):
-                    next_id = sample_next(log_probs.index_fill(-1, unknown, float("-inf")), temperature, top_k, generator)
+                    logits = cap_run(log_probs.index_fill(-1, unknown, float("-inf")), run, max_whitespace, whitespace)
+                    next_id = sample_next(logits, temperature, top_k, generator)
                     out.append(int(next_id))
+                    run = run + 1 if self.vocab[out[-1]].isspace() else 0
                     log_probs = stream.step(next_id)
                 results.append({"prime": prime, "text": prime + decode_chars(out, self.vocab), "nll": nll})
         return results
