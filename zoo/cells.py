@@ -260,10 +260,31 @@ class SequenceCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
+        for name, size in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {size!r}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         return like.new_zeros(batch, self.hidden_size)
+
+    def check_inputs(self, x: Tensor, state: State) -> None:
+        """Raises a ValueError naming what was expected unless ``x`` ``(batch, time, input_size)`` has
+        the cell's input size and ``state`` the tensors of :meth:`zero_state` (batch first): an input
+        or a state of another family or size is refused here, not deep inside the step."""
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{self!r} expects inputs of size {self.input_size}, got {tuple(x.shape)}")
+
+        def shapes(s: State) -> list:
+            return [tuple(t.shape) for t in s] if isinstance(s, tuple) else [tuple(getattr(s, "shape", ()))]
+        expected = shapes(self.zero_state(x.shape[0], torch.empty(0, device="meta")))
+        if shapes(state) != expected:
+            raise ValueError(f"{self!r} expects a state of {len(expected)} tensor(s) {', '.join(map(str, expected))} per "
+                             "layer and direction (Recurrent's layout stacks them as (layers * directions, batch, ...)), "
+                             f"got {', '.join(map(str, shapes(state)))}")
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, hidden_size={self.hidden_size}"
 
     def step(self, x: Tensor, state: State) -> Tuple[State, Gates]:
         """One time step: ``x`` ``(batch, input_size)`` -> the new state and the gates."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from .cells import CLASSIC_CELLS, Cell, SequenceCell
 from .rglru import RGLRUCell
+from .ssm import S6Cell
 
-MODERN_CELLS: dict[str, type[SequenceCell]] = {"rglru": RGLRUCell}
+MODERN_CELLS: dict[str, type[SequenceCell]] = {"rglru": RGLRUCell, "s6": S6Cell}
 CELLS: dict[str, type[Cell] | type[SequenceCell]] = {**CLASSIC_CELLS, **MODERN_CELLS}
 
 

@@ -304,6 +304,7 @@ class Recurrent(nn.Module):
     def _run_sequence_cell(cell: SequenceCell, x: Tensor, h0: State, mask: Optional[Tensor], return_gates: bool, parallel: bool):
         """A modern family's direction: its speed path (``native``) or its equations step by step
         (``cells``, every gate kept if asked)."""
+        cell.check_inputs(x, h0)
         if parallel and not return_gates:
             out, final = cell.sequence(x, h0, mask)
             return out, final, {}

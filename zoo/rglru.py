@@ -13,8 +13,11 @@ whole sequence is one :func:`zoo.scan.linear_scan` of ``h_t = a_t h_{t-1} + b_t`
 :meth:`RGLRUCell.sequence`). The paper takes ``u_t = x_t`` inside a block whose linear layer comes
 first; ``W_u`` is that layer, so input and hidden sizes may differ. ``a_t`` is computed in log space,
 ``log a_t = -c r_t softplus(-Λ)``, and ``sqrt(1 - a_t^2)`` as ``sqrt(-expm1(2 log a_t))``: no
-cancellation when ``a_t`` is close to 1. ``Λ`` starts so that ``a^c`` is spread over [0.9, 0.999], as
-the paper initialises it.
+cancellation when ``a_t`` is close to 1. That square root's derivative is unbounded at ``a_t = 1``,
+which a saturated gate reaches (``r_t = 0`` in float32 for large inputs): the gradient was then
+``inf * 0 = NaN``. Its derivative is bounded by :data:`MAX_SQRT_GRADIENT` (:class:`SqrtBoundedGradient`),
+as Griffin's reference implementation does; the forward value is the exact square root. ``Λ`` starts so
+that ``a^c`` is spread over [0.9, 0.999], as the paper initialises it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,27 @@ from .cells import Gates, SequenceCell
 
 C = 8.0  # the paper's fixed exponent c
 DECAY_RANGE = (0.9, 0.999)  # a^c at initialisation
+MAX_SQRT_GRADIENT = 1000.0  # the largest derivative of sqrt(1 - a_t^2) backpropagated
+
+
+class SqrtBoundedGradient(torch.autograd.Function):
+    """``sqrt(x)`` whose derivative ``1 / (2 sqrt(x))`` is capped at :data:`MAX_SQRT_GRADIENT`
+    (reached for ``x < 1 / (4 MAX_SQRT_GRADIENT^2)``), so that ``x = 0`` backpropagates a finite number."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return torch.sqrt(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad / (2 * torch.sqrt(x.clamp(min=1 / (4 * MAX_SQRT_GRADIENT**2))))
+
+
+def input_scale(log_a: Tensor) -> Tensor:
+    """``sqrt(1 - a_t^2)`` from ``log a_t``, without cancellation and with a bounded derivative."""
+    return SqrtBoundedGradient.apply(-torch.expm1(2 * log_a))
 
 
 class RGLRUCell(SequenceCell):
@@ -66,14 +90,14 @@ class RGLRUCell(SequenceCell):
     def step(self, x: Tensor, h: Tensor) -> Tuple[Tensor, Gates]:
         log_a, i, u = self.gates(x)
         a = torch.exp(log_a)
-        h = a * h + torch.sqrt(-torch.expm1(2 * log_a)) * (i * u)
+        h = a * h + input_scale(log_a) * (i * u)
         return h, {"decay": a, "input": i}
 
     def sequence(self, x: Tensor, h: Tensor, mask: Tensor | None = None) -> Tuple[Tensor, Tensor]:
         """Every step at once: ``h_t = a_t h_{t-1} + b_t`` with ``b_t = sqrt(1 - a_t^2) i_t u_t``
         by :func:`zoo.scan.linear_scan`; a padded step gets ``a = 1, b = 0`` (the state stays)."""
         log_a, i, u = self.gates(x)
-        a, b = torch.exp(log_a), torch.sqrt(-torch.expm1(2 * log_a)) * (i * u)
+        a, b = torch.exp(log_a), input_scale(log_a) * (i * u)
         a, b = a.to(h.dtype), b.to(h.dtype)
         if mask is not None:
             keep = mask.unsqueeze(-1)
