@@ -32,8 +32,10 @@ next layer), as :mod:`zoo.rglru` keeps Griffin's RG-LRU without its block's conv
 branch; the convolution would also add its last 3 inputs to the carried state, the gate a second
 ``hidden x input`` matrix. ``W_u`` is the block's input projection (Mamba's ``in_proj``, its ``x``
 half), so input and hidden sizes may differ; ``bias`` is its ``b_u`` (Mamba's has none: ``bias=False``).
-There is no normalisation either: outputs grow faster than the input's scale (``Δ``, ``B`` and ``u``
-each grow with it), which Mamba's RMSNorm between blocks would absorb.
+There is no normalisation either: a layer's output grows with about the cube of its input's scale
+(``Δ``, ``B`` and ``u`` each grow with it), which Mamba's RMSNorm between blocks absorbs. One layer is
+finite for inputs of scale 1000 and two for scale 100 (tests/family_checks.py); two layers overflow
+float32 at 1000 (NaN outputs).
 
 The speed path is :func:`zoo.selective_scan.selective_scan` (chunked; what it keeps in memory is in its
 docstring). Parameters: ``weight_u``, ``bias_u`` (``W_u``, ``b_u``); ``weight_dbc`` stacks
