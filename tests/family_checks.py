@@ -1,6 +1,6 @@
 """The properties every modern family (zoo.cells.SequenceCell) must have, written once. A family's
-test file defines the ``family`` fixture (its ``cell:`` name) and imports these tests, so that
-``pytest -k <family>`` selects them:
+test file defines the ``family`` fixture (its ``cell:`` name, :func:`family_fixture`) and imports these
+tests (``__all__``), so that ``pytest -k <family>`` selects them:
 
 - its step (backend "cells") equals its speed path (backend "native") in outputs, final state and
   gradients, deep and bidirectional, with padding;
@@ -20,6 +20,16 @@ from zoo.sequences import map_state
 
 EXACT = dict(atol=1e-5, rtol=1e-5)
 INPUT, HIDDEN = 5, 8
+__all__ = [  # what a family's test file takes with `from tests.family_checks import *`: the shared tests
+    "test_step_equals_sequence", "test_carried_state_equals_one_run", "test_padded_batch_equals_each_sequence_alone",
+    "test_gradients_finite_at_8192_steps", "test_large_inputs_give_finite_gradients_on_both_backends",
+    "test_wrong_input_state_and_backend_are_refused",
+]
+
+
+def family_fixture(name: str):
+    """The ``family`` fixture of a family's test file: ``family = family_fixture("s6")``."""
+    return pytest.fixture(name="family")(lambda: name)
 
 
 def make(family: str, seed: int = 0, **options) -> Recurrent:
@@ -80,7 +90,7 @@ def test_padded_batch_equals_each_sequence_alone(family, backend, bidirectional)
     for i, (seq, n) in enumerate(zip(sequences, lengths)):
         alone = rnn(seq[None])
         torch.testing.assert_close(out.output[i, :n], alone.output[0], **EXACT)
-        assert_states_close(map_state(out.state, lambda s: s[:, i]), map_state(alone.state, lambda s: s[:, 0]))
+        assert_states_close(map_state(out.state, lambda s, i=i: s[:, i]), map_state(alone.state, lambda s: s[:, 0]))
 
 
 @pytest.mark.parametrize("scale", [1.0, 100.0])

@@ -7,22 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.family_checks import (  # noqa: F401  (the shared tests, run here for RG-LRU)
-    make,
-    test_carried_state_equals_one_run,
-    test_gradients_finite_at_8192_steps,
-    test_large_inputs_give_finite_gradients_on_both_backends,
-    test_padded_batch_equals_each_sequence_alone,
-    test_step_equals_sequence,
-    test_wrong_input_state_and_backend_are_refused,
-)
+from tests.family_checks import *  # the shared tests, run here for rglru
+from tests.family_checks import family_fixture, make
 from zoo import rglru
 from zoo.rglru import RGLRUCell
 
-
-@pytest.fixture
-def family() -> str:
-    return "rglru"
+family = family_fixture("rglru")
 
 
 def griffin_loop(cell: RGLRUCell, x: torch.Tensor) -> torch.Tensor:

@@ -10,23 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.family_checks import (  # noqa: F401  (the shared tests, run here for S6)
-    EXACT,
-    make,
-    test_carried_state_equals_one_run,
-    test_gradients_finite_at_8192_steps,
-    test_large_inputs_give_finite_gradients_on_both_backends,
-    test_padded_batch_equals_each_sequence_alone,
-    test_step_equals_sequence,
-    test_wrong_input_state_and_backend_are_refused,
-)
+from tests.family_checks import *  # the shared tests, run here for s6
+from tests.family_checks import EXACT, family_fixture, make
 from zoo import selective_scan
 from zoo.ssm import S6Cell
 
-
-@pytest.fixture
-def family() -> str:
-    return "s6"
+family = family_fixture("s6")
 
 
 def paper_loop(cell: S6Cell, x: torch.Tensor) -> torch.Tensor:
