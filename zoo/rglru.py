@@ -82,7 +82,8 @@ class RGLRUCell(SequenceCell):
     def gates(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``(log a_t, i_t, u_t)`` for any leading shape of ``x``: everything that does not read the state."""
         # float32 under autocast: in bfloat16 the decay a_t = exp(log a_t), ~0.999, rounds to 1
-        x_a, x_x, u = F.linear(x, self.weight_ih, self.bias_ih).float().chunk(3, dim=-1)
+        proj = F.linear(x, self.weight_ih, self.bias_ih)
+        x_a, x_x, u = proj.to(torch.promote_types(proj.dtype, torch.float32)).chunk(3, dim=-1)
         r = torch.sigmoid(x_a)
         i = torch.sigmoid(x_x)
         log_a = -C * r * F.softplus(-self.lam)  # log(a^(c r)) with log a = log sigma(Λ) = -softplus(-Λ)

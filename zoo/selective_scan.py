@@ -11,14 +11,15 @@ flattened ``hidden * N`` state it is ``h_t = a_t h_{t-1} + b_t``, one :func:`zoo
 
 Done at once, that scan materialises ``Ā``, ``Δ B u`` and every ``h_t`` -- ``(batch, time, hidden, N)``
 each, ``N = 16`` times the size of the layer's outputs -- and autograd keeps them for the backward
-(batch 64, 128 steps, width 384: 201 MB per tensor and layer in float32). So the time axis
-is cut into chunks of ``K`` steps with ``batch * K * hidden * N <= CHUNK_ELEMENTS``: each chunk is
-one ``linear_scan`` from the state the previous chunk ended in, and only its outputs
-``y`` ``(batch, K, hidden)`` and end state leave it. Under autograd each chunk is checkpointed
-(:func:`torch.utils.checkpoint.checkpoint`): its backward reruns its forward, so what is kept
-between forward and backward is the chunk inputs (``u, Δ, B, C``), ``y`` and one ``(batch, hidden, N)``
-start state per chunk; the peak is the few ``(batch, K, hidden, N)`` tensors of the one chunk being
-run (``CHUNK_ELEMENTS`` elements each, 16 MB in float32). The price is one more forward per chunk.
+(recipes/char_lm_shakespeare_s6.yaml, batch 64, 128 steps, width 704: 369 MB per tensor and layer in
+float32). So the time axis is cut into chunks of ``K`` steps with ``batch * K * hidden * N <=
+CHUNK_ELEMENTS`` (23 steps in that recipe): each chunk is one ``linear_scan`` from the state the
+previous chunk ended in, and only its outputs ``y`` ``(batch, K, hidden)`` and end state leave it.
+Under autograd each chunk is checkpointed (:func:`torch.utils.checkpoint.checkpoint`): its backward
+reruns its forward, so what is kept between forward and backward is the chunk inputs (``u, Δ, B, C``),
+``y`` and one ``(batch, hidden, N)`` start state per chunk; the peak is the few ``(batch, K, hidden, N)``
+tensors of the one chunk being run (``CHUNK_ELEMENTS`` elements each, 64 MB in float32). The price is
+one more forward per chunk; ``CHUNK_ELEMENTS`` trades memory for fewer, longer chunks (not timed).
 Mamba's CUDA kernel avoids the same tensors by keeping ``h`` in SRAM and recomputing it in the backward.
 
 A padded step (``mask`` False) gets ``Δ = 0``: then ``Ā = 1`` and ``Δ B u = 0``, the state stays as it
@@ -35,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from . import scan
 
-CHUNK_ELEMENTS = 2**22  # batch * K * hidden * N per chunk: 16 MB per (batch, K, hidden, N) float32 tensor
+CHUNK_ELEMENTS = 2**24  # batch * K * hidden * N per chunk: 64 MB per (batch, K, hidden, N) float32 tensor
 
 
 def chunk_steps(batch: int, time: int, hidden: int, state: int) -> int:

@@ -20,7 +20,8 @@ the last output (first, so that every tool reading a state's ``h`` reads the lay
 ``(batch, hidden, N)``; ``y`` is not read by the next step.
 
 Defaults as Mamba's: ``N = 16`` (:data:`STATE_SIZE`), ``Δ``'s rank ``ceil(hidden / 16)``
-(:data:`DT_RANK_DIVISOR`), ``A`` initialised S4D-real (``A_n = -(n + 1)``, ``n = 0 .. N-1``), ``D = 1``,
+(:data:`DT_RANK_DIVISOR`; Mamba's ``dt_rank="auto"`` divides its block's model width, half of the
+``2x``-expanded width its S6 runs at, so at the same S6 width its rank is half of this one), ``A`` initialised S4D-real (``A_n = -(n + 1)``, ``n = 0 .. N-1``), ``D = 1``,
 ``b_Δ`` the inverse softplus of step sizes spread log-uniformly over ``[0.001, 0.1]`` (Mamba draws them
 from that distribution; here they are its quantiles, as the zoo's other spread initialisations, so
 nothing is drawn from torch's random stream for them).
@@ -32,8 +33,10 @@ next layer), as :mod:`zoo.rglru` keeps Griffin's RG-LRU without its block's conv
 branch; the convolution would also add its last 3 inputs to the carried state, the gate a second
 ``hidden x input`` matrix. ``W_u`` is the block's input projection (Mamba's ``in_proj``, its ``x``
 half), so input and hidden sizes may differ; ``bias`` is its ``b_u`` (Mamba's has none: ``bias=False``).
-There is no normalisation either: outputs grow faster than the input's scale (``Δ``, ``B`` and ``u``
-each grow with it), which Mamba's RMSNorm between blocks would absorb.
+There is no normalisation either: a layer's output grows with about the cube of its input's scale
+(``Δ``, ``B`` and ``u`` each grow with it), which Mamba's RMSNorm between blocks absorbs. One layer is
+finite for inputs of scale 1000 and two for scale 100 (tests/family_checks.py); two layers overflow
+float32 at 1000 (NaN outputs).
 
 The speed path is :func:`zoo.selective_scan.selective_scan` (chunked; what it keeps in memory is in its
 docstring). Parameters: ``weight_u``, ``bias_u`` (``W_u``, ``b_u``); ``weight_dbc`` stacks
@@ -54,7 +57,7 @@ from .cells import Gates, SequenceCell
 from .selective_scan import selective_scan
 
 STATE_SIZE = 16  # N, Mamba's d_state
-DT_RANK_DIVISOR = 16  # Δ's rank: ceil(hidden / 16), Mamba's dt_rank="auto"
+DT_RANK_DIVISOR = 16  # Δ's rank: ceil(hidden / 16), as Mamba's dt_rank="auto" divides its model width
 DT_RANGE = (0.001, 0.1)  # Δ at initialisation, Mamba's dt_min and dt_max
 DT_FLOOR = 1e-4  # Mamba's dt_init_floor
 
