@@ -27,6 +27,7 @@ from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
 from zoo.hub.sources import locate
 from zoo.optim import warmup_cosine
+from zoo.tasks.data import MeasuringData
 from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task
 
 #: how a task reads a hyper-parameter off its datamodule: an attribute name, or a function of it
@@ -129,8 +130,8 @@ class TaskModule(L.LightningModule):
     def data_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         """Measures only the data can compute (e.g. ShapesCaptions' attention inside the named object's
         box): the datamodule's ``evaluation_measures(batch, predictions)``, or nothing."""
-        measure = getattr(self.datamodule, "evaluation_measures", None)
-        return measure(batch, predictions) if measure is not None else {}
+        datamodule = self.datamodule
+        return datamodule.evaluation_measures(batch, predictions) if isinstance(datamodule, MeasuringData) else {}
 
     def log_images(self, key: str, images: List[Any], captions: List[str]) -> None:
         """Pictures (``(H, W, 3)`` arrays) to every logger that takes images (W&B), at this step. A
