@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 import lightning as L
 import torch
 
+from zoo.graphs import ExportError, Graph
 from zoo.hub.errors import PretrainedError
 from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
@@ -60,6 +61,8 @@ class TaskModule(L.LightningModule):
     required_data: ClassVar[Tuple[str, ...]] = ()
     #: the data hyper-parameters that must equal the datamodule's (else the model was built for other data)
     must_match: ClassVar[Tuple[str, ...]] = ()
+    #: the hyper-parameters that users of the exported graphs need, written to ``graphs.json`` (zoo.export)
+    exported_settings: ClassVar[Tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,6 +129,11 @@ class TaskModule(L.LightningModule):
     def predict(self, inputs: Any, **options: Any) -> List[Dict[str, Any]]:
         """Raw inputs (strings, image paths, video files, ...) -> one dict per input."""
         raise NotImplementedError
+
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """The task's inference graphs (:mod:`zoo.graphs`), with example inputs of ``batch`` rows and
+        ``length`` steps, traced by :mod:`zoo.export`. A task without any raises :class:`ExportError`."""
+        raise ExportError(f"{type(self).__name__} is not exportable: the task declares no inference graphs (export_graphs)")
 
     def data_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         """Measures only the data can compute (e.g. ShapesCaptions' attention inside the named object's

@@ -62,6 +62,7 @@ from zoo.families import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
 from zoo.encoders import grid_adapter
 from zoo.metrics import caption_metrics, gather_lists, normalize_caption
+from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating
 from zoo.tasks.image import Figure, ImageTask
@@ -79,6 +80,7 @@ class ImageCaptioner(ImageTask):
     data_hparams = {"tokenizer_json": "tokenizer_json", "image_config": "image_config", "max_len": _max_len}
     required_data = ("tokenizer_json",)
     must_match = ("tokenizer_json",)
+    exported_settings = ("max_len",)
 
     def __init__(
         self,
@@ -411,3 +413,58 @@ class ImageCaptioner(ImageTask):
         for name, value in scores.items():
             self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider", "exact"), rank_zero_only=True)
         return scores
+
+
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``encoder``: ``images (B, 3, H, W) -> memory [, keys], h [, c]``; ``decoder_step``: ``tokens
+        (B,), memory [, keys], h [, c] -> log_probs (B, V), h_next [, c_next] [, attention]``."""
+        gen = torch.Generator().manual_seed(0)
+        size = self.image_config().size  # normalised images, as the datamodule's transform gives them
+        images = {"images": torch.rand(batch, 3, size, size, generator=gen)}
+        with torch.no_grad():
+            encoded = CaptionerEncoder(self)(**images)
+        attends = self.hparams.attention != "none"
+        states = ["h", "c"] if self.hparams.cell == "lstm" else ["h"]
+        enc_names = ["memory"] + (["keys"] if attends else []) + states
+        step = {"tokens": torch.randint(4, self.vocab_size, (batch,), generator=gen), **dict(zip(enc_names, encoded))}
+        outs = ["log_probs", *next_names(states)] + (["attention"] if attends else [])
+        return [
+            Graph("encoder", CaptionerEncoder(self), images, enc_names, batch_axes(images, {})),
+            Graph("decoder_step", CaptionerStep(self), step, outs, batch_axes(step, {})),
+        ]
+
+
+class CaptionerEncoder(nn.Module):
+    """The image as a graph: its adapted grid (attention keys) and the decoder's first state."""
+
+    def __init__(self, model: ImageCaptioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor):
+        memory = self.model.memory({"images": images})
+        keys = () if self.model.hparams.attention == "none" else (self.model.attend.project(memory),)
+        return (memory, *keys, *state_outs(self.model.initial_state(memory)))
+
+
+class CaptionerStep(nn.Module):
+    """One step of :meth:`ImageCaptioner._decode_memory`'s search (soft attention, or hard attention's
+    argmax as at inference), without its bans (``<pad>``, ``<bos>``, ``<unk>``): a caller's choice."""
+
+    def __init__(self, model: ImageCaptioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, memory: Tensor, h: Tensor, keys: Optional[Tensor] = None, c: Optional[Tensor] = None):
+        model, state = self.model, state_args(h, c)
+        words = model.embed(tokens)
+        if keys is None:  # attention "none": the Recurrent, state (B, H) as the search keeps it
+            out = model.rnn(words[:, None], state=tuple(s[None] for s in state) if c is not None else state[None])
+            new = tuple(s[0] for s in out.state) if c is not None else out.state[0]
+            logits, extra = model.out(out.output[:, 0]), ()
+        else:
+            mode = "soft" if model.hparams.attention == "soft" else "argmax"
+            logits, new, alpha, _ = model.attend_step(words, state, memory, keys, mode)
+            extra = (alpha,)
+        return (torch.log_softmax(logits.float(), -1), *state_outs(new), *extra)

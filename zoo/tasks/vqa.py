@@ -62,6 +62,7 @@ from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
 from zoo.attention import Attention, attention_supervision_loss
 from zoo.encoders import cells_in_boxes, grid_adapter, grid_coordinates, grid_offsets
 from zoo.metrics import gather_lists
+from zoo.graphs import Graph, batch_axes
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, top_state
 from zoo.tasks.image import Figure, ImageTask
@@ -74,6 +75,7 @@ class VisualQuestionAnswerer(ImageTask):
                     "image_config": "image_config", "question_max_tokens": "max_question_len"}
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
+    exported_settings = ("answer_names", "question_types", "question_max_tokens")
 
     def __init__(
         self,
@@ -374,7 +376,36 @@ class VisualQuestionAnswerer(ImageTask):
             self.log(f"{split}/{name}", value, prog_bar=name == "acc", rank_zero_only=True)
         return result
 
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``answer``: ``ids (B, T), lengths (B,) [, images (B, 3, S, S)] -> probs (B, A) [, attention
+        (B, K, L)]`` -- the question's token ids (the exported tokenizer's), the normalised images as
+        the datamodule gives them, every answer's probability and each hop's attention over the grid."""
+        gen = torch.Generator().manual_seed(0)
+        inputs = {"ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
+                  "lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        if self.hparams.image:
+            size = self.image_config().size
+            inputs["images"] = torch.rand(batch, 3, size, size, generator=gen)
+        outputs = ["probs"] + (["attention"] if self.hparams.image and self.hparams.attention == "stacked" else [])
+        return [Graph("answer", AnswerForward(self), inputs, outputs, batch_axes(inputs, {}, {"ids": (1, "time")}))]
+
 
 def hop_titles(hops: int) -> List[str]:
     """The panel titles of a SAN figure: one per attention hop."""
     return [f"hop {k + 1}" for k in range(hops)]
+
+
+class AnswerForward(nn.Module):
+    """The answerer as a graph: every answer's probability (and each hop's attention) for a batch of
+    questions (token ids and lengths) about images."""
+
+    def __init__(self, model: VisualQuestionAnswerer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, lengths: Tensor, images: Optional[Tensor] = None):
+        batch = {"ids": ids, "lengths": lengths, **({"images": images} if images is not None else {})}
+        logits, hops = self.model(batch)
+        probs = torch.softmax(logits.float(), -1)
+        return (probs,) if hops is None else (probs, hops)
