@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
@@ -63,6 +66,9 @@ class TaskModule(L.LightningModule):
     must_match: ClassVar[Tuple[str, ...]] = ()
     #: the hyper-parameters that users of the exported graphs need, written to ``graphs.json`` (zoo.export)
     exported_settings: ClassVar[Tuple[str, ...]] = ()
+    #: how ``zoo models --evaluate`` scores the task without a datamodule: the name of a scorer in
+    #: :mod:`zoo.scoring` (its data options are that function's arguments); ``None`` = on a datamodule only
+    scorer: ClassVar[Optional[str]] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -135,6 +141,13 @@ class TaskModule(L.LightningModule):
         ``length`` steps, traced by :mod:`zoo.export`. A task without any raises :class:`ExportError`."""
         raise ExportError(f"{type(self).__name__} is not exportable: the task declares no inference graphs (export_graphs)")
 
+    def score(self, data: Any, limit: Optional[int] = None) -> Dict[str, float]:
+        """This model measured on ``data``'s test split the way its recipe measures it. By default the
+        task's own test step (what ``zoo test`` logs; ``test/x`` reported as ``test_x``), on one CPU
+        process without a logger, over at most ``limit`` test batches. A task that scores raw
+        examples instead (the classifier) overrides this."""
+        return test_scores(self, data, limit)
+
     def data_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         """Measures only the data can compute (e.g. ShapesCaptions' attention inside the named object's
         box): the datamodule's ``evaluation_measures(batch, predictions)``, or nothing."""
@@ -198,6 +211,23 @@ class TaskModule(L.LightningModule):
         """Load a pretrained folder, registered name, URL or Hub repo id (see :func:`load_pretrained`);
         the model must be an instance of ``cls``."""
         return load_pretrained(name_or_path, expected=None if cls is TaskModule else cls, **kwargs)
+
+
+def test_scores(model: L.LightningModule, datamodule: Any, limit_batches: Optional[int] = None) -> Dict[str, float]:
+    """What ``model``'s test step logs on ``datamodule``'s test split (one CPU process, no logger, no
+    banner on stdout), with ``test/x`` renamed ``test_x``: the recipe's own measurement, on any weights."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the task's own printing to stderr: stdout is the scores
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False,
+                                limit_test_batches=limit_batches if limit_batches is not None else 1.0)
+            logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    finally:
+        logger.setLevel(level)
+    return {key.replace("/", "_"): float(value) for key, value in sorted(logged.items())}
 
 
 # ---- loading ------------------------------------------------------------------------------------

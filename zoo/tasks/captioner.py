@@ -81,6 +81,7 @@ class ImageCaptioner(ImageTask):
     required_data = ("tokenizer_json",)
     must_match = ("tokenizer_json",)
     exported_settings = ("max_len",)
+    scorer = "score_shapes_captions"
 
     def __init__(
         self,

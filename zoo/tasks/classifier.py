@@ -34,10 +34,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from datamodules.loaders import pad_collate
 from datamodules.tokenizers import UNK_ID, encode_texts, load_tokenizer, truncate
 from zoo.graphs import Graph, batch_axes
+from zoo.metrics import score_classifier
 from zoo.recurrent import Recurrent
 from zoo.sequences import State, evaluating, lengths_to_mask, top_state
 from zoo.streaming import Stream, as_ids, check_streamable
 from zoo.tasks.base import TaskModule
+from zoo.tasks.data import ClassificationData
 
 POOLS = ("last", "mean", "max", "attention")
 
@@ -62,6 +64,7 @@ class SequenceClassifier(TaskModule):
     required_data = ("tokenizer_json", "label_names")
     must_match = ("tokenizer_json", "label_names")
     exported_settings = ("label_names",)
+    scorer = "score_imdb"
 
     def __init__(
         self,
@@ -275,6 +278,15 @@ class SequenceClassifier(TaskModule):
             "prob": float(probs[0, label]),
             "text_tokens": text_tokens,
         }
+
+    def score(self, data: Any, limit: Optional[int] = None) -> Dict[str, float]:
+        """Accuracy and macro F1 of :meth:`predict` (what ``zoo classify`` does) on the raw test texts of
+        any classification datamodule (:class:`~zoo.tasks.data.ClassificationData`: IMDB, AG News, ...);
+        ``limit``: the first ``limit`` texts of each label. ``test_acc``, ``test_macro_f1``, ``examples``."""
+        if not isinstance(data, ClassificationData):
+            raise ValueError(f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
+                             f"{type(data).__name__} is none")
+        return score_classifier(self, *data.test_examples(limit))
 
     def stream(self) -> LabelStream:
         """A running label over a token stream (:class:`LabelStream`): ``stream.step(id)``

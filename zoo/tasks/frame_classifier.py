@@ -61,6 +61,7 @@ class FrameClassifier(TaskModule):
     required_data = ("label_names",)
     must_match = ("label_names",)
     exported_settings = ("label_names",)
+    scorer = "score_moving_shapes"
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ class CharLanguageModel(TaskModule):
     data_hparams = {"vocab": "vocab"}
     required_data = ("vocab",)
     must_match = ("vocab",)
+    scorer = "score_language_model"
 
     def __init__(
         self,

@@ -83,6 +83,7 @@ class Seq2Seq(TaskModule):
     required_data = ("source_tokenizer_json", "target_tokenizer_json")
     must_match = required_data
     exported_settings = ("max_len_a", "max_len_b")
+    scorer = "score_translator"
 
     def __init__(
         self,

@@ -76,6 +76,7 @@ class VisualQuestionAnswerer(ImageTask):
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
     exported_settings = ("answer_names", "question_types", "question_max_tokens")
+    scorer = "score_shapes_vqa"
 
     def __init__(
         self,
