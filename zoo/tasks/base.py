@@ -29,7 +29,7 @@ from zoo.graphs import ExportError, Graph
 from zoo.hub.errors import PretrainedError
 from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
-from zoo.hub.sources import locate
+from zoo.hub.sources import entry_folder, locate
 from zoo.optim import warmup_cosine
 from zoo.tasks.data import MeasuringData
 from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task
@@ -329,6 +329,12 @@ def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule
     :func:`zoo.hub.sources.locate`. ``expected``: a task class the model must be an instance of.
     ``overrides``: init args to change (e.g. ``dropout=0.0``); they must keep the weights' shapes."""
     folder = locate(name_or_path, sha256=sha256, revision=revision, endpoint=endpoint, token=token)
+    return _from_folder(folder, expected, allow_modules, overrides)
+
+
+def _from_folder(folder: Path, expected: Optional[Type[TaskModule]], allow_modules: Sequence[str],
+                 overrides: Mapping[str, Any]) -> TaskModule:
+    """The module of a verified local pretrained folder (:func:`load_pretrained`'s second half)."""
     config, state = read_folder(folder)
     where = str(Path(folder) / "config.json")
     cls = resolve_task(config["task"], TaskModule, where, _allowed(expected, allow_modules))
@@ -339,10 +345,9 @@ def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule
 def create_model(name: str, pretrained: bool = False, **overrides: Any) -> TaskModule:
     """Build the registered model ``name``: its configuration with ``overrides`` applied, untrained,
     or with its pretrained weights (``pretrained=True``; overrides must then keep the shapes)."""
+    entry = model_entry(name)  # the registry, asked once: an unknown name fails here, with the closest names
     if pretrained:
-        model_entry(name)  # an unknown name fails here, with the closest registered names
-        return load_pretrained(name, **overrides)
-    entry = model_entry(name)
+        return _from_folder(entry_folder(entry), None, (), overrides)
     where = f"model {name!r}"
     cls = resolve_task(entry.task, TaskModule, where)
     args = {**entry.init_args, **overrides}
