@@ -10,8 +10,7 @@ check that the zoo's datamodules are what their tasks expect (tests/test_archite
 - :class:`PreviewData` -- an example's image as the model sees it, for attention figures;
 - :class:`FeatureCacheData` -- cached features of a frozen image encoder (caption data);
 - :class:`ClassificationData` -- raw test texts and their labels (every text-classification
-  datamodule), which a classifier is scored on (:meth:`~zoo.tasks.classifier.SequenceClassifier.score`);
-- :class:`TestData` -- a test split (every zoo datamodule), which the tasks' own test steps score.
+  datamodule), which a classifier is scored on (:meth:`~zoo.tasks.classifier.SequenceClassifier.score`).
 
 The data a task is *built* from (vocabularies, label names, tokenizers) is declared by the task's
 ``data_hparams`` (hyper-parameter -> the datamodule attribute or function that holds it).
@@ -20,13 +19,13 @@ The data a task is *built* from (vocabularies, label names, tokenizers) is decla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MeasuringData", "PreviewData", "FeatureCacheData", "ClassificationData", "TestData"]
+__all__ = ["MeasuringData", "PreviewData", "FeatureCacheData", "ClassificationData"]
 
 
 @runtime_checkable
@@ -56,8 +55,3 @@ class ClassificationData(Protocol):
     def test_examples(self, limit: Optional[int] = None) -> Tuple[Sequence[str], Sequence[int]]:
         """The raw test texts and their label indices (``limit``: at most that many of each label)."""
 
-
-@runtime_checkable
-class TestData(Protocol):
-    def test_dataloader(self) -> Any:
-        """The test split's batches."""
