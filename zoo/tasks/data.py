@@ -19,7 +19,7 @@ The data a task is *built* from (vocabularies, label names, tokenizers) is decla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
 import torch
