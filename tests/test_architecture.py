@@ -163,6 +163,12 @@ def test_every_task_follows_the_contract():
             assert old not in params, f"{cls.__name__} takes {old!r}: the zoo's name is {new!r}"
         predict = inspect.signature(cls.predict).parameters
         assert list(predict)[:2] == ["self", list(predict)[1]] and len(predict) >= 2
+        # the optimiser's arguments are declared once (TaskModule), reached through **optimiser
+        from zoo.tasks.base import OPTIMISER_ARGS, Optimiser, init_arguments
+
+        assert not set(OPTIMISER_ARGS) & set(params), f"{cls.__name__} re-declares optimiser arguments"
+        assert set(OPTIMISER_ARGS) <= set(init_arguments(cls)), f"{cls.__name__} does not pass **optimiser on"
+        assert isinstance(cls.optimiser, Optimiser)
 
 
 def test_no_file_names_a_dataset_under_tasks():

@@ -19,6 +19,7 @@ import inspect
 import logging
 import math
 import sys
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
@@ -46,6 +47,28 @@ def decay_groups(params: List[torch.nn.Parameter], weight_decay: float) -> List[
     ]
 
 
+@dataclass(frozen=True)
+class Optimiser:
+    """The arguments of the one optimiser recipe every task trains with, declared once: AdamW at peak
+    rate ``lr`` with ``weight_decay`` on matrices only (:func:`decay_groups`), a linear warm-up over
+    ``warmup_steps`` and then a cosine down to ``min_lr_ratio * lr`` over the run's planned steps
+    (:func:`zoo.optim.warmup_cosine`), gradients clipped to global norm ``grad_clip`` (0 = off).
+
+    Every task takes them as init arguments through ``**optimiser`` (``--model.lr`` on the command line,
+    ``lr:`` in a recipe, recorded in checkpoints and pretrained folders); ``None`` means the task's own
+    default, its class attribute ``optimiser``."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    grad_clip: Optional[float] = 1.0
+
+
+#: the optimiser's init arguments, in the order of :class:`Optimiser`
+OPTIMISER_ARGS: Tuple[str, ...] = tuple(f.name for f in fields(Optimiser))
+
+
 def _plain(value: Any) -> Any:
     """Tuples as lists, so that a datamodule's tuple and a checkpoint's list compare equal."""
     return list(value) if isinstance(value, tuple) else value
@@ -70,9 +93,38 @@ class TaskModule(L.LightningModule):
     #: :mod:`zoo.scoring` (its data options are that function's arguments); ``None`` = on a datamodule only
     scorer: ClassVar[Optional[str]] = None
 
-    def __init__(self) -> None:
+    #: this task's defaults of the shared optimiser arguments (what an argument left ``None`` takes)
+    optimiser: ClassVar[Optimiser] = Optimiser()
+
+    def __init__(self, lr: Optional[float] = None, weight_decay: Optional[float] = None, warmup_steps: Optional[int] = None,
+                 min_lr_ratio: Optional[float] = None, grad_clip: Optional[float] = None) -> None:
+        """
+        Args:
+            lr: AdamW's peak learning rate (``None``: the task's default).
+            weight_decay: AdamW's decay, on matrices only (``None``: the task's default).
+            warmup_steps: linear warm-up steps, then a cosine over the run's planned steps (``None``: the task's default).
+            min_lr_ratio: where the cosine ends, as a fraction of ``lr`` (``None``: the task's default).
+            grad_clip: clip the global gradient norm to this (0 = no clipping) (``None``: the task's default).
+
+        Each ``None`` takes the task's default (its ``optimiser``, :class:`Optimiser`).
+        """
         super().__init__()
         self.built = False
+        given = dict(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip)
+        self._optimiser = replace(type(self).optimiser, **{k: v for k, v in given.items() if v is not None})
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, from the caller's ``__init__``, plus the optimiser arguments as resolved (the
+        task's defaults in place of ``None``), so that every checkpoint records the values it trained with."""
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame or inspect.currentframe().f_back, logger=logger)
+        for key in OPTIMISER_ARGS:
+            self.hparams[key] = getattr(self._optimiser, key)
+
+    @property
+    def optimiser_args(self) -> Optimiser:
+        """The optimiser arguments this module trains with (:class:`Optimiser`)."""
+        hp = self.hparams
+        return replace(self._optimiser, **{k: hp[k] for k in OPTIMISER_ARGS if hp.get(k) is not None})
 
     # ---- building from the data ------------------------------------------------------------------
     def build(self) -> None:
@@ -180,22 +232,21 @@ class TaskModule(L.LightningModule):
         return mean * count * trainer.world_size / total
 
     # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
-    # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
     def param_groups(self) -> List[Dict[str, Any]]:
         """AdamW's groups (:func:`decay_groups` over every trainable parameter). A task with parameters
         that need their own rate (a fine-tuned encoder) overrides this."""
-        return decay_groups([p for p in self.parameters() if p.requires_grad], self.hparams.get("weight_decay", 0.0))
+        return decay_groups([p for p in self.parameters() if p.requires_grad], self.optimiser_args.weight_decay)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.AdamW([g for g in self.param_groups() if g["params"]], lr=hp.lr)
+        args = self.optimiser_args
+        optimizer = torch.optim.AdamW([g for g in self.param_groups() if g["params"]], lr=args.lr)
         total = self.trainer.estimated_stepping_batches
         total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.get("warmup_steps", 0), total, hp.get("min_lr_ratio", 0.1))
+        scheduler = warmup_cosine(optimizer, args.warmup_steps, total, args.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.get("grad_clip")
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optimiser_args.grad_clip
         if clip:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.clip_grad_norm_(params, clip))
@@ -239,13 +290,28 @@ def _allowed(expected: Optional[type], allow_modules: Sequence[str]) -> List[str
     return [*allow_modules, *([expected.__module__] if expected is not None else [])]
 
 
+def init_arguments(cls: type) -> Optional[List[str]]:
+    """The arguments ``cls(...)`` accepts by name, following ``**kwargs`` up the class hierarchy (a
+    task's ``**optimiser`` reaches :class:`TaskModule`); ``None`` when it takes any keyword."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    params = init_arguments(cls)
+    if params is None:
         return
-    unknown = sorted(set(args) - set(params) - {"self"})
+    unknown = sorted(set(args) - set(params))
     if unknown:
-        valid = ", ".join(p for p in params if p != "self")
+        valid = ", ".join(params)
         raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
 
 

@@ -65,6 +65,7 @@ from zoo.metrics import caption_metrics, gather_lists, normalize_caption
 from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating
+from zoo.tasks.base import Optimiser
 from zoo.tasks.image import Figure, ImageTask
 
 ATTENTION_KINDS = ("none", "soft", "hard")
@@ -81,6 +82,7 @@ class ImageCaptioner(ImageTask):
     required_data = ("tokenizer_json",)
     must_match = ("tokenizer_json",)
     exported_settings = ("max_len",)
+    optimiser = Optimiser(lr=4e-4, weight_decay=0.0, warmup_steps=100, min_lr_ratio=0.1, grad_clip=5.0)
     scorer = "score_shapes_captions"
 
     def __init__(
@@ -107,17 +109,13 @@ class ImageCaptioner(ImageTask):
         hard_entropy: float = 0.01,
         hard_baseline_decay: float = 0.9,
         hard_soft_mix: float = 0.5,
-        lr: float = 4e-4,
         encoder_lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 5.0,
         beam_size: int = 3,
         length_penalty: float = 0.0,
         max_len: Optional[int] = None,
         cache_features: bool = True,
         log_images: int = 4,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -147,15 +145,15 @@ class ImageCaptioner(ImageTask):
             hard_reinforce, hard_entropy, hard_baseline_decay, hard_soft_mix: REINFORCE weight lambda_r,
                 entropy bonus lambda_e, moving-average baseline decay, and the probability that a
                 sequence uses the expectation alpha instead of a sample (0.5 in the paper).
-            lr, encoder_lr, weight_decay, warmup_steps, min_lr_ratio: AdamW (encoder_lr for a trainable
-                encoder), linear warm-up then cosine.
-            grad_clip: global gradient-norm clipping (``None`` = off).
+            encoder_lr: the learning rate of a trainable encoder.
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             beam_size, length_penalty: decoding at validation/test/inference (1 = greedy); GNMT alpha.
             max_len: longest caption generated (default: the datamodule's max_caption_len + 1).
             cache_features: with a frozen encoder, ask the datamodule to cache encoder features.
             log_images: attention figures logged per validation (0 = none).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if decoder not in DECODERS:

@@ -38,7 +38,7 @@ from zoo.metrics import score_classifier
 from zoo.recurrent import Recurrent
 from zoo.sequences import State, evaluating, lengths_to_mask, top_state
 from zoo.streaming import Stream, as_ids, check_streamable
-from zoo.tasks.base import TaskModule
+from zoo.tasks.base import Optimiser, TaskModule
 from zoo.tasks.data import ClassificationData
 
 POOLS = ("last", "mean", "max", "attention")
@@ -64,6 +64,7 @@ class SequenceClassifier(TaskModule):
     required_data = ("tokenizer_json", "label_names")
     must_match = ("tokenizer_json", "label_names")
     exported_settings = ("label_names",)
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=1.0)
     scorer = "score_imdb"
 
     def __init__(
@@ -80,13 +81,9 @@ class SequenceClassifier(TaskModule):
         pool: str = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 1.0,
         label_smoothing: float = 0.0,
         backend: str = "native",
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -101,13 +98,12 @@ class SequenceClassifier(TaskModule):
                 see the module docstring).
             dropout: between recurrent layers and before the output layer.
             embedding_dropout: dropout on the embedded tokens.
-            lr, weight_decay: AdamW (no decay on biases and norms); linear warm-up over
-                ``warmup_steps``, then a cosine down to ``min_lr_ratio * lr`` over the planned steps.
-            grad_clip: clip the global gradient norm to this (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             label_smoothing: for the cross-entropy loss.
             backend: ``native`` (torch's fused RNNs) or ``cells`` (ours, every gate inspectable).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if not pool or any(p not in POOLS for p in pool.split("+")):
             raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}, or several joined by '+'")
         self.save_hyperparameters()

@@ -42,7 +42,7 @@ from zoo.graphs import ExportError, Graph, batch_axes, next_names, state_args, s
 from zoo.recurrent import Recurrent
 from zoo.sequences import State, evaluating, lengths_to_mask, top_state
 from zoo.streaming import Stream, check_streamable
-from zoo.tasks.base import TaskModule
+from zoo.tasks.base import Optimiser, TaskModule
 
 __all__ = ["FrameClassifier"]
 
@@ -61,6 +61,7 @@ class FrameClassifier(TaskModule):
     required_data = ("label_names",)
     must_match = ("label_names",)
     exported_settings = ("label_names",)
+    optimiser = Optimiser(lr=1e-3, weight_decay=0.0, warmup_steps=0, min_lr_ratio=0.1, grad_clip=1.0)
     scorer = "score_moving_shapes"
 
     def __init__(
@@ -80,11 +81,7 @@ class FrameClassifier(TaskModule):
         dropout: float = 0.0,
         backend: str = "native",
         target: str = "frame",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 1.0,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -101,10 +98,10 @@ class FrameClassifier(TaskModule):
             bidirectional: ``false`` for online use (a frame's output sees only the past), ``true``
                 for offline use (the whole clip).
             target: ``frame`` (a label per frame, many-to-many) or ``clip`` (one per clip, many-to-one).
-            lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with warm-up and cosine decay.
-            grad_clip: clip the global gradient norm (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.save_hyperparameters()

@@ -26,7 +26,7 @@ from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs, st
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
 from zoo.streaming import Stream, as_ids
-from zoo.tasks.base import TaskModule
+from zoo.tasks.base import Optimiser, TaskModule
 
 
 #: the checkpoint entry holding the training state carried into the next window
@@ -37,6 +37,7 @@ class CharLanguageModel(TaskModule):
     data_hparams = {"vocab": "vocab"}
     required_data = ("vocab",)
     must_match = ("vocab",)
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.0, warmup_steps=100, min_lr_ratio=0.1, grad_clip=1.0)
     scorer = "score_language_model"
 
     def __init__(
@@ -47,14 +48,10 @@ class CharLanguageModel(TaskModule):
         hidden_size: int = 512,
         num_layers: int = 1,
         dropout: float = 0.0,
-        lr: float = 2e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 1.0,
         backend: str = "native",
         nonlinearity: str = "tanh",
         lstm_init: str = LSTM_INIT,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -63,15 +60,14 @@ class CharLanguageModel(TaskModule):
             embedding_dim: size of the learned character embedding; ``None`` or 0 = one-hot input.
             hidden_size, num_layers: width and depth of the recurrent stack.
             dropout: on the input, between layers and before the output layer.
-            lr, weight_decay: AdamW; the learning rate warms up for ``warmup_steps`` and then follows
-                a cosine down to ``min_lr_ratio * lr`` over the run's planned steps.
-            grad_clip: clip the global gradient norm to this (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             backend: ``native`` (torch's fused RNNs; minGRU/minLSTM: the parallel scan) or ``cells``
                 (ours: gates inspectable).
             lstm_init: an LSTM's gate-bias initialisation, ``forget1`` | ``chrono`` | ``torch``
                 (:func:`zoo.recurrent.init_lstm_biases`; a checkpoint's weights replace it).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         self.save_hyperparameters()
         self._carry: Dict[str, Optional[State]] = {"train": None, "val": None}
         self.build_if_ready()

@@ -60,7 +60,7 @@ from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, hidden_of, lengths_to_mask, top_state
 from zoo.streaming import Stream, as_ids
-from zoo.tasks.base import TaskModule
+from zoo.tasks.base import Optimiser, TaskModule
 from zoo.viz import alignment_figure, figure_array
 
 ATTENTIONS = ("none", "additive", "dot", "general")
@@ -83,6 +83,7 @@ class Seq2Seq(TaskModule):
     required_data = ("source_tokenizer_json", "target_tokenizer_json")
     must_match = required_data
     exported_settings = ("max_len_a", "max_len_b")
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0)
     scorer = "score_translator"
 
     def __init__(
@@ -108,12 +109,8 @@ class Seq2Seq(TaskModule):
         max_len_b: int = 10,
         bleu_tokenize: str = "13a",
         log_alignments: int = 1,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 200,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 1.0,
         backend: str = "native",
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -136,11 +133,11 @@ class Seq2Seq(TaskModule):
             max_len_a, max_len_b: a translation stops after ``a * source length + b`` tokens.
             bleu_tokenize: sacreBLEU's tokenizer for scoring detokenized text (``13a``, ``intl``, ...).
             log_alignments: alignment heatmaps logged per validation (0 = none).
-            lr, weight_decay, warmup_steps, min_lr_ratio, grad_clip: AdamW with linear warm-up, cosine
-                decay, gradient clipping by global norm (see :class:`~zoo.tasks.base.TaskModule`).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             backend: ``native`` | ``cells`` recurrent backend.
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {attention!r}: expected one of {ATTENTIONS}")
         if not 0.0 <= teacher_forcing <= 1.0:

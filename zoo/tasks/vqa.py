@@ -65,6 +65,7 @@ from zoo.metrics import gather_lists
 from zoo.graphs import Graph, batch_axes
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, top_state
+from zoo.tasks.base import Optimiser
 from zoo.tasks.image import Figure, ImageTask
 
 ATTENTION_KINDS = ("stacked", "none")
@@ -76,6 +77,7 @@ class VisualQuestionAnswerer(ImageTask):
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
     exported_settings = ("answer_names", "question_types", "question_max_tokens")
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=5.0)
     scorer = "score_shapes_vqa"
 
     def __init__(
@@ -108,13 +110,9 @@ class VisualQuestionAnswerer(ImageTask):
         attention_dim: int = 256,
         classifier_hidden: int = 256,
         dropout: float = 0.1,
-        lr: float = 2e-3,
         encoder_lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 5.0,
         log_images: int = 4,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -143,11 +141,12 @@ class VisualQuestionAnswerer(ImageTask):
             attention_dim: width of each hop's ``h_A``.
             classifier_hidden: the answer MLP's hidden layer (0 = a linear classifier, as in SAN).
             dropout: on the question vector and in the classifier.
-            lr, encoder_lr, weight_decay, warmup_steps, min_lr_ratio, grad_clip: the shared optimiser
-                recipe (``encoder_lr`` for a trainable encoder).
+            encoder_lr: the learning rate of a trainable encoder.
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             log_images: attention figures logged per validation (0 = none).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if hops < 1:
