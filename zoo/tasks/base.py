@@ -93,6 +93,10 @@ class TaskModule(L.LightningModule):
     #: :mod:`zoo.scoring` (its data options are that function's arguments); ``None`` = on a datamodule only
     scorer: ClassVar[Optional[str]] = None
 
+    #: the init arguments that size the network, and what bounds each: ``"layers"`` (a count of layers or
+    #: modules: at most the number of tensors) or ``"width"`` (at most the number of weights). Loading
+    #: refuses a value the weights cannot hold before anything is built (:func:`load_task`).
+    sizes: ClassVar[Mapping[str, str]] = {"embedding_dim": "width", "hidden_size": "width", "num_layers": "layers"}
     #: this task's defaults of the shared optimiser arguments (what an argument left ``None`` takes)
     optimiser: ClassVar[Optimiser] = Optimiser()
 
@@ -315,18 +319,15 @@ def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
         raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
 
 
-#: Init args that size the network, by the zoo's naming: no value can exceed what the weights hold.
-_SIZE_SUFFIXES = ("_size", "_dim", "layers")
-
-
-def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> None:
+def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, sizes: Mapping[str, str]) -> None:
     """Refuse a size the weights cannot have before anything is built: even on the meta device a
     module takes time for every layer (num_layers=10**6 would never finish), and for real, memory for
-    every unit. A layer count is at most the number of tensors, a width at most the number of weights."""
+    every unit. ``sizes``: the task's declaration (:attr:`TaskModule.sizes`); a layer count is at most
+    the number of tensors, a width at most the number of weights."""
     tensors, weights = len(state), sum(t.numel() for t in state.values())
     for key, value in args.items():
-        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(_SIZE_SUFFIXES):
-            bound, what = (tensors, "tensors") if key.endswith("layers") else (weights, "weights")
+        if isinstance(value, int) and not isinstance(value, bool) and key in sizes:
+            bound, what = (tensors, "tensors") if sizes[key] == "layers" else (weights, "weights")
             if value > bound:
                 raise PretrainedError(f"{where}: init arg {key}={value} cannot fit weights that hold {bound:,} {what} in all")
 
@@ -337,7 +338,7 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
     ``where`` when the arguments or the weights do not fit the class."""
     args = {**init_args, **overrides}
     _check_args(cls, args, where)
-    _check_sizes(args, state, where)
+    _check_sizes(args, state, where, cls.sizes)
     # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as
     # hidden_size=10**12 that the weights do not have, are refused before a byte of memory is taken.
     try:

@@ -83,6 +83,7 @@ class ImageCaptioner(ImageTask):
     must_match = ("tokenizer_json",)
     exported_settings = ("max_len",)
     optimiser = Optimiser(lr=4e-4, weight_decay=0.0, warmup_steps=100, min_lr_ratio=0.1, grad_clip=5.0)
+    sizes = {**ImageTask.sizes, "attention_dim": "width", "feature_dim": "width", "feature_layers": "layers"}
     scorer = "score_shapes_captions"
 
     def __init__(

@@ -62,6 +62,7 @@ class FrameClassifier(TaskModule):
     must_match = ("label_names",)
     exported_settings = ("label_names",)
     optimiser = Optimiser(lr=1e-3, weight_decay=0.0, warmup_steps=0, min_lr_ratio=0.1, grad_clip=1.0)
+    sizes = {**TaskModule.sizes, "feature_dim": "width"}
     scorer = "score_moving_shapes"
 
     def __init__(

@@ -84,6 +84,7 @@ class Seq2Seq(TaskModule):
     must_match = required_data
     exported_settings = ("max_len_a", "max_len_b")
     optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0)
+    sizes = {**TaskModule.sizes, "decoder_hidden_size": "width", "decoder_layers": "layers"}
     scorer = "score_translator"
 
     def __init__(

@@ -78,6 +78,8 @@ class VisualQuestionAnswerer(ImageTask):
     must_match = ("tokenizer_json", "answer_names")
     exported_settings = ("answer_names", "question_types", "question_max_tokens")
     optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=5.0)
+    sizes = {**ImageTask.sizes, "feature_dim": "width", "attention_dim": "width", "classifier_hidden": "width", "shift": "width",
+             "feature_layers": "layers", "hops": "layers"}
     scorer = "score_shapes_vqa"
 
     def __init__(
