@@ -43,7 +43,7 @@ def loop(rnn: Recurrent, x, h0, w: Weights, mask, hoist: bool):
         w_hh, b_hh = w.hh.detach(), None
     else:
         x_proj, w_hh, b_hh = F.linear(xt, w.ih, w.b_ih), w.hh, w.b_hh
-    out, _, _ = step_loop(rnn._equations_step(w_hh, b_hh), x_proj, h0, mask, False)
+    out, _, _ = step_loop(rnn.equations_step(w_hh, b_hh), x_proj, h0, mask, False)
     if hoist:
         h = h0[0] if isinstance(h0, tuple) else h0
         previous.append(torch.cat([h.unsqueeze(0), out.transpose(0, 1)[:-1]]).detach())

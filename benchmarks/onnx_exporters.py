@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from datamodules.tokenizers import train_tokenizer
-from zoo.export import ClassifierForward, export_program
+from zoo.export import export_program
 from zoo.export import graphs as export_graphs
-from zoo.tasks.classifier import SequenceClassifier
+from zoo.tasks.classifier import ClassifierForward, SequenceClassifier
 
 
 def session(path: Path):

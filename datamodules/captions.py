@@ -49,7 +49,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -57,8 +56,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .download import MissingDataError, zoo_home
-from .images import CorruptImageError, ImageConfig, load_image
-from .loaders import SplitLoaders
+from .image_data import ImageDataModule
+from .images import CorruptImageError
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, encode_texts, train_tokenizer
 
 __all__ = ["CaptionDataModule", "CaptionDataset", "CaptionRecord", "caption_collate", "clean_records"]
@@ -213,7 +212,7 @@ def caption_collate(items: List[Optional[Dict[str, Any]]]) -> Dict[str, Any]:
 
 
 # ---- the shared datamodule ------------------------------------------------------------------------------
-class CaptionDataModule(SplitLoaders, L.LightningDataModule):
+class CaptionDataModule(ImageDataModule):
     """What every caption datamodule shares. A subclass provides :meth:`read_records` (per split), and
     may override :meth:`load_image` (default: the file at ``record.image``), :meth:`image_identity`
     (the feature-cache key of an image) and :meth:`item_extra`.
@@ -258,7 +257,7 @@ class CaptionDataModule(SplitLoaders, L.LightningDataModule):
             limit_images: at most this many images per split, e.g. ``{"train": 1000}`` (quick runs).
             seed: for the order of training batches.
         """
-        super().__init__()
+        super().__init__(encoder, image_size, crop_pct)
         if missing_images not in ("skip", "error"):
             raise ValueError(f"missing_images must be 'skip' or 'error', got {missing_images!r}")
         if bad_images not in ("skip", "error"):
@@ -277,18 +276,8 @@ class CaptionDataModule(SplitLoaders, L.LightningDataModule):
         self.records: Dict[str, List[CaptionRecord]] = {}
         self.datasets: Dict[str, CaptionDataset] = {}
         self.skipped: Dict[str, Dict[str, int]] = {}
-        self._config = ImageConfig.for_encoder(encoder, image_size, crop_pct)
 
-    # -- what a subclass provides ------------------------------------------------------------------------
-    def read_records(self) -> Dict[str, List[CaptionRecord]]:
-        raise NotImplementedError
-
-    def describe_source(self) -> str:
-        return type(self).__name__
-
-    def load_image(self, split: str, i: int) -> Image.Image:
-        return load_image(self.records[split][i].image)
-
+    # -- what a subclass provides (and read_records, describe_source, load_image: ImageDataModule) ----------
     def image_identity(self, split: str, i: int) -> Any:
         path = self.records[split][i].image
         try:
@@ -300,27 +289,12 @@ class CaptionDataModule(SplitLoaders, L.LightningDataModule):
     def item_extra(self, split: str) -> Optional[Callable[[int, int], Dict[str, Any]]]:
         return None
 
-    # -- the model reads these ------------------------------------------------------------------------------
-    @property
-    def image_config(self) -> Dict[str, Any]:
-        return self._config.as_dict()
-
-    @property
-    def encoder_name(self) -> Optional[str]:
-        return self.opts.encoder
-
+    # -- the model reads these (and image_config, encoder_name, preview: ImageDataModule) ------------------
     @property
     def max_caption_len(self) -> int:
         return self.opts.max_caption_len
 
-    def preview(self, split: str, i: int) -> np.ndarray:
-        """Image ``i`` of ``split`` as the model sees it (resized and cropped, not normalized), ``(S, S, 3)`` uint8."""
-        return np.asarray(self._config.geometric()(self.load_image(split, i)))
-
     # -- building ---------------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        self.read_records()  # checks the files are there (and downloads what can be downloaded)
-
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:
             return
@@ -438,7 +412,3 @@ class CaptionDataModule(SplitLoaders, L.LightningDataModule):
             if os.path.exists(tmp):
                 os.unlink(tmp)
         log(f"  {n} images in {time.time() - start:.1f} s")
-
-    # -- loaders ----------------------------------------------------------------------------------------------
-    def loader_options(self) -> Dict[str, Any]:
-        return vars(self.opts)

@@ -290,6 +290,16 @@ class TextClassificationDataModule(TextDataModule):
         kw = dict(max_tokens=self.hparams.max_tokens, truncation=self.hparams.truncation)
         self.datasets = {name: EncodedTexts.from_split(split, **kw) for name, split in data["splits"].items()}
 
+    def test_examples(self, limit: Optional[int] = None) -> Tuple[List[str], List[int]]:
+        """The raw test texts and their label indices in stored order (``limit``: the first ``limit`` of
+        each label): what a classifier is scored on (``zoo models --evaluate``)."""
+        split = self.load()["splits"][TEXT_SPLIT]
+        texts, labels = list(split["texts"]), [int(y) for y in split["labels"]]
+        if limit is not None:
+            keep = [i for label in sorted(set(labels)) for i in [i for i, y in enumerate(labels) if y == label][:limit]]
+            texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+        return texts, labels
+
     @property
     def max_tokens(self) -> Optional[int]:
         return self.hparams.max_tokens

@@ -27,16 +27,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence
 
-import lightning as L
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from .download import MissingDataError
-from .images import ImageConfig, load_image
-from .loaders import IGNORE, SplitLoaders
+from .image_data import ImageDataModule
+from .loaders import IGNORE
 from .tokenizers import PAD_ID, encode_texts, train_tokenizer
 
 __all__ = ["VQADataModule", "VQADataset", "VQARecord", "answer_vocabulary", "vqa_collate", "vqa_score"]
@@ -129,7 +126,7 @@ def vqa_collate(items: List[Dict[str, Any]], num_answers: int, question_types: S
     return batch
 
 
-class VQADataModule(SplitLoaders, L.LightningDataModule):
+class VQADataModule(ImageDataModule):
     """What every VQA datamodule shares. A subclass provides :meth:`read_records` (``{split: [VQARecord]}``)
     and may override :meth:`load_image` (default: the file at ``record.image``), :meth:`image_tensor`
     and :meth:`item_extra`.
@@ -166,7 +163,7 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
                 cut to it, and the model refuses longer questions at inference (it never saw them).
             batch_size, eval_batch_size, num_workers, seed: the loaders (per rank).
         """
-        super().__init__()
+        super().__init__(encoder, image_size, crop_pct)
         if num_answers < 2:
             raise ValueError(f"num_answers must be >= 2, got {num_answers}")
         if max_question_len < 1:
@@ -178,7 +175,6 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
             max_question_len=max_question_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, seed=seed,
         )
-        self._config = ImageConfig.for_encoder(encoder, image_size, crop_pct)
         self.records: Dict[str, List[VQARecord]] = {}
         self.datasets: Dict[str, VQADataset] = {}
         self.tokenizer_json: Optional[str] = None
@@ -186,13 +182,7 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
         self.question_types: Optional[List[str]] = None
         self.collate_fn = self._collate
 
-    # -- what a subclass provides ------------------------------------------------------------------------
-    def read_records(self) -> Dict[str, List[VQARecord]]:
-        raise NotImplementedError
-
-    def load_image(self, split: str, i: int) -> Image.Image:
-        return load_image(self.records[split][i].image)
-
+    # -- what a subclass provides (and read_records, describe_source, load_image: ImageDataModule) ----------
     def image_tensor(self, split: str, i: int) -> Tensor:
         return self._transform(self.load_image(split, i))
 
@@ -203,27 +193,12 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
         """The question types in a fixed order (default: sorted)."""
         return sorted(set(seen))
 
-    # -- the model reads these ------------------------------------------------------------------------------
-    @property
-    def image_config(self) -> Dict[str, Any]:
-        return self._config.as_dict()
-
-    @property
-    def encoder_name(self) -> Optional[str]:
-        return self.opts.encoder
-
+    # -- the model reads these (and image_config, encoder_name, preview: ImageDataModule) ------------------
     @property
     def max_question_len(self) -> int:
         return self.opts.max_question_len
 
-    def preview(self, split: str, i: int) -> np.ndarray:
-        """Image ``i`` of ``split`` as the model sees it (resized and cropped, not normalized), uint8."""
-        return np.asarray(self._config.geometric()(self.load_image(split, i)))
-
     # -- building ---------------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        self.read_records()  # checks the files are there (and downloads what can be downloaded)
-
     def _collate(self, items: List[Dict[str, Any]]) -> Dict[str, Any]:
         return vqa_collate(items, len(self.answer_names), self.question_types)
 
@@ -255,6 +230,3 @@ class VQADataModule(SplitLoaders, L.LightningDataModule):
                 self.records[split] = records
             self.datasets[split] = VQADataset(records, ids, answer_index, lambda i, s=split: self.image_tensor(s, i), self.item_extra(split),
                                               self.agreement)
-
-    def loader_options(self) -> Dict[str, Any]:
-        return vars(self.opts)

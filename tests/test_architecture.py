@@ -138,7 +138,12 @@ def task_classes() -> List[type]:
             yield sub
             yield from subclasses(sub)
 
-    return sorted({c for c in subclasses(TaskModule) if c.__module__.startswith("zoo.tasks.")}, key=lambda c: c.__name__)
+    found = {c for c in subclasses(TaskModule) if c.__module__.startswith("zoo.tasks.")}
+    # A shared base of several tasks (zoo.tasks.image.ImageTask) builds nothing itself: it is no task,
+    # and it must have tasks under it.
+    bases = {c for c in found if "build" not in vars(c) and not any("build" in vars(k) for k in c.__mro__[1:] if k is not TaskModule)}
+    assert all(c.__subclasses__() for c in bases), f"task bases without tasks: {bases}"
+    return sorted(found - bases, key=lambda c: c.__name__)
 
 
 def test_every_task_follows_the_contract():
@@ -158,6 +163,12 @@ def test_every_task_follows_the_contract():
             assert old not in params, f"{cls.__name__} takes {old!r}: the zoo's name is {new!r}"
         predict = inspect.signature(cls.predict).parameters
         assert list(predict)[:2] == ["self", list(predict)[1]] and len(predict) >= 2
+        # the optimiser's arguments are declared once (TaskModule), reached through **optimiser
+        from zoo.tasks.base import OPTIMISER_ARGS, Optimiser, init_arguments
+
+        assert not set(OPTIMISER_ARGS) & set(params), f"{cls.__name__} re-declares optimiser arguments"
+        assert set(OPTIMISER_ARGS) <= set(init_arguments(cls)), f"{cls.__name__} does not pass **optimiser on"
+        assert isinstance(cls.optimiser, Optimiser)
 
 
 def test_no_file_names_a_dataset_under_tasks():

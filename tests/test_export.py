@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -157,3 +158,53 @@ def test_torch_free_example_generates_and_translates_like_the_model(tokenizers, 
     expected = translator.predict(sentence, beam_size=1)[0]
     ids = [i for i in translation["ids"] if i != EOS_ID]
     assert translator.pieces("target", ids) == [t for t in expected["target_tokens"] if t != "<eos>"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [dict(hops=2, relative=True, shift=1, cell="lstm", bidirectional=True),
+                                       dict(attention="none", cell="gru"), dict(image=False, cell="mingru")])
+def test_vqa_answer(overrides, tmp_path):
+    """The VQA model's one graph (questions and images in, every answer's probability and each hop's
+    attention out) equals the eager model, for SAN with its relative and shift hops and both baselines."""
+    from tests.test_vqa import SMALL
+    from datamodules.shapes_vqa import ShapesVQA
+    from zoo.tasks.vqa import VisualQuestionAnswerer
+
+    data = ShapesVQA(n_train=48, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8)
+    data.setup()
+    torch.manual_seed(0)
+    model = VisualQuestionAnswerer(**{**SMALL, "image_config": data.image_config, **overrides})
+    model.adopt_data(data)
+    model.build_if_ready()
+    assert_exports_equal(model.eval(), tmp_path, shapes=((1, 1), (3, 6)))
+    info = json.loads((tmp_path / MANIFEST).read_text())
+    assert info["answer_names"] == data.answer_names and "tokenizer.json" in info["files"]
+    batch = next(iter(data.val_dataloader()))
+    with torch.no_grad():  # the graph's module outside export is the model's own answer
+        graph = graphs(model)[0].module
+        inputs = {k: batch[k] for k in ("ids", "lengths", "images") if k != "images" or model.hparams.image}
+        probs = graph(**inputs)[0]
+    expected = [r["probability"] for r in model.answer_batch(batch)]
+    torch.testing.assert_close(probs.max(-1).values, torch.tensor(expected))
+
+
+@pytest.mark.slow
+def test_zoo_export_of_the_shipped_vqa_model(tmp_path):
+    """`zoo export shapes_vqa_san --onnx DIR` as a user types it: onnxruntime's answers are the model's."""
+    ort = pytest.importorskip("onnxruntime")
+    run = subprocess.run([sys.executable, "-m", "zoo.cli", "export", "shapes_vqa_san", "--onnx", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from zoo.tasks.base import load_pretrained
+
+    model = load_pretrained("shapes_vqa_san")
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    image[8:24, 8:24] = (255, 0, 0)
+    [result] = model.predict([(image, "what color is the square?")])
+    ids = np.array([model.tokenizer.encode("what color is the square?", add_special_tokens=False).ids])
+    session = ort.InferenceSession(str(tmp_path / "answer.onnx"))
+    feed = {"ids": ids, "lengths": np.array([ids.shape[1]]), "images": model.image_batch([image]).numpy()}
+    probs, attention = session.run(None, feed)
+    assert model.hparams.answer_names[int(probs[0].argmax())] == result["answer"]
+    np.testing.assert_allclose(probs[0].max(), result["probability"], atol=1e-4)
+    np.testing.assert_allclose(attention[0], result["attention"].numpy(), atol=1e-4)

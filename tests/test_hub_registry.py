@@ -200,3 +200,14 @@ def test_zoo_sample_loads_a_folder_or_says_what_is_wrong(folder: Path) -> None:
     assert done.stdout.startswith("ab")
     done = run("sample", "char_lstm_shakspeare")
     assert done.returncode == 2 and "Did you mean 'char_lstm_shakespeare'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_create_model_asks_the_registry_once(monkeypatch):
+    """create_model goes tasks -> registry -> the entry's folder, once: never back through locate()."""
+    import zoo.tasks.base as base
+
+    asked = []
+    monkeypatch.setattr(base, "model_entry", lambda name, real=base.model_entry: asked.append(name) or real(name))
+    monkeypatch.setattr(base, "locate", lambda *a, **k: pytest.fail("create_model went back to the registry through locate"))
+    model = base.create_model("shapes_vqa_san", pretrained=True)
+    assert asked == ["shapes_vqa_san"] and type(model).__name__ == "VisualQuestionAnswerer" and not model.training

@@ -287,3 +287,23 @@ def test_pretrained_round_trip(data, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(batch)[0], model(batch)[0])
     assert again.hparams.question_max_tokens == data.max_question_len and again.hparams.question_types == data.question_types
+
+
+@pytest.mark.parametrize("key, value, bound", [("hops", 10**6, "tensors"), ("classifier_hidden", 10**12, "weights")])
+def test_declared_sizes_are_checked_before_building(tmp_path, key, value, bound):
+    """The task declares which init args size it (``sizes``), also those no naming rule finds (``hops``,
+    ``classifier_hidden``): a config.json asking for more than the weights hold is refused before building."""
+    import json
+    import shutil
+
+    from zoo.hub.errors import PretrainedError
+    from zoo.hub.registry import model_entry
+    from zoo.tasks.base import load_pretrained
+
+    assert VisualQuestionAnswerer.sizes[key] == ("layers" if bound == "tensors" else "width")
+    folder = shutil.copytree(model_entry("shapes_vqa_san").package_dir, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["init_args"][key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainedError, match=rf"config\.json: init arg {key}={value} cannot fit weights that hold [\d,]+ {bound} in all"):
+        load_pretrained(folder)

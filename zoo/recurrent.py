@@ -269,7 +269,7 @@ class Recurrent(nn.Module):
         outs, finals, all_gates = [], [], []
         for direction in range(self.num_directions):
             inputs = reverse_padded(x, lengths) if direction else x  # each sequence's own steps, reversed
-            h0 = self._initial(state, direction, x.shape[0], x, layer)
+            h0 = self.direction_state(state, direction, x.shape[0], x, layer)
             if isinstance(layer, SequenceLayer):
                 out, final, gates = self._run_sequence_cell(layer.direction(direction), inputs, h0, mask, return_gates, parallel)
             elif parallel:
@@ -333,7 +333,7 @@ class Recurrent(nn.Module):
         previous: List[Tensor] = []  # h_0 .. h_{T-1}, filled after the loop for the kernel's backward
         x_proj = kernels.HoistedProjection.apply(x.transpose(0, 1), w.ih, w.b_ih, w.hh, w.b_hh, previous)
         # W_hh detached and b_hh already added: the loop must not accumulate their gradients per step
-        out, final, _ = step_loop(self._equations_step(w.hh.detach(), None), x_proj, h0, mask, False)
+        out, final, _ = step_loop(self.equations_step(w.hh.detach(), None), x_proj, h0, mask, False)
         # out is zero at padded steps where the state was frozen instead; either is fine here, since a
         # frozen step's gates get no gradient (torch.where routes it to the old state).
         previous.append(torch.cat([hidden_of(h0).unsqueeze(0), out.transpose(0, 1)[:-1]]).detach())
@@ -342,9 +342,12 @@ class Recurrent(nn.Module):
     def _equations_loop(self, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor], keep_gates: bool):
         """(c) The cells' ``recur`` step by step in plain autograd (every gate kept if asked)."""
         x_proj = F.linear(x.transpose(0, 1), w.ih, w.b_ih)
-        return step_loop(self._equations_step(w.hh, w.b_hh), x_proj, h0, mask, keep_gates)
+        return step_loop(self.equations_step(w.hh, w.b_hh), x_proj, h0, mask, keep_gates)
 
-    def _equations_step(self, w_hh: Tensor, b_hh: Optional[Tensor]) -> Step:
+    def equations_step(self, w_hh: Tensor, b_hh: Optional[Tensor]) -> Step:
+        """The cell's equations as one step, ``(x_proj_t, state) -> (state, gates)``: ``x_proj_t`` the
+        input already projected (``W_ih x_t + b_ih``), ``w_hh``/``b_hh`` one direction's recurrent
+        weights (:class:`Weights`). What the loops here and :func:`zoo.export.scan_forward` iterate."""
         recur = cell_class(self.cell).recur
         extra = (self.nonlinearity,) if self.cell == "rnn" else ()
         return lambda x_t, state: recur(x_t, state, w_hh, b_hh, *extra)
@@ -355,13 +358,16 @@ class Recurrent(nn.Module):
         bridged into a decoder). An LSTM's memory cell and a modern family's other tensors start at
         zero (an mLSTM's or S6's ``h`` is an output, not read by its next step: for those, ``hidden``
         only sets what a stream reports before its first step)."""
-        parts = [self._initial(None, d, batch, like, layer) for layer in self.layers for d in range(self.num_directions)]
+        parts = [self.direction_state(None, d, batch, like, layer) for layer in self.layers for d in range(self.num_directions)]
         if isinstance(parts[0], tuple):
             state = tuple(torch.stack(p) for p in zip(*parts))
             return (hidden, *state[1:]) if hidden is not None else state
         return hidden if hidden is not None else torch.stack(parts)
 
-    def _initial(self, state, direction: int, batch: int, like: Tensor, layer: Optional[nn.Module] = None):
+    def direction_state(self, state, direction: int, batch: int, like: Tensor, layer: Optional[nn.Module] = None):
+        """One direction's starting state: ``state``'s row ``direction`` (torch's layout, one layer's
+        rows), or zeros of ``batch`` rows like ``like`` when ``state`` is ``None`` (a modern family's
+        own zero state when ``layer`` is a :class:`SequenceLayer`). A tuple ``(h, c)`` for an LSTM."""
         if state is None:
             if isinstance(layer, SequenceLayer):
                 return layer.direction(direction).zero_state(batch, like)

@@ -1,36 +1,40 @@
-"""One scorer per task: a pretrained model measured on data it never saw, the way its card was measured.
+"""The scorers of the cards: a model measured on data it never saw, the way its card was measured.
 
-:func:`score` picks the scorer by the model's task class (:data:`SCORERS`, dotted paths, so nothing
-here imports a task it does not score). Each scorer reads its data with the data set's own code and
+A task declares how it is scored: on a datamodule, by its ``score(data, limit)``
+(:meth:`zoo.tasks.base.TaskModule.score`: its own test step by default; the classifier scores raw test
+texts of *any* classification datamodule), and without one by naming a scorer here (its ``scorer``:
+the function's name; the function's arguments are the data options). :func:`score` picks between them;
+nothing here names a task class. Each scorer reads its data with the data set's own code and
 measures with what the training recipe measures:
 
-- ``CharLanguageModel``: :func:`datamodules.char_corpus.score_char_lm` on a corpus's validation part
+- ``score_language_model``: :func:`datamodules.char_corpus.score_char_lm` on a corpus's validation part
   (``corpus``: a text file, or a built-in name such as ``python-stdlib``; ``max_chars`` the recipe's cut);
-- ``SequenceClassifier``: :func:`zoo.metrics.score_classifier` on an aclImdb archive's test reviews;
-- ``Seq2Seq``: corpus sacreBLEU of ``model.predict`` (what ``zoo translate`` does) on a Multi30k split,
-  greedy and beam 5;
-- ``ImageCaptioner``: the task's own test step on ShapesCaptions' held-out seed (exact match, attention
-  in box via ``ShapesCaptions.evaluation_measures``, BLEU-1..4 and CIDEr-D via :mod:`zoo.metrics`);
-- ``FrameClassifier``: the task's own test step on MovingShapes' test clips (accuracy on the frames where
-  the disc is hidden, ``memory_acc``, against the frames where it is seen, ``direct_acc``);
-- ``VisualQuestionAnswerer``: the task's own test step on ShapesVQA's held-out seed (accuracy overall and
-  per question type, the last hop's attention in the answer's box via ``ShapesVQA.evaluation_measures``).
+- ``score_imdb``: :func:`zoo.metrics.score_classifier` on an aclImdb archive's test reviews;
+- ``score_translator``: corpus sacreBLEU of ``model.predict`` (what ``zoo translate`` does) on a Multi30k
+  split, greedy and beam 5;
+- ``score_shapes_captions``: the task's score (its test step) on ShapesCaptions' held-out seed (exact
+  match, attention in box via ``ShapesCaptions.evaluation_measures``, BLEU-1..4 and CIDEr-D);
+- ``score_moving_shapes``: the same on MovingShapes' test clips (accuracy on the frames where the disc is
+  hidden, ``memory_acc``, against the frames where it is seen, ``direct_acc``);
+- ``score_shapes_vqa``: the same on ShapesVQA's held-out seed (accuracy overall and per question type,
+  the last hop's attention in the answer's box via ``ShapesVQA.evaluation_measures``).
+
+A checkpoint written by ``zoo fit`` records its datamodule (class and arguments, as LightningCLI saves
+them): :func:`checkpoint_datamodule` rebuilds it (a class under ``datamodules.`` only), so that
+``zoo models --evaluate --ckpt PATH`` scores a model trained with any recipe on its own data's test split.
 
 ``limit`` scores a slice (the tests' slice checks): the first ``limit`` windows of every stream (char
-LM), reviews of each label (IMDB), sentences, images or clips. The synthetic sets need no data path:
-their test splits are the recipes' held-out seeds, generated here.
+LM), texts of each label (classifiers), sentences, images or clips (the synthetic sets: their test
+splits are the recipes' held-out seeds, generated here), or test batches (a datamodule's test step).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
-__all__ = ["SCORERS", "score", "scorer_for", "score_language_model", "score_imdb", "score_translator",
-           "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name", "recipe_test_scores"]
+__all__ = ["score", "scorer_for", "checkpoint_datamodule", "score_language_model", "score_imdb", "score_translator",
+           "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name"]
 
 Scorer = Callable[..., Dict[str, float]]
 
@@ -88,31 +92,6 @@ def score_translator(model: Any, multi30k: Optional[str] = None, split: str = "t
     return result
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Lightning's banner to nowhere and the task's own printing to stderr: stdout is the scores."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def recipe_test_scores(model: Any, datamodule: Any) -> Dict[str, float]:
-    """What the task's test step logs on ``datamodule``'s test split (one CPU process, no logger), with
-    ``test/x`` renamed ``test_x``: the recipe's own measurement, on any weights."""
-    import lightning as L
-
-    with _quiet():
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)
-        logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    return {key.replace("/", "_"): float(value) for key, value in sorted(logged.items())}
-
-
 def score_shapes_captions(model: Any, limit: Optional[int] = None) -> Dict[str, float]:
     """The captioner's test step on the recipe's ShapesCaptions (seed 0: the test split is seed 2, scenes
     never trained on): ``test_exact``, ``test_attn_in_box``, ``test_bleu1..4``, ``test_cider``,
@@ -121,7 +100,7 @@ def score_shapes_captions(model: Any, limit: Optional[int] = None) -> Dict[str, 
 
     n_test = 1000 if limit is None else limit
     data = ShapesCaptions(n_test=n_test, encoder=model.hparams.encoder)  # the defaults are the recipe's
-    return {**recipe_test_scores(model, data), "images": n_test}
+    return {**model.score(data), "images": n_test}
 
 
 def score_moving_shapes(model: Any, limit: Optional[int] = None) -> Dict[str, float]:
@@ -132,7 +111,7 @@ def score_moving_shapes(model: Any, limit: Optional[int] = None) -> Dict[str, fl
 
     n_test = 500 if limit is None else limit
     data = MovingShapesDataModule(num_test=n_test)  # the defaults are the recipe's
-    return {**recipe_test_scores(model, data), "clips": n_test}
+    return {**model.score(data), "clips": n_test}
 
 
 def score_shapes_vqa(model: Any, limit: Optional[int] = None) -> Dict[str, float]:
@@ -144,37 +123,52 @@ def score_shapes_vqa(model: Any, limit: Optional[int] = None) -> Dict[str, float
 
     n_test = 2000 if limit is None else limit
     data = ShapesVQA(n_test=n_test, encoder=model.hparams.encoder)  # the defaults are the recipe's
-    return {**recipe_test_scores(model, data), "questions": n_test}
-
-
-#: task class (dotted path) -> its scorer and the data options it reads
-SCORERS: Dict[str, Scorer] = {
-    "zoo.tasks.language_model.CharLanguageModel": score_language_model,
-    "zoo.tasks.classifier.SequenceClassifier": score_imdb,
-    "zoo.tasks.seq2seq.Seq2Seq": score_translator,
-    "zoo.tasks.captioner.ImageCaptioner": score_shapes_captions,
-    "zoo.tasks.frame_classifier.FrameClassifier": score_moving_shapes,
-    "zoo.tasks.vqa.VisualQuestionAnswerer": score_shapes_vqa,
-}
+    return {**model.score(data), "questions": n_test}
 
 
 def scorer_for(model: Any) -> Scorer:
-    """The scorer of ``model``'s task class (or of the nearest zoo task it derives from)."""
-    for cls in type(model).__mro__:
-        found = SCORERS.get(f"{cls.__module__}.{cls.__qualname__}")
-        if found is not None:
-            return found
-    raise ValueError(f"no scorer for a {type(model).__name__}: the zoo scores {', '.join(p.rpartition('.')[2] for p in SCORERS)}")
+    """The scorer ``model``'s task declares (its ``scorer``: a function of this module by name)."""
+    name = getattr(type(model), "scorer", None)
+    if name is None:
+        raise ValueError(f"a {type(model).__name__} names no scorer: score it on a datamodule (zoo models --evaluate --ckpt "
+                         "a checkpoint of `zoo fit`, which records its datamodule)")
+    if name not in __all__ or not name.startswith("score_"):
+        raise ValueError(f"{type(model).__name__}.scorer = {name!r} is not a scorer of zoo.scoring "
+                         f"({', '.join(n for n in __all__ if n.startswith('score_'))})")
+    return globals()[name]
 
 
-def score(model: Any, **options: Any) -> Dict[str, float]:
-    """Score ``model`` with its task's scorer; ``options`` are that scorer's keyword arguments
-    (``None`` values are dropped, so a command can pass every flag it has)."""
+def checkpoint_datamodule(path: str | Path) -> Optional[Any]:
+    """The datamodule a ``zoo fit`` checkpoint was trained with, rebuilt from what LightningCLI recorded
+    (``datamodule_hyper_parameters``: its ``_class_path`` and arguments), or ``None`` when it recorded
+    none. Only a LightningDataModule from a module under ``datamodules.`` is built (the file is data)."""
+    import lightning as L
+    import torch
+
+    from zoo.tasks.resolve import resolve_task
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    hparams = checkpoint.get("datamodule_hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("_class_path"), str):
+        return None
+    cls = resolve_task(hparams["_class_path"], L.LightningDataModule, f"{path} (its datamodule)", package="datamodules")
+    return cls(**{k: v for k, v in hparams.items() if not str(k).startswith("_")})
+
+
+def score(model: Any, data: Any = None, **options: Any) -> Dict[str, float]:
+    """Score ``model``: on the datamodule ``data`` by the task's own ``score(data, limit)``, or else by
+    the scorer its task names, with ``options`` as that scorer's keyword arguments (``None`` values are
+    dropped, so a command can pass every flag it has)."""
     import inspect
 
+    given = {k: v for k, v in options.items() if v is not None}
+    if data is not None:
+        unknown = sorted(set(given) - {"limit"})
+        if unknown:
+            raise ValueError(f"scoring on a datamodule takes only limit, not {', '.join(unknown)}")
+        return model.score(data, given.get("limit"))
     scorer = scorer_for(model)
     accepted = inspect.signature(scorer).parameters
-    given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         raise ValueError(f"{scorer.__name__} takes no {', '.join(unknown)} (it takes {', '.join(list(accepted)[1:])})")

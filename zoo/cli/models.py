@@ -8,6 +8,7 @@
     zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz
     zoo models --evaluate multi30k_de_en_attn_gru --multi30k ../shared/data/multi30k --split val
     zoo models --evaluate shapes_caption_soft --limit 64     # synthetic held-out seeds: no data flag
+    zoo models --evaluate --ckpt checkpoints/agnews_gru/last.ckpt   # any recipe's checkpoint, on its own data's test split
 """
 
 from __future__ import annotations
@@ -66,14 +67,31 @@ def evaluate(name_or_path: str, **data: Any) -> Dict[str, float]:
     return score(load_pretrained(name_or_path), **data)
 
 
+def evaluate_checkpoint(path: str, **data: Any) -> Dict[str, float]:
+    """Measure a ``zoo fit`` checkpoint: on the test split of the datamodule it was trained with (the
+    checkpoint records it; only ``limit`` applies), or, when a data option is given or it recorded
+    none, by its task's scorer as :func:`evaluate` does."""
+    from zoo.scoring import checkpoint_datamodule, score
+    from zoo.tasks.base import load_task
+
+    model = load_task(path)
+    named = {k: v for k, v in data.items() if k != "limit" and v is not None}
+    datamodule = None if named else checkpoint_datamodule(path)
+    if datamodule is not None:
+        return score(model, datamodule, limit=data.get("limit"))
+    return score(model, **data)
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo models", description="The zoo's registered models and their cards.")
     parser.add_argument("pattern", nargs="?", help="only names matching this shell wildcard (e.g. '*imdb*')")
     parser.add_argument("--json", action="store_true", help="one JSON object per model and line")
     parser.add_argument("--markdown", action="store_true", help="print the model table and cards (docs/pretrained.md)")
     parser.add_argument("--update-docs", metavar="MD", type=Path, help="rewrite the generated part of this Markdown file")
-    parser.add_argument("--evaluate", metavar="NAME_OR_FOLDER",
+    parser.add_argument("--evaluate", metavar="NAME_OR_FOLDER", nargs="?", const="",
                         help="score a model with its task's scorer, on data it never saw (zoo.scoring); prints JSON")
+    parser.add_argument("--ckpt", metavar="PATH", help="with --evaluate: score a checkpoint of `zoo fit` (any recipe) on "
+                        "the test split of the datamodule it was trained with")
     parser.add_argument("--corpus", help="char LM: a text file (e.g. tinyshakespeare/input.txt) or python-stdlib; "
                         "validation = its last 10%%")
     parser.add_argument("--max_chars", type=int, default=None, help="char LM: the recipe's cut of the corpus "
@@ -83,7 +101,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--split", default=None, help="translator: val or test_2016_flickr (default)")
     parser.add_argument("--limit", type=int, default=None, help="a slice: char LM windows per stream, IMDB reviews per "
                         "label, sentences, images or clips (captioners and frame classifiers need no data flag: "
-                        "their held-out seeds are generated)")
+                        "their held-out seeds are generated); with --ckpt, texts per label or test batches")
     parser.add_argument("--max_windows", dest="limit", type=int, help=argparse.SUPPRESS)  # the old names of --limit
     parser.add_argument("--per_label", dest="limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -92,10 +110,15 @@ def main(argv: List[str]) -> int:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     data = {k: getattr(args, k) for k in ("corpus", "imdb", "multi30k", "split", "limit", "max_chars")}
-    if args.evaluate:
+    if args.evaluate is not None:
         if sum(bool(data[k]) for k in ("corpus", "imdb", "multi30k")) > 1:
             parser.error("--evaluate takes at most one of --corpus, --imdb, --multi30k (the data of its task)")
-        print(json.dumps(evaluate(args.evaluate, **data), indent=2))
+        if bool(args.evaluate) == bool(args.ckpt):
+            parser.error("--evaluate takes a registered name or folder, or --ckpt PATH (one of them)")
+        result = evaluate_checkpoint(args.ckpt, **data) if args.ckpt else evaluate(args.evaluate, **data)
+        print(json.dumps(result, indent=2))
+    elif args.ckpt:
+        parser.error("--ckpt goes with --evaluate (zoo models --evaluate --ckpt PATH)")
     elif any(v is not None for v in data.values()):
         parser.error("--corpus, --imdb, --multi30k, --split, --limit and --max_chars go with --evaluate NAME")
     elif args.update_docs:

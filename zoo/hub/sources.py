@@ -37,7 +37,7 @@ from zoo.hub.errors import ChecksumMismatchError, MissingFileError, NoWeightsErr
 from zoo.hub.format import CONFIG_NAME, WEIGHTS_NAME, read_config, refuse_pickle, sha256_of, sniff, write_folder
 from zoo.hub.registry import ModelEntry, list_models, model_entry, unknown_model
 
-__all__ = ["locate", "push_to_hub", "HUB_ID"]
+__all__ = ["locate", "entry_folder", "push_to_hub", "HUB_ID"]
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -53,7 +53,7 @@ def locate(name_or_path: Union[str, Path], *, sha256: Optional[str] = None, revi
     as needed. A registered name wins over a relative path: write ``./name`` for the folder."""
     source = str(name_or_path)
     if isinstance(name_or_path, str) and source in list_models():
-        return _entry_folder(model_entry(source), endpoint, token)
+        return entry_folder(model_entry(source), endpoint, token)
     if isinstance(name_or_path, Path) or Path(source).expanduser().exists():
         return _local(Path(source).expanduser(), sha256)
     if source.startswith(("https://", "http://")):
@@ -67,7 +67,8 @@ def locate(name_or_path: Union[str, Path], *, sha256: Optional[str] = None, revi
 
 
 # ---- a registered name --------------------------------------------------------------------------
-def _entry_folder(entry: ModelEntry, endpoint: Optional[str], token: Optional[str]) -> Path:
+def entry_folder(entry: ModelEntry, endpoint: Optional[str] = None, token: Optional[str] = None) -> Path:
+    """The verified local folder of a registry entry's weights (shipped, pinned URL or Hub repo)."""
     card, where = entry.card, entry.weights
     if where == "package":
         folder = entry.package_dir

@@ -14,19 +14,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
+import sys
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import lightning as L
 import torch
 
+from zoo.graphs import ExportError, Graph
 from zoo.hub.errors import PretrainedError
 from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
-from zoo.hub.sources import locate
+from zoo.hub.sources import entry_folder, locate
 from zoo.optim import warmup_cosine
+from zoo.tasks.data import MeasuringData
 from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task
 
 #: how a task reads a hyper-parameter off its datamodule: an attribute name, or a function of it
@@ -39,6 +45,28 @@ def decay_groups(params: List[torch.nn.Parameter], weight_decay: float) -> List[
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """The arguments of the one optimiser recipe every task trains with, declared once: AdamW at peak
+    rate ``lr`` with ``weight_decay`` on matrices only (:func:`decay_groups`), a linear warm-up over
+    ``warmup_steps`` and then a cosine down to ``min_lr_ratio * lr`` over the run's planned steps
+    (:func:`zoo.optim.warmup_cosine`), gradients clipped to global norm ``grad_clip`` (0 = off).
+
+    Every task takes them as init arguments through ``**optimiser`` (``--model.lr`` on the command line,
+    ``lr:`` in a recipe, recorded in checkpoints and pretrained folders); ``None`` means the task's own
+    default, its class attribute ``optimiser``."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    grad_clip: Optional[float] = 1.0
+
+
+#: the optimiser's init arguments, in the order of :class:`Optimiser`
+OPTIMISER_ARGS: Tuple[str, ...] = tuple(f.name for f in fields(Optimiser))
 
 
 def _plain(value: Any) -> Any:
@@ -59,10 +87,48 @@ class TaskModule(L.LightningModule):
     required_data: ClassVar[Tuple[str, ...]] = ()
     #: the data hyper-parameters that must equal the datamodule's (else the model was built for other data)
     must_match: ClassVar[Tuple[str, ...]] = ()
+    #: the hyper-parameters that users of the exported graphs need, written to ``graphs.json`` (zoo.export)
+    exported_settings: ClassVar[Tuple[str, ...]] = ()
+    #: how ``zoo models --evaluate`` scores the task without a datamodule: the name of a scorer in
+    #: :mod:`zoo.scoring` (its data options are that function's arguments); ``None`` = on a datamodule only
+    scorer: ClassVar[Optional[str]] = None
 
-    def __init__(self) -> None:
+    #: the init arguments that size the network, and what bounds each: ``"layers"`` (a count of layers or
+    #: modules: at most the number of tensors) or ``"width"`` (at most the number of weights). Loading
+    #: refuses a value the weights cannot hold before anything is built (:func:`load_task`).
+    sizes: ClassVar[Mapping[str, str]] = {"embedding_dim": "width", "hidden_size": "width", "num_layers": "layers"}
+    #: this task's defaults of the shared optimiser arguments (what an argument left ``None`` takes)
+    optimiser: ClassVar[Optimiser] = Optimiser()
+
+    def __init__(self, lr: Optional[float] = None, weight_decay: Optional[float] = None, warmup_steps: Optional[int] = None,
+                 min_lr_ratio: Optional[float] = None, grad_clip: Optional[float] = None) -> None:
+        """
+        Args:
+            lr: AdamW's peak learning rate (``None``: the task's default).
+            weight_decay: AdamW's decay, on matrices only (``None``: the task's default).
+            warmup_steps: linear warm-up steps, then a cosine over the run's planned steps (``None``: the task's default).
+            min_lr_ratio: where the cosine ends, as a fraction of ``lr`` (``None``: the task's default).
+            grad_clip: clip the global gradient norm to this (0 = no clipping) (``None``: the task's default).
+
+        Each ``None`` takes the task's default (its ``optimiser``, :class:`Optimiser`).
+        """
         super().__init__()
         self.built = False
+        given = dict(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio, grad_clip=grad_clip)
+        self._optimiser = replace(type(self).optimiser, **{k: v for k, v in given.items() if v is not None})
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, from the caller's ``__init__``, plus the optimiser arguments as resolved (the
+        task's defaults in place of ``None``), so that every checkpoint records the values it trained with."""
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame or inspect.currentframe().f_back, logger=logger)
+        for key in OPTIMISER_ARGS:
+            self.hparams[key] = getattr(self._optimiser, key)
+
+    @property
+    def optimiser_args(self) -> Optimiser:
+        """The optimiser arguments this module trains with (:class:`Optimiser`)."""
+        hp = self.hparams
+        return replace(self._optimiser, **{k: hp[k] for k in OPTIMISER_ARGS if hp.get(k) is not None})
 
     # ---- building from the data ------------------------------------------------------------------
     def build(self) -> None:
@@ -126,11 +192,23 @@ class TaskModule(L.LightningModule):
         """Raw inputs (strings, image paths, video files, ...) -> one dict per input."""
         raise NotImplementedError
 
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """The task's inference graphs (:mod:`zoo.graphs`), with example inputs of ``batch`` rows and
+        ``length`` steps, traced by :mod:`zoo.export`. A task without any raises :class:`ExportError`."""
+        raise ExportError(f"{type(self).__name__} is not exportable: the task declares no inference graphs (export_graphs)")
+
+    def score(self, data: Any, limit: Optional[int] = None) -> Dict[str, float]:
+        """This model measured on ``data``'s test split the way its recipe measures it. By default the
+        task's own test step (what ``zoo test`` logs; ``test/x`` reported as ``test_x``), on one CPU
+        process without a logger, over at most ``limit`` test batches. A task that scores raw
+        examples instead (the classifier) overrides this."""
+        return test_scores(self, data, limit)
+
     def data_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         """Measures only the data can compute (e.g. ShapesCaptions' attention inside the named object's
         box): the datamodule's ``evaluation_measures(batch, predictions)``, or nothing."""
-        measure = getattr(self.datamodule, "evaluation_measures", None)
-        return measure(batch, predictions) if measure is not None else {}
+        datamodule = self.datamodule
+        return datamodule.evaluation_measures(batch, predictions) if isinstance(datamodule, MeasuringData) else {}
 
     def log_images(self, key: str, images: List[Any], captions: List[str]) -> None:
         """Pictures (``(H, W, 3)`` arrays) to every logger that takes images (W&B), at this step. A
@@ -158,22 +236,21 @@ class TaskModule(L.LightningModule):
         return mean * count * trainer.world_size / total
 
     # ---- optimisation shared by every task: AdamW, warm-up then cosine, clipping by global norm ----
-    # Reads the hyper-parameters lr, weight_decay, warmup_steps, min_lr_ratio and grad_clip.
     def param_groups(self) -> List[Dict[str, Any]]:
         """AdamW's groups (:func:`decay_groups` over every trainable parameter). A task with parameters
         that need their own rate (a fine-tuned encoder) overrides this."""
-        return decay_groups([p for p in self.parameters() if p.requires_grad], self.hparams.get("weight_decay", 0.0))
+        return decay_groups([p for p in self.parameters() if p.requires_grad], self.optimiser_args.weight_decay)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = torch.optim.AdamW([g for g in self.param_groups() if g["params"]], lr=hp.lr)
+        args = self.optimiser_args
+        optimizer = torch.optim.AdamW([g for g in self.param_groups() if g["params"]], lr=args.lr)
         total = self.trainer.estimated_stepping_batches
         total = int(total) if math.isfinite(total) else None
-        scheduler = warmup_cosine(optimizer, hp.get("warmup_steps", 0), total, hp.get("min_lr_ratio", 0.1))
+        scheduler = warmup_cosine(optimizer, args.warmup_steps, total, args.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip = gradient_clip_val if gradient_clip_val is not None else self.hparams.get("grad_clip")
+        clip = gradient_clip_val if gradient_clip_val is not None else self.optimiser_args.grad_clip
         if clip:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.clip_grad_norm_(params, clip))
@@ -191,6 +268,23 @@ class TaskModule(L.LightningModule):
         return load_pretrained(name_or_path, expected=None if cls is TaskModule else cls, **kwargs)
 
 
+def test_scores(model: L.LightningModule, datamodule: Any, limit_batches: Optional[int] = None) -> Dict[str, float]:
+    """What ``model``'s test step logs on ``datamodule``'s test split (one CPU process, no logger, no
+    banner on stdout), with ``test/x`` renamed ``test_x``: the recipe's own measurement, on any weights."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the task's own printing to stderr: stdout is the scores
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False,
+                                limit_test_batches=limit_batches if limit_batches is not None else 1.0)
+            logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    finally:
+        logger.setLevel(level)
+    return {key.replace("/", "_"): float(value) for key, value in sorted(logged.items())}
+
+
 # ---- loading ------------------------------------------------------------------------------------
 # Files name their task class as data; zoo.tasks.resolve decides which names may become classes
 # (a TaskModule subclass from zoo.tasks or from a module the caller named), before anything is
@@ -200,28 +294,40 @@ def _allowed(expected: Optional[type], allow_modules: Sequence[str]) -> List[str
     return [*allow_modules, *([expected.__module__] if expected is not None else [])]
 
 
+def init_arguments(cls: type) -> Optional[List[str]]:
+    """The arguments ``cls(...)`` accepts by name, following ``**kwargs`` up the class hierarchy (a
+    task's ``**optimiser`` reaches :class:`TaskModule`); ``None`` when it takes any keyword."""
+    names: List[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def _check_args(cls: type, args: Mapping[str, Any], where: str) -> None:
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    params = init_arguments(cls)
+    if params is None:
         return
-    unknown = sorted(set(args) - set(params) - {"self"})
+    unknown = sorted(set(args) - set(params))
     if unknown:
-        valid = ", ".join(p for p in params if p != "self")
+        valid = ", ".join(params)
         raise PretrainedError(f"{where}: {cls.__name__} has no argument {', '.join(unknown)} (it takes: {valid})")
 
 
-#: Init args that size the network, by the zoo's naming: no value can exceed what the weights hold.
-_SIZE_SUFFIXES = ("_size", "_dim", "layers")
-
-
-def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> None:
+def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, sizes: Mapping[str, str]) -> None:
     """Refuse a size the weights cannot have before anything is built: even on the meta device a
     module takes time for every layer (num_layers=10**6 would never finish), and for real, memory for
-    every unit. A layer count is at most the number of tensors, a width at most the number of weights."""
+    every unit. ``sizes``: the task's declaration (:attr:`TaskModule.sizes`); a layer count is at most
+    the number of tensors, a width at most the number of weights."""
     tensors, weights = len(state), sum(t.numel() for t in state.values())
     for key, value in args.items():
-        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(_SIZE_SUFFIXES):
-            bound, what = (tensors, "tensors") if key.endswith("layers") else (weights, "weights")
+        if isinstance(value, int) and not isinstance(value, bool) and key in sizes:
+            bound, what = (tensors, "tensors") if sizes[key] == "layers" else (weights, "weights")
             if value > bound:
                 raise PretrainedError(f"{where}: init arg {key}={value} cannot fit weights that hold {bound:,} {what} in all")
 
@@ -232,7 +338,7 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
     ``where`` when the arguments or the weights do not fit the class."""
     args = {**init_args, **overrides}
     _check_args(cls, args, where)
-    _check_sizes(args, state, where)
+    _check_sizes(args, state, where, cls.sizes)
     # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as
     # hidden_size=10**12 that the weights do not have, are refused before a byte of memory is taken.
     try:
@@ -290,6 +396,12 @@ def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule
     :func:`zoo.hub.sources.locate`. ``expected``: a task class the model must be an instance of.
     ``overrides``: init args to change (e.g. ``dropout=0.0``); they must keep the weights' shapes."""
     folder = locate(name_or_path, sha256=sha256, revision=revision, endpoint=endpoint, token=token)
+    return _from_folder(folder, expected, allow_modules, overrides)
+
+
+def _from_folder(folder: Path, expected: Optional[Type[TaskModule]], allow_modules: Sequence[str],
+                 overrides: Mapping[str, Any]) -> TaskModule:
+    """The module of a verified local pretrained folder (:func:`load_pretrained`'s second half)."""
     config, state = read_folder(folder)
     where = str(Path(folder) / "config.json")
     cls = resolve_task(config["task"], TaskModule, where, _allowed(expected, allow_modules))
@@ -300,10 +412,9 @@ def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule
 def create_model(name: str, pretrained: bool = False, **overrides: Any) -> TaskModule:
     """Build the registered model ``name``: its configuration with ``overrides`` applied, untrained,
     or with its pretrained weights (``pretrained=True``; overrides must then keep the shapes)."""
+    entry = model_entry(name)  # the registry, asked once: an unknown name fails here, with the closest names
     if pretrained:
-        model_entry(name)  # an unknown name fails here, with the closest registered names
-        return load_pretrained(name, **overrides)
-    entry = model_entry(name)
+        return _from_folder(entry_folder(entry), None, (), overrides)
     where = f"model {name!r}"
     cls = resolve_task(entry.task, TaskModule, where)
     args = {**entry.init_args, **overrides}

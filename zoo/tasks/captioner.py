@@ -49,26 +49,24 @@ run the CNN.
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words, load_tokenizer
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
 from zoo.families import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
-from zoo.encoders import ImageEncoder, adapt_grid, grid_adapter, weights_key
+from zoo.encoders import grid_adapter
 from zoo.metrics import caption_metrics, gather_lists, normalize_caption
+from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating
-from zoo.tasks.base import TaskModule, decay_groups
-from zoo.viz import attention_figure_array
+from zoo.tasks.base import Optimiser
+from zoo.tasks.image import Figure, ImageTask
 
 ATTENTION_KINDS = ("none", "soft", "hard")
 DECODERS = ("sat", "luong")
@@ -79,10 +77,14 @@ def _max_len(datamodule: Any) -> Optional[int]:
     return None if longest is None else int(longest) + 1  # + <eos>
 
 
-class ImageCaptioner(TaskModule):
+class ImageCaptioner(ImageTask):
     data_hparams = {"tokenizer_json": "tokenizer_json", "image_config": "image_config", "max_len": _max_len}
     required_data = ("tokenizer_json",)
     must_match = ("tokenizer_json",)
+    exported_settings = ("max_len",)
+    optimiser = Optimiser(lr=4e-4, weight_decay=0.0, warmup_steps=100, min_lr_ratio=0.1, grad_clip=5.0)
+    sizes = {**ImageTask.sizes, "attention_dim": "width", "feature_dim": "width", "feature_layers": "layers"}
+    scorer = "score_shapes_captions"
 
     def __init__(
         self,
@@ -108,17 +110,13 @@ class ImageCaptioner(TaskModule):
         hard_entropy: float = 0.01,
         hard_baseline_decay: float = 0.9,
         hard_soft_mix: float = 0.5,
-        lr: float = 4e-4,
         encoder_lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 5.0,
         beam_size: int = 3,
         length_penalty: float = 0.0,
         max_len: Optional[int] = None,
         cache_features: bool = True,
         log_images: int = 4,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -148,15 +146,15 @@ class ImageCaptioner(TaskModule):
             hard_reinforce, hard_entropy, hard_baseline_decay, hard_soft_mix: REINFORCE weight lambda_r,
                 entropy bonus lambda_e, moving-average baseline decay, and the probability that a
                 sequence uses the expectation alpha instead of a sample (0.5 in the paper).
-            lr, encoder_lr, weight_decay, warmup_steps, min_lr_ratio: AdamW (encoder_lr for a trainable
-                encoder), linear warm-up then cosine.
-            grad_clip: global gradient-norm clipping (``None`` = off).
+            encoder_lr: the learning rate of a trainable encoder.
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             beam_size, length_penalty: decoding at validation/test/inference (1 = greedy); GNMT alpha.
             max_len: longest caption generated (default: the datamodule's max_caption_len + 1).
             cache_features: with a frozen encoder, ask the datamodule to cache encoder features.
             log_images: attention figures logged per validation (0 = none).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if decoder not in DECODERS:
@@ -165,15 +163,12 @@ class ImageCaptioner(TaskModule):
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.save_hyperparameters()
-        # The pretrained weights are fetched later (setup, or first use): a run whose data is missing
-        # says so before anything is downloaded. A checkpoint's state dict replaces them anyway.
-        self.encoder = ImageEncoder(encoder, False, trainable, None)
-        self._needs_pretrained = bool(pretrained or weights_path)
+        self.init_encoder()
         self.norm, self.project, self.memory_size = grid_adapter(self.encoder.out_channels, feature_dim, feature_layers, coordinates)
         self.register_buffer("baseline", torch.zeros(()), persistent=True)  # hard attention's moving average
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool), persistent=True)
         self.tokenizer = None
-        self._val: Dict[str, List] = {}
+        self._val: Dict[str, Any] = {}
         self.build_if_ready()
 
     # ---- building ----------------------------------------------------------------------------------
@@ -200,90 +195,10 @@ class ImageCaptioner(TaskModule):
             self.out_z = nn.Linear(M, E)
             self.out = nn.Linear(E, V)
 
-    def load_pretrained_encoder(self) -> None:
-        """Load the encoder's pretrained weights (timm's, or ``weights_path``) if not done yet."""
-        if not self._needs_pretrained:
-            return
-        hp = self.hparams
-        source = ImageEncoder(hp.encoder, hp.pretrained, hp.trainable, hp.weights_path)
-        self.encoder.load_state_dict(source.state_dict())
-        self._needs_pretrained = False
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._needs_pretrained = False  # the encoder's weights come with the state dict
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def same_data(self, key: str, mine: Any, theirs: Any) -> bool:
-        if key == "tokenizer_json":  # the same words with the same ids is the same vocabulary
-            return load_tokenizer(mine).get_vocab() == load_tokenizer(theirs).get_vocab()
-        return super().same_data(key, mine, theirs)
-
-    def setup(self, stage: str) -> None:
-        self.load_pretrained_encoder()
-        # Sharp attention leaves weights like 1e-40: subnormal floats, which make CPU matmuls several
-        # times slower (measured: 3x per training step). Flushing them to zero changes nothing that
-        # matters; it is process-wide and only where the CPU supports it.
-        torch.set_flush_denormal(True)
-        super().setup(stage)
-        data_encoder = getattr(self.datamodule, "encoder_name", None)
-        if data_encoder and data_encoder != self.hparams.encoder:
-            warnings.warn(
-                f"the datamodule prepares images for encoder {data_encoder!r} but the model's encoder is "
-                f"{self.hparams.encoder!r}: the input size and normalization may not fit; set both to the same name"
-            )
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        # The encoder's weights are in the state dict: rebuilding from the checkpoint must not fetch them.
-        hp = checkpoint.get("hyper_parameters")
-        if hp is not None:
-            hp["pretrained"] = False
-            hp["weights_path"] = None
-
-    # ---- feature cache ----------------------------------------------------------------------------
-    def _attach_cache(self) -> None:
-        hp = self.hparams
-        datamodule = self.datamodule
-        if hp.trainable or not hp.cache_features or not hasattr(datamodule, "attach_features"):
-            return
-        if self.trainer.fast_dev_run:  # a smoke test touches a batch or two: encoding them is cheaper
-            return
-        key = weights_key(self.encoder, hp.encoder)
-        strategy = self.trainer.strategy
-
-        def encode(images: Tensor) -> Tensor:
-            self.encoder.eval()
-            return self.encoder(images)[0]
-
-        if self.trainer.is_global_zero:
-            datamodule.attach_features(encode, key, device=self.device)
-        strategy.barrier("zoo-feature-cache")
-        if not self.trainer.is_global_zero:
-            datamodule.attach_features(encode, key, device=self.device, build=False)
-
-    def on_fit_start(self) -> None:
-        self._attach_cache()
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn != "fit":
-            self._attach_cache()
-
-    def on_test_start(self) -> None:
-        self._attach_cache()
-
     # ---- the model ---------------------------------------------------------------------------------
     def memory(self, batch: Dict[str, Tensor]) -> Tensor:
         """The (adapted) feature grid ``(B, L, M)`` from ``images`` or cached ``features``."""
-        if "features" in batch:
-            grid = batch["features"].to(self.adapt_dtype)
-        else:
-            self.load_pretrained_encoder()
-            grid = self.encoder(batch["images"])[0]
-        return adapt_grid(grid, self.norm, self.project, self.hparams.coordinates)
-
-    @property
-    def adapt_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return self.adapted_grid(batch)
 
     def initial_state(self, memory: Tensor):
         H = self.hparams.hidden_size
@@ -436,30 +351,16 @@ class ImageCaptioner(TaskModule):
             results.append({"caption": " ".join(words), "words": words, "score": float(decoded.scores[b]), "attention": attention})
         return results
 
-    def image_config(self) -> ImageConfig:
-        """The preprocessing recorded at training time (or the encoder's default)."""
-        if self.hparams.image_config:
-            return ImageConfig(**self.hparams.image_config)
-        return ImageConfig.for_encoder(self.hparams.encoder)
-
-    def display_image(self, image: Any) -> np.ndarray:
-        """The picture as the model sees it (resized and cropped, not normalised), for figures."""
-        return np.asarray(self.image_config().geometric()(as_rgb_image(image)))
-
     def predict(self, images: Any, beam_size: Optional[int] = None, batch_size: int = 16) -> List[Dict[str, Any]]:
         """Caption images (paths, PIL images or uint8 ``(H, W, 3)`` arrays) with the preprocessing of
         training: ``[{"image" (the path, or the position), "caption", "words", "score", "attention"}]``."""
         self.check_built()
-        if isinstance(images, (str, Path, np.ndarray)) or hasattr(images, "convert"):
-            images = [images]
-        transform = self.image_config().transform()
+        images = self.image_list(images)
         results: List[Dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = {"images": torch.stack([transform(as_rgb_image(x)) for x in chunk]).to(self.device)}
-            for offset, (image, result) in enumerate(zip(chunk, self.caption_batch(batch, beam_size))):
-                name = str(image) if isinstance(image, (str, Path)) else start + offset
-                results.append({"image": name, **result})
+            for offset, (image, result) in enumerate(zip(chunk, self.caption_batch({"images": self.image_batch(chunk)}, beam_size))):
+                results.append({"image": self.image_name(image, start + offset), **result})
         return results
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
@@ -480,19 +381,10 @@ class ImageCaptioner(TaskModule):
             self.log("train/baseline", self.baseline, batch_size=B)
         return losses["loss"]
 
-    def on_validation_epoch_start(self) -> None:
-        self._val = {"hyps": [], "refs": [], "measures": {}, "figures": []}
+    def start_eval(self) -> None:
+        self._val = {"hyps": [], "refs": [], "measures": {}}
 
-    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
-
-    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "test")
-
-    def _eval_step(self, batch: Dict[str, Tensor], batch_idx: int, split: str) -> None:
+    def eval_step(self, batch: Dict[str, Tensor], batch_idx: int, split: str) -> None:
         if not batch:
             return
         B = batch["ids"].shape[0]
@@ -504,10 +396,11 @@ class ImageCaptioner(TaskModule):
         self._val["refs"].extend(batch["references"])
         for name, values in self.data_measures(batch, results).items():
             self._val["measures"].setdefault(name, []).extend(values)
-        if split == "val" and batch_idx == 0 and self.hparams.log_images > 0 and not self.trainer.sanity_checking:
-            self._val["figures"] = [(int(i), r) for i, r in zip(batch["index"][: self.hparams.log_images], results)]
+        n = self.figures_due(split, batch_idx)
+        if n:
+            self.figures = [Figure(int(i), r["words"], r["attention"], r["caption"]) for i, r in zip(batch["index"][:n], results[:n])]
 
-    def _eval_epoch_end(self, split: str) -> Dict[str, float]:
+    def epoch_scores(self, split: str) -> Dict[str, float]:
         hyps, refs = gather_lists(self._val.get("hyps", [])), gather_lists(self._val.get("refs", []))
         if not hyps:
             return {}
@@ -521,43 +414,57 @@ class ImageCaptioner(TaskModule):
             self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider", "exact"), rank_zero_only=True)
         return scores
 
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        scores = self._eval_epoch_end("val")
-        if self._val.get("figures") and self.trainer.is_global_zero:
-            self._log_figures(self._val["figures"])
-        if scores:
-            self.print(f"step {self.global_step}: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
 
-    def on_test_epoch_end(self) -> None:
-        scores = self._eval_epoch_end("test")
-        if scores:
-            self.print("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``encoder``: ``images (B, 3, H, W) -> memory [, keys], h [, c]``; ``decoder_step``: ``tokens
+        (B,), memory [, keys], h [, c] -> log_probs (B, V), h_next [, c_next] [, attention]``."""
+        gen = torch.Generator().manual_seed(0)
+        size = self.image_config().size  # normalised images, as the datamodule's transform gives them
+        images = {"images": torch.rand(batch, 3, size, size, generator=gen)}
+        with torch.no_grad():
+            encoded = CaptionerEncoder(self)(**images)
+        attends = self.hparams.attention != "none"
+        states = ["h", "c"] if self.hparams.cell == "lstm" else ["h"]
+        enc_names = ["memory"] + (["keys"] if attends else []) + states
+        step = {"tokens": torch.randint(4, self.vocab_size, (batch,), generator=gen), **dict(zip(enc_names, encoded))}
+        outs = ["log_probs", *next_names(states)] + (["attention"] if attends else [])
+        return [
+            Graph("encoder", CaptionerEncoder(self), images, enc_names, batch_axes(images, {})),
+            Graph("decoder_step", CaptionerStep(self), step, outs, batch_axes(step, {})),
+        ]
 
-    def _log_figures(self, figures: List[Tuple[int, Dict[str, Any]]]) -> None:
-        preview = getattr(self.datamodule, "preview", None)
-        if preview is None:
-            return
-        pictures, captions = [], []
-        for index, result in figures:
-            try:
-                image = preview("val", index)
-            except (OSError, CorruptImageError) as err:  # the data's file, gone or unreadable: not worth a run
-                warnings.warn(f"no attention figure for validation image {index}: {err}")
-                continue
-            pictures.append(attention_figure_array(image, result["words"], result["attention"]))
-            captions.append(result["caption"])
-        self.log_images("val/attention", pictures, captions)
 
-    # ---- optimisation ------------------------------------------------------------------------------
-    def param_groups(self) -> List[Dict[str, Any]]:
-        """The shared AdamW groups (:class:`TaskModule`), plus the trainable encoder at ``encoder_lr``."""
-        hp = self.hparams
-        encoder_ids = {id(p) for p in self.encoder.parameters()}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
-        groups = decay_groups(rest, hp.weight_decay)
-        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        if encoder_params:
-            groups.append({"params": encoder_params, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
-        return groups
+class CaptionerEncoder(nn.Module):
+    """The image as a graph: its adapted grid (attention keys) and the decoder's first state."""
+
+    def __init__(self, model: ImageCaptioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor):
+        memory = self.model.memory({"images": images})
+        keys = () if self.model.hparams.attention == "none" else (self.model.attend.project(memory),)
+        return (memory, *keys, *state_outs(self.model.initial_state(memory)))
+
+
+class CaptionerStep(nn.Module):
+    """One step of :meth:`ImageCaptioner._decode_memory`'s search (soft attention, or hard attention's
+    argmax as at inference), without its bans (``<pad>``, ``<bos>``, ``<unk>``): a caller's choice."""
+
+    def __init__(self, model: ImageCaptioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, memory: Tensor, h: Tensor, keys: Optional[Tensor] = None, c: Optional[Tensor] = None):
+        model, state = self.model, state_args(h, c)
+        words = model.embed(tokens)
+        if keys is None:  # attention "none": the Recurrent, state (B, H) as the search keeps it
+            out = model.rnn(words[:, None], state=tuple(s[None] for s in state) if c is not None else state[None])
+            new = tuple(s[0] for s in out.state) if c is not None else out.state[0]
+            logits, extra = model.out(out.output[:, 0]), ()
+        else:
+            mode = "soft" if model.hparams.attention == "soft" else "argmax"
+            logits, new, alpha, _ = model.attend_step(words, state, memory, keys, mode)
+            extra = (alpha,)
+        return (torch.log_softmax(logits.float(), -1), *state_outs(new), *extra)

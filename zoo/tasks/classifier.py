@@ -33,10 +33,13 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from datamodules.loaders import pad_collate
 from datamodules.tokenizers import UNK_ID, encode_texts, load_tokenizer, truncate
+from zoo.graphs import Graph, batch_axes
+from zoo.metrics import score_classifier
 from zoo.recurrent import Recurrent
-from zoo.sequences import evaluating, lengths_to_mask, top_state
-from zoo.streaming import LabelStream
-from zoo.tasks.base import TaskModule
+from zoo.sequences import State, evaluating, lengths_to_mask, top_state
+from zoo.streaming import Stream, as_ids, check_streamable
+from zoo.tasks.base import Optimiser, TaskModule
+from zoo.tasks.data import ClassificationData
 
 POOLS = ("last", "mean", "max", "attention")
 
@@ -60,6 +63,9 @@ class SequenceClassifier(TaskModule):
                     "text_max_tokens": "max_tokens", "text_truncation": "truncation"}
     required_data = ("tokenizer_json", "label_names")
     must_match = ("tokenizer_json", "label_names")
+    exported_settings = ("label_names",)
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=1.0)
+    scorer = "score_imdb"
 
     def __init__(
         self,
@@ -75,13 +81,9 @@ class SequenceClassifier(TaskModule):
         pool: str = "max",
         dropout: float = 0.3,
         embedding_dropout: float = 0.2,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 1.0,
         label_smoothing: float = 0.0,
         backend: str = "native",
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -96,13 +98,12 @@ class SequenceClassifier(TaskModule):
                 see the module docstring).
             dropout: between recurrent layers and before the output layer.
             embedding_dropout: dropout on the embedded tokens.
-            lr, weight_decay: AdamW (no decay on biases and norms); linear warm-up over
-                ``warmup_steps``, then a cosine down to ``min_lr_ratio * lr`` over the planned steps.
-            grad_clip: clip the global gradient norm to this (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             label_smoothing: for the cross-entropy loss.
             backend: ``native`` (torch's fused RNNs) or ``cells`` (ours, every gate inspectable).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if not pool or any(p not in POOLS for p in pool.split("+")):
             raise ValueError(f"unknown pool {pool!r}: expected one of {POOLS}, or several joined by '+'")
         self.save_hyperparameters()
@@ -274,9 +275,94 @@ class SequenceClassifier(TaskModule):
             "text_tokens": text_tokens,
         }
 
+    def score(self, data: Any, limit: Optional[int] = None) -> Dict[str, float]:
+        """Accuracy and macro F1 of :meth:`predict` (what ``zoo classify`` does) on the raw test texts of
+        any classification datamodule (:class:`~zoo.tasks.data.ClassificationData`: IMDB, AG News, ...);
+        ``limit``: the first ``limit`` texts of each label. ``test_acc``, ``test_macro_f1``, ``examples``."""
+        if not isinstance(data, ClassificationData):
+            raise ValueError(f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
+                             f"{type(data).__name__} is none")
+        return score_classifier(self, *data.test_examples(limit))
+
     def stream(self) -> LabelStream:
-        """A running label over a token stream (:class:`zoo.streaming.LabelStream`): ``stream.step(id)``
+        """A running label over a token stream (:class:`LabelStream`): ``stream.step(id)``
         -> the class probabilities of the tokens so far. Unidirectional models only (a bidirectional
         one is refused with the reason)."""
         self.check_built()
         return LabelStream(self)
+
+
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``classifier``: ``ids (B, T), lengths (B,) -> probs (B, C)``."""
+        gen = torch.Generator().manual_seed(0)
+        inputs = {"ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
+                  "lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        return [Graph("classifier", ClassifierForward(self), inputs, ["probs"], batch_axes(inputs, {}, {"ids": (1, "time")}))]
+
+
+class ClassifierForward(nn.Module):
+    """The classifier as a graph: class probabilities of padded token ids and their lengths."""
+
+    def __init__(self, model: SequenceClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return torch.softmax(self.model(ids, lengths).float(), -1)
+
+
+class LabelStream(Stream):
+    """A running label over a token stream (``model``: a unidirectional ``SequenceClassifier``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        check_streamable(model.rnn, "classifier")
+        super().__init__(model, model.rnn)
+        self.pools: List[str] = model.hparams.pool.split("+")
+        self.total = self.maximum = None  # mean's running sum, max's running maximum
+        self.score_max = self.weighted = self.normaliser = None  # attention's online softmax
+
+    def reset(self, state: Optional[State] = None) -> None:
+        super().reset(state)
+        self.total = self.maximum = self.score_max = self.weighted = self.normaliser = None
+
+    def _attend(self, h: Tensor) -> Tensor:
+        """Online softmax: with m = max_t e_t, the prefix's ``sum_t exp(e_t - m) h_t / sum_t exp(e_t - m)``."""
+        pool = self.model.attention
+        e = pool.score(torch.tanh(pool.proj(h)))  # (B, 1)
+        if self.score_max is None:
+            self.score_max, self.weighted, self.normaliser = e, h, torch.ones_like(e)
+        else:
+            m = torch.maximum(self.score_max, e)
+            old, new = torch.exp(self.score_max - m), torch.exp(e - m)
+            self.weighted = self.weighted * old + h * new
+            self.normaliser = self.normaliser * old + new
+            self.score_max = m
+        return self.weighted / self.normaliser
+
+    @torch.no_grad()
+    def step(self, tokens: int | Sequence[int] | Tensor) -> Tensor:
+        """One token id per row ``(batch,)`` -> class probabilities ``(batch, classes)`` of each prefix."""
+        model = self.model
+        h = self.advance(model.embed(as_ids(tokens, model.head.weight.device)))
+        self.total = h if self.total is None else self.total + h
+        self.maximum = h if self.maximum is None else torch.maximum(self.maximum, h)
+        parts = []
+        for pool in self.pools:
+            if pool == "last":  # unidirectional: the top layer's state is its output
+                parts.append(h)
+            elif pool == "mean":
+                parts.append(self.total / self.steps)
+            elif pool == "max":
+                parts.append(self.maximum)
+            else:
+                parts.append(self._attend(h))
+        return torch.softmax(model.head(torch.cat(parts, -1)).float(), -1)
+
+    def read(self, text: str) -> Tensor:
+        """Tokenize a chunk of text (no truncation: a stream has no end to cut at) and step through its
+        tokens: ``(tokens, classes)``, the probabilities after each (batch 1)."""
+        ids = self.model.tokenizer.encode(text).ids
+        if not ids:
+            raise ValueError(f"no tokens in {text[:40]!r}")
+        return torch.cat([self.step(i) for i in ids])

@@ -38,10 +38,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from datamodules.loaders import IGNORE, pad_clips
 from datamodules.video_io import read_clip
 from zoo.encoders import ImageEncoder
+from zoo.graphs import ExportError, Graph, batch_axes, next_names, state_args, state_inputs, state_outs
 from zoo.recurrent import Recurrent
-from zoo.sequences import evaluating, lengths_to_mask, top_state
-from zoo.streaming import FrameStream
-from zoo.tasks.base import TaskModule
+from zoo.sequences import State, evaluating, lengths_to_mask, top_state
+from zoo.streaming import Stream, check_streamable
+from zoo.tasks.base import Optimiser, TaskModule
 
 __all__ = ["FrameClassifier"]
 
@@ -59,6 +60,10 @@ class FrameClassifier(TaskModule):
     data_hparams = {"label_names": "label_names", "feature_dim": "feature_dim", "frame_size": _frame_size}
     required_data = ("label_names",)
     must_match = ("label_names",)
+    exported_settings = ("label_names",)
+    optimiser = Optimiser(lr=1e-3, weight_decay=0.0, warmup_steps=0, min_lr_ratio=0.1, grad_clip=1.0)
+    sizes = {**TaskModule.sizes, "feature_dim": "width"}
+    scorer = "score_moving_shapes"
 
     def __init__(
         self,
@@ -77,11 +82,7 @@ class FrameClassifier(TaskModule):
         dropout: float = 0.0,
         backend: str = "native",
         target: str = "frame",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 1.0,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -98,10 +99,10 @@ class FrameClassifier(TaskModule):
             bidirectional: ``false`` for online use (a frame's output sees only the past), ``true``
                 for offline use (the whole clip).
             target: ``frame`` (a label per frame, many-to-many) or ``clip`` (one per clip, many-to-one).
-            lr, weight_decay, warmup_steps, min_lr_ratio: AdamW with warm-up and cosine decay.
-            grad_clip: clip the global gradient norm (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         self.save_hyperparameters()
@@ -305,7 +306,7 @@ class FrameClassifier(TaskModule):
 
     # ---- online: frames as they arrive ----------------------------------------------------------
     def stream(self) -> FrameStream:
-        """Label frames as they arrive (:class:`zoo.streaming.FrameStream`): ``stream.step(frames)``
+        """Label frames as they arrive (:class:`FrameStream`): ``stream.step(frames)``
         ``(batch, 3, H, W)`` -> class probabilities. Unidirectional models only."""
         self.check_built()
         return FrameStream(self)
@@ -368,3 +369,73 @@ class FrameClassifier(TaskModule):
             for video, t, label, memory, split in rows:
                 writer.writerow([video, t, label] + ([memory] if has_memory else []) + ([split] if split is not None else []))
         return out_dir
+
+
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``frame_step``: ``frames (B, 3, H, W) uint8 [, h, c] -> probs (B, C) [, h_next, c_next]``."""
+        if self.encoder is None:
+            raise ExportError("this FrameClassifier reads precomputed features (encoder: null): export a model with a backbone")
+        try:
+            check_streamable(self.rnn, "frame classifier")
+        except ValueError as error:
+            raise ExportError(f"{error}; there is no step graph to export") from None
+        if self.rnn is None and self.hparams.target == "clip":
+            raise ExportError("recurrent: false with target: clip averages every frame of the clip: it has no step graph "
+                              "(export the recurrent model, or the per-frame baseline with target: frame)")
+        gen = torch.Generator().manual_seed(0)
+        lstm = self.hparams.cell == "lstm"
+        size = self.hparams.frame_size or 32
+        inputs: Dict[str, Tensor] = {"frames": torch.randint(0, 256, (batch, 3, size, size), generator=gen, dtype=torch.uint8)}
+        names = ["probs"]
+        if self.rnn is not None:
+            inputs.update(state_inputs(self.rnn.num_layers, batch, self.rnn.hidden_size, lstm, gen))
+            names += next_names(["h", "c"] if lstm else ["h"])
+        return [Graph("frame_step", FrameStep(self), inputs, names, batch_axes(inputs, {"h": 1, "c": 1}))]
+
+
+class FrameStep(nn.Module):
+    """One frame as a graph: the backbone, one recurrent step and the head."""
+
+    def __init__(self, model: FrameClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: Tensor, h: Optional[Tensor] = None, c: Optional[Tensor] = None):
+        model = self.model
+        features = model.frame_vectors(frames)
+        if model.rnn is None:
+            return (torch.softmax(model.head(model.mlp(features)).float(), -1),)
+        out = model.rnn(features[:, None], state=state_args(h, c))
+        return (torch.softmax(model.head(out.output[:, 0]).float(), -1), *state_outs(out.state))
+
+
+class FrameStream(Stream):
+    """Frames labelled as they arrive (``model``: a unidirectional ``FrameClassifier``): per frame the
+    backbone, one recurrent step and the head. With ``target: clip`` each step gives the clip label of
+    the frames so far."""
+
+    def __init__(self, model: nn.Module) -> None:
+        check_streamable(model.rnn, "frame classifier")
+        super().__init__(model, model.rnn)
+        self.total: Optional[Tensor] = None  # the baseline's running sum (recurrent: false, target: clip)
+
+    def reset(self, state: Optional[State] = None) -> None:
+        super().reset(state)
+        self.total = None
+
+    @torch.no_grad()
+    def step(self, frames: Tensor) -> Tensor:
+        """One frame per row, ``(batch, 3, H, W)`` (uint8 or float 0-1) or features ``(batch, F)`` ->
+        class probabilities ``(batch, classes)``."""
+        model = self.model
+        features = model.frame_features(frames.to(model.head.weight.device)[:, None])[:, 0]
+        if self.rnn is not None:
+            hidden = self.advance(features)
+        else:
+            hidden = model.mlp(features)
+            self.steps += 1
+            if model.hparams.target == "clip":
+                self.total = hidden if self.total is None else self.total + hidden
+                hidden = self.total / self.steps
+        return torch.softmax(model.head(hidden).float(), -1)

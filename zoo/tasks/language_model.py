@@ -22,10 +22,11 @@ from torchmetrics.text import Perplexity
 
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import cap_run, sample_next
+from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs, state_inputs
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
-from zoo.streaming import CharStream
-from zoo.tasks.base import TaskModule
+from zoo.streaming import Stream, as_ids
+from zoo.tasks.base import Optimiser, TaskModule
 
 
 #: the checkpoint entry holding the training state carried into the next window
@@ -40,6 +41,8 @@ class CharLanguageModel(TaskModule):
     data_hparams = {"vocab": "vocab"}
     required_data = ("vocab",)
     must_match = ("vocab",)
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.0, warmup_steps=100, min_lr_ratio=0.1, grad_clip=1.0)
+    scorer = "score_language_model"
 
     def __init__(
         self,
@@ -49,14 +52,10 @@ class CharLanguageModel(TaskModule):
         hidden_size: int = 512,
         num_layers: int = 1,
         dropout: float = 0.0,
-        lr: float = 2e-3,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.1,
-        grad_clip: Optional[float] = 1.0,
         backend: str = "native",
         nonlinearity: str = "tanh",
         lstm_init: str = LSTM_INIT,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -65,15 +64,14 @@ class CharLanguageModel(TaskModule):
             embedding_dim: size of the learned character embedding; ``None`` or 0 = one-hot input.
             hidden_size, num_layers: width and depth of the recurrent stack.
             dropout: on the input, between layers and before the output layer.
-            lr, weight_decay: AdamW; the learning rate warms up for ``warmup_steps`` and then follows
-                a cosine down to ``min_lr_ratio * lr`` over the run's planned steps.
-            grad_clip: clip the global gradient norm to this (``None`` = no clipping).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             backend: ``native`` (torch's fused RNNs; minGRU/minLSTM: the parallel scan) or ``cells``
                 (ours: gates inspectable).
             lstm_init: an LSTM's gate-bias initialisation, ``forget1`` | ``chrono`` | ``torch``
                 (:func:`zoo.recurrent.init_lstm_biases`; a checkpoint's weights replace it).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         self.save_hyperparameters()
         self._carry: Dict[str, Optional[State]] = {"train": None, "val": None}
         self.build_if_ready()
@@ -235,7 +233,60 @@ class CharLanguageModel(TaskModule):
         return results
 
     def stream(self) -> CharStream:
-        """Read and write one character at a time, the state carried (:class:`zoo.streaming.CharStream`):
+        """Read and write one character at a time, the state carried (:class:`CharStream`):
         ``stream.step("a")`` -> the next character's log-probabilities."""
         self.check_built()
         return CharStream(self)
+
+
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``lm_step``: ``ids (B,), h [, c] -> log_probs (B, V), h_next [, c_next]``."""
+        gen = torch.Generator().manual_seed(0)
+        rnn, lstm = self.rnn, self.hparams.cell == "lstm"
+        inputs = {"ids": torch.randint(1, len(self.vocab), (batch,), generator=gen),
+                  **state_inputs(rnn.num_layers, batch, rnn.hidden_size, lstm, gen)}
+        names = ["h", "c"] if lstm else ["h"]
+        return [Graph("lm_step", LMStep(self), inputs, ["log_probs", *next_names(names)], batch_axes(inputs, {"h": 1, "c": 1}))]
+
+
+class LMStep(nn.Module):
+    """One step of the language model as a graph: the next character's log-probabilities and the state."""
+
+    def __init__(self, model: CharLanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, h: Tensor, c: Optional[Tensor] = None):
+        logits, state = self.model(ids[:, None], state_args(h, c))
+        return (F.log_softmax(logits[:, 0].float(), -1), *state_outs(state))
+
+
+class CharStream(Stream):
+    """A character LM read and written one character at a time (``model``: a ``CharLanguageModel``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, model.rnn)
+        self.vocab: List[str] = model.vocab
+
+    @torch.no_grad()
+    def step(self, chars: str | Sequence[int] | Tensor) -> Tensor:
+        """One character per row (a 1-character string for batch 1, or ids ``(batch,)``) -> the
+        log-probabilities of the next character, ``(batch, vocab)``."""
+        if isinstance(chars, str):
+            if len(chars) != 1:
+                raise ValueError(f"step takes one character, got {len(chars)} ({chars[:20]!r}); use read for a text")
+            chars = encode_chars(chars, self.vocab)
+        ids = as_ids(chars, self.model.head.weight.device)
+        return F.log_softmax(self.model.head(self.advance(self.model.inputs(ids))).float(), -1)
+
+    @torch.no_grad()
+    def read(self, text: str | Tensor) -> Tensor:
+        """Feed a whole text (or ids ``(batch, time)``) at once, the state carried: the log-probabilities
+        after each character, ``(time, vocab)`` for a text, ``(batch, time, vocab)`` for ids."""
+        ids = encode_chars(text, self.vocab)[None] if isinstance(text, str) else text
+        if ids.shape[-1] == 0:
+            raise ValueError("read needs at least one character")
+        out = self.advance(self.model.inputs(ids.to(self.model.head.weight.device)))
+        log_probs = F.log_softmax(self.model.head(out).float(), -1)
+        return log_probs[0] if isinstance(text, str) else log_probs

@@ -33,32 +33,34 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _split(name: str, allow_modules: Sequence[str]) -> Optional[Tuple[str, str]]:
+def _split(name: str, allow_modules: Sequence[str], package: str = TASK_PACKAGE) -> Optional[Tuple[str, str]]:
     """(module, attribute path) when ``name`` lies in an allowed module, else None."""
     for module in sorted(allow_modules, key=len, reverse=True):  # the longest (most specific) first
         if name.startswith(module + "."):
             return module, name[len(module) + 1:]
-    if name.startswith(TASK_PACKAGE + "."):
+    if name.startswith(package + "."):
         module, _, attr = name.rpartition(".")
         return module, attr
     return None
 
 
-def resolve_task(name: str, base: type, where: str, allow_modules: Sequence[str] = ()) -> type:
+def resolve_task(name: str, base: type, where: str, allow_modules: Sequence[str] = (), package: str = TASK_PACKAGE) -> type:
     """The task class that ``name`` (a dotted path read from ``where``) names: a subclass of ``base``
     defined in a module under ``zoo.tasks.`` or in one of ``allow_modules`` (modules the user named
-    explicitly). Raises :class:`~zoo.hub.errors.TaskNameError`, naming ``where`` and what was
+    explicitly); ``package`` names another trusted package (``datamodules``: a checkpoint's datamodule).
+    Raises :class:`~zoo.hub.errors.TaskNameError`, naming ``where`` and what was
     expected, for anything else: the module is checked before it is imported, the class after."""
-    expected = (f"a zoo task class: a subclass of {class_path(base)} from a module under {TASK_PACKAGE}. "
-                f"(e.g. zoo.tasks.classifier.SequenceClassifier)")
+    expected = f"a subclass of {class_path(base)} from a module under {package}."
+    if package == TASK_PACKAGE:
+        expected = f"a zoo task class: {expected} (e.g. zoo.tasks.classifier.SequenceClassifier)"
     if allow_modules:
         expected += f" or from {', '.join(allow_modules)}"
     if not isinstance(name, str) or not name or not all(part.isidentifier() for part in name.split(".")):
         raise TaskNameError(f"{where}: task {name!r} is not a dotted path 'module.Class'; expected {expected}")
-    found = _split(name, allow_modules)
+    found = _split(name, allow_modules, package)
     if found is None or not found[1]:
         raise TaskNameError(
-            f"{where}: refusing task {name!r}: it is not under {TASK_PACKAGE}. and its module was not named by you, "
+            f"{where}: refusing task {name!r}: it is not under {package}. and its module was not named by you, "
             f"so it is not imported; expected {expected}. To load your own task class, name its module "
             "explicitly (--task module.Class on the command line, or expected=YourClass in code)"
         )

@@ -56,10 +56,11 @@ from torchmetrics.text import SacreBLEUScore
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, detokenize, encode_sentence, load_tokenizer
 from zoo.attention import Attention
 from zoo.decoding import Decoded, beam_search, greedy_decode, map_state
+from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, hidden_of, lengths_to_mask, top_state
-from zoo.streaming import DecoderStream
-from zoo.tasks.base import TaskModule
+from zoo.streaming import Stream, as_ids
+from zoo.tasks.base import Optimiser, TaskModule
 from zoo.viz import alignment_figure, figure_array
 
 ATTENTIONS = ("none", "additive", "dot", "general")
@@ -81,6 +82,10 @@ class Seq2Seq(TaskModule):
     data_hparams = {"source_tokenizer_json": "source_tokenizer_json", "target_tokenizer_json": "target_tokenizer_json"}
     required_data = ("source_tokenizer_json", "target_tokenizer_json")
     must_match = required_data
+    exported_settings = ("max_len_a", "max_len_b")
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0)
+    sizes = {**TaskModule.sizes, "decoder_hidden_size": "width", "decoder_layers": "layers"}
+    scorer = "score_translator"
 
     def __init__(
         self,
@@ -105,12 +110,8 @@ class Seq2Seq(TaskModule):
         max_len_b: int = 10,
         bleu_tokenize: str = "13a",
         log_alignments: int = 1,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 200,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 1.0,
         backend: str = "native",
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -133,11 +134,11 @@ class Seq2Seq(TaskModule):
             max_len_a, max_len_b: a translation stops after ``a * source length + b`` tokens.
             bleu_tokenize: sacreBLEU's tokenizer for scoring detokenized text (``13a``, ``intl``, ...).
             log_alignments: alignment heatmaps logged per validation (0 = none).
-            lr, weight_decay, warmup_steps, min_lr_ratio, grad_clip: AdamW with linear warm-up, cosine
-                decay, gradient clipping by global norm (see :class:`~zoo.tasks.base.TaskModule`).
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             backend: ``native`` | ``cells`` recurrent backend.
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {attention!r}: expected one of {ATTENTIONS}")
         if not 0.0 <= teacher_forcing <= 1.0:
@@ -419,9 +420,80 @@ class Seq2Seq(TaskModule):
         ]
 
     def stream(self, sentence: str) -> DecoderStream:
-        """The decoder one token at a time over ``sentence`` encoded (:class:`zoo.streaming.DecoderStream`):
+        """The decoder one token at a time over ``sentence`` encoded (:class:`DecoderStream`):
         ``stream.step(BOS_ID)`` -> the first token's log-probabilities, and so on."""
         self.check_built()
         ids = encode_sentence(self.tokenizer("source"), sentence) or [PAD_ID]  # empty: one padding token, as in a batch
         src = torch.tensor([ids], device=self.device)
         return DecoderStream(self, src, torch.tensor([len(ids)], device=self.device))
+
+
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``encoder``: ``src (B, S), src_lengths (B,) -> memory, mask, summary [, keys], h [, c]``;
+        ``decoder_step``: ``prev (B,), memory, mask, summary [, keys], h [, c] -> log_probs (B, V),
+        h_next [, c_next] [, attention]``."""
+        gen = torch.Generator().manual_seed(0)
+        lstm = self.hparams.cell == "lstm"
+        src = {"src": torch.randint(4, self.tokenizer("source").get_vocab_size(), (batch, length), generator=gen),
+               "src_lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        with torch.no_grad():
+            encoded = TranslatorEncoder(self)(**src)
+        attends = self.attention is not None
+        states = ["h", "c"] if lstm else ["h"]
+        enc_names = ["memory", "mask", "summary"] + (["keys"] if attends else []) + states
+        step = {"prev": torch.randint(4, self.tokenizer("target").get_vocab_size(), (batch,), generator=gen),
+                **dict(zip(enc_names, encoded))}
+        dynamic = batch_axes(step, {"h": 1, "c": 1}, {"memory": (1, "source"), "mask": (1, "source"), "keys": (1, "source")})
+        outs = ["log_probs", *next_names(states)] + (["attention"] if attends else [])
+        return [
+            Graph("encoder", TranslatorEncoder(self), src, enc_names, batch_axes(src, {}, {"src": (1, "source")})),
+            Graph("decoder_step", TranslatorStep(self), step, outs, dynamic),
+        ]
+
+
+class TranslatorEncoder(nn.Module):
+    """The encoder as a graph: the source's memory, mask, summary (and attention keys) and the decoder's first state."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: Tensor, src_lengths: Tensor):
+        enc = self.model.encode(src, src_lengths)
+        keys = () if enc.keys is None else (enc.keys,)
+        return (enc.memory, enc.mask, enc.summary, *keys, *state_outs(self.model.initial_state(enc)))
+
+
+class TranslatorStep(nn.Module):
+    """One decoder step (:meth:`Seq2Seq.decode_step`) as a graph."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev: Tensor, memory: Tensor, mask: Tensor, summary: Tensor, h: Tensor,
+                keys: Optional[Tensor] = None, c: Optional[Tensor] = None):
+        logits, state, weights = self.model.decode_step(prev, state_args(h, c), Encoded(memory, keys, mask, summary))
+        extra = () if weights is None else (weights,)
+        return (torch.log_softmax(logits.float(), -1), *state_outs(state), *extra)
+
+
+class DecoderStream(Stream):
+    """A translator's decoder one token at a time over an encoded source (``model``: a ``Seq2Seq``;
+    ``src`` ``(batch, S)`` ids, ``src_lengths`` ``(batch,)``). Call :meth:`step` with ``<bos>`` first."""
+
+    def __init__(self, model: nn.Module, src: Tensor, src_lengths: Tensor) -> None:
+        super().__init__(model, model.decoder)
+        with torch.no_grad():
+            self.encoded = model.encode(src, src_lengths)
+            self.state = model.initial_state(self.encoded)
+        self.attention: Optional[Tensor] = None
+
+    @torch.no_grad()
+    def step(self, previous: int | Sequence[int] | Tensor) -> Tensor:
+        """The previous token per row ``(batch,)`` -> the next token's log-probabilities ``(batch, V)``."""
+        ids = as_ids(previous, self.encoded.memory.device)
+        logits, self.state, self.attention = self.model.decode_step(ids, self.state, self.encoded)
+        self.steps += 1
+        return torch.log_softmax(logits.float(), -1)

@@ -51,8 +51,6 @@ attention, drawn by ``zoo answer`` (:func:`zoo.viz.attention_figure`).
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -60,24 +58,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datamodules.images import CorruptImageError, ImageConfig, as_rgb_image
 from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
 from zoo.attention import Attention, attention_supervision_loss
-from zoo.encoders import ImageEncoder, adapt_grid, cells_in_boxes, grid_adapter, grid_coordinates, grid_offsets
+from zoo.encoders import cells_in_boxes, grid_adapter, grid_coordinates, grid_offsets
 from zoo.metrics import gather_lists
+from zoo.graphs import Graph, batch_axes
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, top_state
-from zoo.tasks.base import TaskModule, decay_groups
-from zoo.viz import attention_figure_array
+from zoo.tasks.base import Optimiser
+from zoo.tasks.image import Figure, ImageTask
 
 ATTENTION_KINDS = ("stacked", "none")
 
 
-class VisualQuestionAnswerer(TaskModule):
+class VisualQuestionAnswerer(ImageTask):
     data_hparams = {"tokenizer_json": "tokenizer_json", "answer_names": "answer_names", "question_types": "question_types",
                     "image_config": "image_config", "question_max_tokens": "max_question_len"}
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
+    exported_settings = ("answer_names", "question_types", "question_max_tokens")
+    optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=5.0)
+    sizes = {**ImageTask.sizes, "feature_dim": "width", "attention_dim": "width", "classifier_hidden": "width", "shift": "width",
+             "feature_layers": "layers", "hops": "layers"}
+    scorer = "score_shapes_vqa"
 
     def __init__(
         self,
@@ -109,13 +112,9 @@ class VisualQuestionAnswerer(TaskModule):
         attention_dim: int = 256,
         classifier_hidden: int = 256,
         dropout: float = 0.1,
-        lr: float = 2e-3,
         encoder_lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        min_lr_ratio: float = 0.05,
-        grad_clip: Optional[float] = 5.0,
         log_images: int = 4,
+        **optimiser: Any,
     ) -> None:
         """
         Args:
@@ -144,11 +143,12 @@ class VisualQuestionAnswerer(TaskModule):
             attention_dim: width of each hop's ``h_A``.
             classifier_hidden: the answer MLP's hidden layer (0 = a linear classifier, as in SAN).
             dropout: on the question vector and in the classifier.
-            lr, encoder_lr, weight_decay, warmup_steps, min_lr_ratio, grad_clip: the shared optimiser
-                recipe (``encoder_lr`` for a trainable encoder).
+            encoder_lr: the learning rate of a trainable encoder.
+            **optimiser: the shared optimiser arguments ``lr``, ``weight_decay``, ``warmup_steps``,
+                ``min_lr_ratio``, ``grad_clip`` (:class:`~zoo.tasks.base.Optimiser`); this task's defaults: ``optimiser``.
             log_images: attention figures logged per validation (0 = none).
         """
-        super().__init__()
+        super().__init__(**optimiser)
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         if hops < 1:
@@ -160,8 +160,7 @@ class VisualQuestionAnswerer(TaskModule):
         if attention_supervision and (attention != "stacked" or not image):
             raise ValueError("attention_supervision needs attention: stacked and image: true (there are no hops to teach)")
         self.save_hyperparameters()
-        self.encoder = ImageEncoder(encoder, False, trainable, None) if image else None
-        self._needs_pretrained = bool(image and (pretrained or weights_path))
+        self.init_encoder(image)
         self.tokenizer = None
         self._eval: Dict[str, Any] = {}
         self._supervised_types: Optional[List[int]] = None  # set by build()
@@ -204,33 +203,6 @@ class VisualQuestionAnswerer(TaskModule):
             raise ValueError(f"supervise_types names {unknown}, which the data does not have; its question types: {types}")
         return [types.index(t) for t in hp.supervise_types]
 
-    def load_pretrained_encoder(self) -> None:
-        if not self._needs_pretrained:
-            return
-        hp = self.hparams
-        self.encoder.load_state_dict(ImageEncoder(hp.encoder, hp.pretrained, hp.trainable, hp.weights_path).state_dict())
-        self._needs_pretrained = False
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._needs_pretrained = False  # the encoder's weights come with the state dict
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def same_data(self, key: str, mine: Any, theirs: Any) -> bool:
-        if key == "tokenizer_json":  # the same words with the same ids is the same vocabulary
-            return load_tokenizer(mine).get_vocab() == load_tokenizer(theirs).get_vocab()
-        return super().same_data(key, mine, theirs)
-
-    def setup(self, stage: str) -> None:
-        self.load_pretrained_encoder()
-        torch.set_flush_denormal(True)  # sharp attention leaves subnormal weights: slow CPU matmuls (captioner.py)
-        super().setup(stage)
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        hp = checkpoint.get("hyper_parameters")
-        if hp is not None:  # the encoder's weights are in the state dict: never fetch them again
-            hp["pretrained"], hp["weights_path"] = False, None
-
     # ---- the model ---------------------------------------------------------------------------------
     def encode_question(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """``u^0 = W_q h_T``: ``(B, d)``."""
@@ -239,8 +211,7 @@ class VisualQuestionAnswerer(TaskModule):
 
     def image_grid(self, images: Tensor) -> Tensor:
         """``v_1..v_L``: ``(B, L, d)``."""
-        self.load_pretrained_encoder()
-        v = adapt_grid(self.encoder(images)[0], self.norm, self.project, self.hparams.coordinates)
+        v = self.adapted_grid({"images": images})
         if self.hparams.coordinates:  # (x, y) kept as they are: the place a hop attends is in its context
             v = torch.cat([v, grid_coordinates(v.shape[1], v).expand(v.shape[0], -1, -1)], -1)
         return v
@@ -270,16 +241,6 @@ class VisualQuestionAnswerer(TaskModule):
         return self.classifier(u), torch.stack(hops, 1)
 
     # ---- inference ---------------------------------------------------------------------------------
-    def image_config(self) -> ImageConfig:
-        """The preprocessing recorded at training time (or the encoder's default)."""
-        if self.hparams.image_config:
-            return ImageConfig(**self.hparams.image_config)
-        return ImageConfig.for_encoder(self.hparams.encoder)
-
-    def display_image(self, image: Any) -> np.ndarray:
-        """The picture as the model sees it (resized and cropped, not normalised), for figures."""
-        return np.asarray(self.image_config().geometric()(as_rgb_image(image)))
-
     def encode_questions(self, questions: Sequence[str]) -> Tuple[List[List[int]], List[List[str]]]:
         """Token ids of each question, and the words the model never saw in training (read as
         ``<unk>``). An empty question, one with no word the model knows (punctuation aside), or one
@@ -327,7 +288,6 @@ class VisualQuestionAnswerer(TaskModule):
             inputs = [inputs]
         pairs = list(inputs)
         ids, unknown = self.encode_questions([q for _, q in pairs])
-        transform = self.image_config().transform()
         results: List[Dict[str, Any]] = []
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
@@ -338,10 +298,10 @@ class VisualQuestionAnswerer(TaskModule):
                 padded[k, : len(r)] = torch.tensor(r)
             batch = {"ids": padded.to(self.device), "lengths": lengths}
             if self.hparams.image:
-                batch["images"] = torch.stack([transform(as_rgb_image(image)) for image, _ in chunk]).to(self.device)
+                batch["images"] = self.image_batch([image for image, _ in chunk])
             for k, ((image, question), result) in enumerate(zip(chunk, self.answer_batch(batch, top))):
-                name = str(image) if isinstance(image, (str, Path)) else start + k
-                results.append({"image": name, "question": question, **result, "unknown_words": unknown[start + k]})
+                results.append({"image": self.image_name(image, start + k), "question": question, **result,
+                                "unknown_words": unknown[start + k]})
         return results
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
@@ -382,19 +342,10 @@ class VisualQuestionAnswerer(TaskModule):
         self.log("train/attn_loss", total, batch_size=len(batch["answer"]))
         return total
 
-    def on_validation_epoch_start(self) -> None:
-        self._eval = {"scores": [], "types": [], "measures": {}, "figures": []}
+    def start_eval(self) -> None:
+        self._eval = {"scores": [], "types": [], "measures": {}}
 
-    def on_test_epoch_start(self) -> None:
-        self.on_validation_epoch_start()
-
-    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "val")
-
-    def test_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, batch_idx, "test")
-
-    def _eval_step(self, batch: Dict[str, Tensor], batch_idx: int, split: str) -> None:
+    def eval_step(self, batch: Dict[str, Tensor], batch_idx: int, split: str) -> None:
         logits, hops = self(batch)
         B = len(batch["answer"])
         if (batch["answer"] >= 0).any():
@@ -405,12 +356,12 @@ class VisualQuestionAnswerer(TaskModule):
         predictions = [{"answer": int(c), "attention": None if hops is None else hops[b]} for b, c in enumerate(choice)]
         for name, values in self.data_measures(batch, predictions).items():
             self._eval["measures"].setdefault(name, []).extend(values)
-        if split == "val" and batch_idx == 0 and self.hparams.log_images > 0 and hops is not None and not self.trainer.sanity_checking:
-            n = self.hparams.log_images
-            self._eval["figures"] = [(int(i), q, self.hparams.answer_names[int(c)], hops[k].float().cpu())
-                                     for k, (i, q, c) in enumerate(zip(batch["index"][:n], batch["question"][:n], choice[:n]))]
+        n = self.figures_due(split, batch_idx) if hops is not None else 0
+        for k, (i, q, c) in enumerate(zip(batch["index"][:n], batch["question"][:n], choice[:n])):
+            said = f"{q} -> {self.hparams.answer_names[int(c)]}"
+            self.figures.append(Figure(int(i), hop_titles(hops.shape[1]), hops[k].float().cpu(), said, title=said))
 
-    def _eval_epoch_end(self, split: str) -> Dict[str, float]:
+    def epoch_scores(self, split: str) -> Dict[str, float]:
         if not self._eval.get("scores"):
             return {}
         scores = np.asarray(gather_lists(torch.cat(self._eval["scores"]).tolist()))
@@ -427,47 +378,36 @@ class VisualQuestionAnswerer(TaskModule):
             self.log(f"{split}/{name}", value, prog_bar=name == "acc", rank_zero_only=True)
         return result
 
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        result = self._eval_epoch_end("val")
-        if self._eval.get("figures") and self.trainer.is_global_zero:
-            self._log_figures(self._eval["figures"])
-        if result:
-            self.print(f"step {self.global_step}: " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
-
-    def on_test_epoch_end(self) -> None:
-        result = self._eval_epoch_end("test")
-        if result:
-            self.print("test: " + " ".join(f"{k}={v:.4f}" for k, v in result.items()))
-
-    def _log_figures(self, figures: List[Tuple[int, str, str, Tensor]]) -> None:
-        preview = getattr(self.datamodule, "preview", None)
-        if preview is None:
-            return
-        pictures, captions = [], []
-        for index, question, answer, hops in figures:
-            try:
-                image = preview("val", index)
-            except (OSError, CorruptImageError) as err:  # the data's file, gone or unreadable: not worth a run
-                warnings.warn(f"no attention figure for validation question {index}: {err}")
-                continue
-            pictures.append(attention_figure_array(image, hop_titles(len(hops)), hops, title=f"{question} -> {answer}"))
-            captions.append(f"{question} -> {answer}")
-        self.log_images("val/attention", pictures, captions)
-
-    # ---- optimisation ------------------------------------------------------------------------------
-    def param_groups(self) -> List[Dict[str, Any]]:
-        """The shared AdamW groups, plus a trainable encoder at ``encoder_lr``."""
-        hp = self.hparams
-        encoder = [p for p in self.encoder.parameters() if p.requires_grad] if self.encoder is not None else []
-        ids = {id(p) for p in encoder}
-        groups = decay_groups([p for p in self.parameters() if p.requires_grad and id(p) not in ids], hp.weight_decay)
-        if encoder:
-            groups.append({"params": encoder, "weight_decay": hp.weight_decay, "lr": hp.encoder_lr})
-        return groups
+    # ---- export (zoo.export) ------------------------------------------------------------------------
+    def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
+        """``answer``: ``ids (B, T), lengths (B,) [, images (B, 3, S, S)] -> probs (B, A) [, attention
+        (B, K, L)]`` -- the question's token ids (the exported tokenizer's), the normalised images as
+        the datamodule gives them, every answer's probability and each hop's attention over the grid."""
+        gen = torch.Generator().manual_seed(0)
+        inputs = {"ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
+                  "lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        if self.hparams.image:
+            size = self.image_config().size
+            inputs["images"] = torch.rand(batch, 3, size, size, generator=gen)
+        outputs = ["probs"] + (["attention"] if self.hparams.image and self.hparams.attention == "stacked" else [])
+        return [Graph("answer", AnswerForward(self), inputs, outputs, batch_axes(inputs, {}, {"ids": (1, "time")}))]
 
 
 def hop_titles(hops: int) -> List[str]:
     """The panel titles of a SAN figure: one per attention hop."""
     return [f"hop {k + 1}" for k in range(hops)]
+
+
+class AnswerForward(nn.Module):
+    """The answerer as a graph: every answer's probability (and each hop's attention) for a batch of
+    questions (token ids and lengths) about images."""
+
+    def __init__(self, model: VisualQuestionAnswerer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: Tensor, lengths: Tensor, images: Optional[Tensor] = None):
+        batch = {"ids": ids, "lengths": lengths, **({"images": images} if images is not None else {})}
+        logits, hops = self.model(batch)
+        probs = torch.softmax(logits.float(), -1)
+        return (probs,) if hops is None else (probs, hops)
