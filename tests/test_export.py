@@ -25,7 +25,8 @@ from zoo.tasks.frame_classifier import FrameClassifier
 from zoo.tasks.language_model import CharLanguageModel
 
 REPO = Path(__file__).resolve().parents[1]
-FAMILIES = sorted(CELLS)  # every cell family Recurrent runs
+FAMILIES = sorted(c for c in CELLS if not getattr(CELLS[c], "not_exportable", None))  # every family that exports
+REFUSED = sorted(c for c in CELLS if getattr(CELLS[c], "not_exportable", None))  # the ones that say why
 SLOW_FAMILIES = [pytest.param(f, marks=pytest.mark.slow) if f != "gru" else f for f in FAMILIES]
 VOCAB = ["<unk>"] + list("abcdefgh \n")
 SHAPES = ((1, 1), (3, 6), (4, 2))  # (batch, length): lengths within a batch differ
@@ -208,3 +209,11 @@ def test_zoo_export_of_the_shipped_vqa_model(tmp_path):
     assert model.hparams.answer_names[int(probs[0].argmax())] == result["answer"]
     np.testing.assert_allclose(probs[0].max(), result["probability"], atol=1e-4)
     np.testing.assert_allclose(attention[0], result["attention"].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", REFUSED)
+def test_a_family_that_cannot_export_says_why_in_one_line(cell, tmp_path):
+    model = CharLanguageModel(vocab=VOCAB, cell=cell, hidden_size=8, embedding_dim=4).eval()
+    with pytest.raises(ExportError, match=f"cell '{cell}' is not exportable: ") as error:
+        export(model, tmp_path, formats=("pt2",))
+    assert "\n" not in str(error.value)

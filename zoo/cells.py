@@ -258,6 +258,9 @@ class SequenceCell(nn.Module):
     padded steps, as :class:`~zoo.recurrent.Recurrent` does for the classic cells.
     """
 
+    #: why the family's step cannot be traced into an exported graph (zoo.export refuses it), or None
+    not_exportable: str | None = None
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__()
         for name, size in (("input_size", input_size), ("hidden_size", hidden_size)):

@@ -39,7 +39,7 @@ import contextlib
 import functools
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,27 +49,31 @@ from datamodules.download import write_atomic
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from zoo.graphs import ExportError, Graph
 from zoo.hub.format import text_files
-from zoo.recurrent import Recurrent, RecurrentOutput, Weights, reverse_padded
-from zoo.sequences import State, hidden_of, lengths_to_mask
+from zoo.cells import SequenceCell
+from zoo.recurrent import Recurrent, RecurrentOutput, SequenceLayer, Weights, reverse_padded
+from zoo.sequences import State, hidden_of, keep_finished, lengths_to_mask
 
 FORMATS = ("onnx", "pt2")
 MANIFEST = "graphs.json"
 
 
 # ---- the recurrence as a scan ---------------------------------------------------------------------
-def _scan_direction(rnn: Recurrent, x: Tensor, h0: State, w: Weights, mask: Optional[Tensor]) -> Tuple[Tensor, State]:
+def _scan_direction(rnn: Recurrent, x: Tensor, h0: State, w: Union[Weights, SequenceCell], mask: Optional[Tensor]) -> Tuple[Tensor, State]:
     """One direction of one layer over ``x`` ``(B, T, input)``: outputs ``(B, T, H)`` (zero at padded
     steps) and the final state (each sequence's state after its last real step)."""
     from torch._higher_order_ops.scan import scan
 
-    step = rnn.equations_step(w.hh, w.b_hh)
-    x_proj = F.linear(x, w.ih, w.b_ih).transpose(0, 1)  # (T, B, gates * H), the hoisted projection
+    if isinstance(w, SequenceCell):  # a modern family: its own step over the raw inputs
+        step, x_proj = w.step, x.transpose(0, 1)
+    else:
+        step = rnn.equations_step(w.hh, w.b_hh)
+        x_proj = F.linear(x, w.ih, w.b_ih).transpose(0, 1)  # (T, B, gates * H), the hoisted projection
     keep = (mask if mask is not None else torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)).t().unsqueeze(-1)
 
     def combine(state, inputs):
         x_t, keep_t = inputs
         new, _ = step(x_t, state)
-        new = tuple(map(torch.where, (keep_t,) * 2, new, state)) if isinstance(new, tuple) else torch.where(keep_t, new, state)
+        new = keep_finished(keep_t[:, 0], new, state)
         return new, hidden_of(new) * keep_t  # a new tensor: scan's outputs may not alias its carry
 
     h0 = tuple(s.clone() for s in h0) if isinstance(h0, tuple) else h0  # (zeros, zeros) is one tensor twice: scan refuses aliases
@@ -81,23 +85,26 @@ def scan_forward(rnn: Recurrent, x: Tensor, lengths: Optional[Tensor] = None, st
                  **unused: Any) -> RecurrentOutput:
     """:meth:`Recurrent.forward` (output and final state) traceable with dynamic batch and length."""
     mask = lengths_to_mask(lengths, x.shape[1], device=x.device) if lengths is not None else None
-    D, lstm, finals = rnn.num_directions, isinstance(state, tuple) or rnn.cell == "lstm", []
+    D, finals = rnn.num_directions, []
+    first = rnn.layers[0]
+    if isinstance(first, SequenceLayer) and first.l0.not_exportable:
+        raise ExportError(f"cell {rnn.cell!r} is not exportable: {first.l0.not_exportable}")
     for index, layer in enumerate(rnn.layers):
         layer_state = None
         if state is not None:
             rows = slice(index * D, (index + 1) * D)
-            layer_state = (state[0][rows], state[1][rows]) if isinstance(state, tuple) else state[rows]
+            layer_state = tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
         outs, layer_finals = [], []
         for direction in range(D):
             inputs = reverse_padded(x, lengths) if direction else x
-            h0 = rnn.direction_state(layer_state, direction, x.shape[0], x)
-            out, final = _scan_direction(rnn, inputs, h0, Weights.of(layer, direction), mask)
+            h0 = rnn.direction_state(layer_state, direction, x.shape[0], x, layer)
+            w = layer.direction(direction) if isinstance(layer, SequenceLayer) else Weights.of(layer, direction)
+            out, final = _scan_direction(rnn, inputs, h0, w, mask)
             outs.append(reverse_padded(out, lengths) if direction else out)
             layer_finals.append(final)
         x = torch.cat(outs, -1)
-        finals.append((torch.stack([f[0] for f in layer_finals]), torch.stack([f[1] for f in layer_finals]))
-                      if lstm else torch.stack(layer_finals))
-    final_state = (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals])) if lstm else torch.cat(finals)
+        finals.append(tuple(map(torch.stack, zip(*layer_finals))) if isinstance(layer_finals[0], tuple) else torch.stack(layer_finals))
+    final_state = tuple(map(torch.cat, zip(*finals))) if isinstance(finals[0], tuple) else torch.cat(finals)
     return RecurrentOutput(x, final_state)
 
 

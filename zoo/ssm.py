@@ -65,6 +65,9 @@ DT_FLOOR = 1e-4  # Mamba's dt_init_floor
 class S6Cell(SequenceCell):
     """Mamba's S6 (module docstring); the state is ``(y (batch, hidden), h (batch, hidden, N))``."""
 
+    not_exportable = ("its step does not trace under torch.export's scan (dynamo: 'always_classified is "
+                      "unsupported', measured with torch 2.14.1; not investigated further)")
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size, bias)
         H, N = hidden_size, STATE_SIZE
