@@ -60,7 +60,7 @@ from torch import Tensor, nn
 
 from .cells import Gates, SequenceCell
 from .sequences import step_loop
-from .xlstm_scan import mlstm_chunkwise, readout
+from .xlstm_scan import CHUNK, mlstm_chunkwise, readout
 
 HEAD_SIZE = 64
 FORGET_BIAS = (3.0, 6.0)  # linspace over units (sLSTM) or heads (mLSTM)
@@ -69,6 +69,8 @@ INPUT_BIAS = -1.0
 
 def num_heads(hidden_size: int, head_size: int = HEAD_SIZE) -> int:
     """``hidden_size / head_size`` heads where ``head_size`` divides ``hidden_size``, else one head."""
+    if isinstance(head_size, bool) or not isinstance(head_size, int) or head_size < 1:
+        raise ValueError(f"head_size must be a positive integer, got {head_size!r}")
     return hidden_size // head_size if hidden_size % head_size == 0 else 1
 
 
@@ -154,7 +156,10 @@ class SLSTMCell(SequenceCell):
 
 class MLSTMCell(SequenceCell):
     """``weight_ih`` stacks ``W_q, W_k, W_v, W_o`` (``H`` rows each) and ``W_i, W_f`` (one row per
-    head): ``(4 H + 2 heads, input)``; ``bias_ih`` their biases."""
+    head): ``(4 H + 2 heads, input)``; ``bias_ih`` their biases. :attr:`chunk` is the speed path's
+    chunk length ``L``."""
+
+    chunk: int = CHUNK
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, head_size: int = HEAD_SIZE) -> None:
         super().__init__(input_size, hidden_size, bias)
@@ -217,7 +222,7 @@ class MLSTMCell(SequenceCell):
             log_i, log_f = torch.where(keep, log_i, float("-inf")), torch.where(keep, log_f, 0.0)
         dtype = gate_dtype(q, C)
         heads_first = [t.transpose(1, 2) for t in (q, k, v, log_i, log_f)]
-        h_tilde, (C, n, m) = mlstm_chunkwise(*heads_first, (C.to(dtype), n.to(dtype), m.to(dtype)))
+        h_tilde, (C, n, m) = mlstm_chunkwise(*heads_first, (C.to(dtype), n.to(dtype), m.to(dtype)), self.chunk)
         out = (o * h_tilde.transpose(1, 2).reshape(o.shape)).to(h0.dtype)
         if mask is None:
             last = out[:, -1]
