@@ -65,6 +65,8 @@ from .xlstm_scan import CHUNK, mlstm_chunkwise, readout
 HEAD_SIZE = 64
 FORGET_BIAS = (3.0, 6.0)  # linspace over units (sLSTM) or heads (mLSTM)
 INPUT_BIAS = -1.0
+NOT_EXPORTABLE = ("its state of four tensors (h, c, n, m) has no place in the exported step graphs, whose state "
+                  "inputs are h and an LSTM's c (zoo.graphs.state_inputs)")
 
 
 def num_heads(hidden_size: int, head_size: int = HEAD_SIZE) -> int:
@@ -92,6 +94,8 @@ def stabilised_gates(log_i: Tensor, log_f: Tensor, m: Tensor) -> Tuple[Tensor, T
 class SLSTMCell(SequenceCell):
     """``weight_ih`` stacks ``W_i, W_f, W_z, W_o`` (``4 H, input``), ``bias_ih`` their biases;
     ``weight_hh`` ``(heads, 4 d, d)`` is each head's block of ``R_i, R_f, R_z, R_o`` (``d = H / heads``)."""
+
+    not_exportable = NOT_EXPORTABLE
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, head_size: int = HEAD_SIZE) -> None:
         super().__init__(input_size, hidden_size, bias)
@@ -158,6 +162,8 @@ class MLSTMCell(SequenceCell):
     """``weight_ih`` stacks ``W_q, W_k, W_v, W_o`` (``H`` rows each) and ``W_i, W_f`` (one row per
     head): ``(4 H + 2 heads, input)``; ``bias_ih`` their biases. :attr:`chunk` is the speed path's
     chunk length ``L``."""
+
+    not_exportable = NOT_EXPORTABLE
 
     chunk: int = CHUNK
 
