@@ -1,5 +1,5 @@
 """Every cell family by name: the lecture's classic cells and minGRU/minLSTM (:mod:`zoo.cells`), and
-the modern recurrences, each in its own module (:mod:`zoo.rglru`, ...). The one place a ``cell:``
+the modern recurrences, each in its own module (:mod:`zoo.rglru`, :mod:`zoo.ssm`, :mod:`zoo.xlstm`). The one place a ``cell:``
 name becomes a class."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from __future__ import annotations
 from .cells import CLASSIC_CELLS, Cell, SequenceCell
 from .rglru import RGLRUCell
 from .ssm import S6Cell
+from .xlstm import MLSTMCell, SLSTMCell
 
-MODERN_CELLS: dict[str, type[SequenceCell]] = {"rglru": RGLRUCell, "s6": S6Cell}
+MODERN_CELLS: dict[str, type[SequenceCell]] = {"rglru": RGLRUCell, "s6": S6Cell, "slstm": SLSTMCell, "mlstm": MLSTMCell}
 CELLS: dict[str, type[Cell] | type[SequenceCell]] = {**CLASSIC_CELLS, **MODERN_CELLS}
 
 
