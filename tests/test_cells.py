@@ -98,5 +98,5 @@ def test_min_cells_are_the_papers_equations_and_their_scan_coefficients():
 
 
 def test_unknown_cell_lists_every_family():
-    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'rglru', 'rnn', 's6'\]"):
+    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'mlstm', 'rglru', 'rnn', 's6', 'slstm'\]"):
         cell_class("min-gru")
