@@ -4,7 +4,9 @@ the forbidden effect, asserts that it did not happen, and that the refusal is on
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -13,8 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import VOCAB, isolated_home  # noqa: F401  (fixture)
+from tests.hub_common import VOCAB, isolated_home, tiny_lm  # noqa: F401  (fixture)
+from zoo import load_pretrained
 from zoo.hub import CheckpointError, PretrainedError, TaskNameError
+from zoo.hub.format import sha256_of
+from zoo.hub.schema import BOUNDS, SchemaError
 from zoo.tasks.base import load_task
 from zoo.tasks.language_model import CharLanguageModel
 from zoo.tasks.resolve import check_resume
@@ -139,3 +144,146 @@ def test_checkpoint_without_weights_is_refused_at_load(tmp_path: Path) -> None:
     torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {"vocab": VOCAB}, "state_dict": {}}, tmp_path / "b.ckpt")
     with pytest.raises(PretrainedError, match=r"holds no weights \(an empty state dict\)"):
         load_task(tmp_path / "b.ckpt", CharLanguageModel)
+
+
+# ---- 2. bounds on what a file may state ------------------------------------------------------------
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def edit(folder: Path, tensors: dict | None = None, **changes) -> Path:
+    """Change a pretrained folder's config.json (and weights) and rewrite its manifest, as an
+    attacker who controls every file would: the checksums agree."""
+    from safetensors.torch import save_file
+
+    if tensors is not None:
+        save_file(tensors, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if key == "init_args":
+            config["init_args"].update(value)
+        else:
+            config[key] = value
+    config["files"] = {n: {"sha256": sha256_of(folder / n), "size": (folder / n).stat().st_size} for n in config["files"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture
+def lm_folder(tmp_path: Path) -> Path:
+    return tiny_lm().save_pretrained(tmp_path / "lm", quantize="embeddings")
+
+
+def test_quantized_shapes_are_checked_before_allocating(lm_folder: Path) -> None:
+    # 150 kB of int8 rows and 400 kB of scales that broadcast to 15e9 floats (60 GB) if multiplied out
+    q, scale = torch.ones(1, 150_000, dtype=torch.int8), torch.ones(100_000)
+    name = next(iter(json.loads((lm_folder / "config.json").read_text())["quantized"]))
+    before = peak_mb()
+    edit(lm_folder, {name: q, name + ".__int8_scale__": scale})
+    with pytest.raises(SchemaError, match=r"is I8 \[1, 150000\] with scale F32 \[100000\]; expected int8 \(rows, cols\)") as info:
+        load_pretrained(lm_folder)
+    assert "\n" not in str(info.value) and peak_mb() - before < 200
+
+
+@pytest.mark.parametrize("quantized, message", [
+    ({"embedding.weight": {"scheme": "int8_rowwise_absmax", "scale": [1, 2]}}, "'scale' must name a tensor, got \\[1, 2\\]"),
+    ([1], "key 'quantized' must map tensor names"),
+])
+def test_quantized_entries_of_the_wrong_type(lm_folder: Path, quantized, message: str) -> None:
+    with pytest.raises(SchemaError, match=message) as info:
+        load_pretrained(edit(lm_folder, quantized=quantized))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("hidden_size", 10**12, r"hidden_size=1000000000000 is outside \[1, 65536\]"),
+    ("dropout", 5.0, r"dropout=5.0 is outside \[0, 1\]"),
+    ("num_layers", "2", r"num_layers='2' must be an integer"),
+    ("embedding_dim", True, r"embedding_dim=True must be an integer"),
+    ("dropout", float("nan"), r"dropout=nan is outside"),
+])
+def test_sizes_out_of_bounds_are_refused(lm_folder: Path, key: str, value, message: str) -> None:
+    with pytest.raises(SchemaError, match=message) as info:
+        load_pretrained(edit(lm_folder, init_args={key: value}))
+    assert str(lm_folder / "config.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_user_may_pass_what_the_file_may_not(lm_folder: Path) -> None:
+    edit(lm_folder, init_args={"dropout": 5.0})
+    assert load_pretrained(lm_folder, dropout=0.0).hparams.dropout == 0.0  # the user's word, not the file's
+
+
+def test_deep_nesting_is_one_line(lm_folder: Path, tmp_path: Path) -> None:
+    config = (lm_folder / "config.json").read_text()
+    (lm_folder / "config.json").write_text(config.rstrip()[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(SchemaError, match="nested more than 32 levels deep") as info:
+        load_pretrained(lm_folder)
+    assert "\n" not in str(info.value)
+    nested: list = []
+    for _ in range(50):
+        nested = [nested]
+    path = ckpt(tmp_path / "deep.ckpt", {"_class_path": FRAMES, "x": nested})
+    with pytest.raises(SchemaError, match="hyper_parameters: nested more than 32 levels deep"):
+        check_resume(path, FRAMES, {})
+
+
+def test_an_integer_hyper_parameter_key_is_one_line(tmp_path: Path) -> None:
+    torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {"vocab": VOCAB, 7: 1},
+                "state_dict": tiny_lm().state_dict()}, tmp_path / "k.ckpt")
+    with pytest.raises(CheckpointError, match="'hyper_parameters' must be a dict of named values, got a dict with a key that is not a string"):
+        load_task(tmp_path / "k.ckpt")
+
+
+def test_checkpoint_sizes_are_bounded_too(tmp_path: Path) -> None:
+    model = tiny_lm()
+    torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {**model.hparams, "dropout": 1e308 * 10},
+                "state_dict": model.state_dict()}, tmp_path / "x.ckpt")
+    with pytest.raises(SchemaError, match=r"x.ckpt: init arg dropout=inf is outside \[0, 1\]"):
+        load_task(tmp_path / "x.ckpt")
+    path = ckpt(tmp_path / "r.ckpt", {"_class_path": FRAMES, "hidden_size": 10**9})
+    with pytest.raises(SchemaError, match="hidden_size=1000000000 is outside"):
+        check_resume(path, FRAMES, {"hidden_size": 64})
+
+
+def test_memory_a_folder_needs_is_refused_from_its_header(tmp_path: Path, monkeypatch) -> None:
+    lm_folder = tiny_lm().save_pretrained(tmp_path / "plain")
+    need = sum(t.numel() for t in tiny_lm().state_dict().values()) * 4  # float32, as it is read
+    monkeypatch.setenv("ZOO_MAX_LOAD_BYTES", str(need - 1))
+    with pytest.raises(SchemaError, match=f"its tensors take {need:,} bytes as float32, more than the limit of {need - 1:,}"):
+        load_pretrained(lm_folder)
+    monkeypatch.setenv("ZOO_MAX_LOAD_BYTES", str(need))
+    load_pretrained(lm_folder)  # exactly enough
+
+
+def test_every_decoding_setting_is_bounded() -> None:
+    for key in ("beam_size", "max_len", "max_len_a", "max_len_b", "length_penalty", "temperature", "top_k"):
+        bound = BOUNDS[key]
+        with pytest.raises(SchemaError):
+            bound.check(key, bound.high * 10 + 1, "f")
+        bound.check(key, bound.high, "f")
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory) -> Path:
+    from datamodules.tokenizers import train_translation_tokenizer
+    from zoo.tasks.seq2seq import Seq2Seq
+
+    pieces = train_translation_tokenizer(["ein hund läuft", "a dog runs"] * 3, vocab_size=40, min_frequency=1).to_str()
+    torch.manual_seed(0)
+    model = Seq2Seq(source_tokenizer_json=pieces, target_tokenizer_json=pieces, embedding_dim=8, hidden_size=8, log_alignments=0)
+    return Path(model.eval().save_pretrained(tmp_path_factory.mktemp("mt") / "mt"))
+
+
+@pytest.mark.parametrize("key, value", [("beam_size", 100_000), ("max_len_b", 10**9), ("length_penalty", 1e300)])
+def test_hostile_decoding_settings_in_a_translator(translator: Path, tmp_path: Path, key: str, value, capsys) -> None:
+    from zoo.cli import main
+
+    folder = tmp_path / "mt"
+    folder.mkdir()
+    for file in translator.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    edit(folder, init_args={key: value})
+    before = peak_mb()
+    assert main(["translate", str(folder), "ein hund", "--device", "cpu"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"init arg {key}=" in line and "is outside" in line and peak_mb() - before < 200

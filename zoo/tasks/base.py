@@ -30,6 +30,7 @@ from zoo.graphs import ExportError, Graph
 from zoo.hub.errors import PretrainedError
 from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
+from zoo.hub.schema import check_args, offline
 from zoo.hub.sources import entry_folder, locate
 from zoo.optim import warmup_cosine
 from zoo.tasks.data import MeasuringData
@@ -335,8 +336,11 @@ def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], whe
 def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
            overrides: Mapping[str, Any]) -> "TaskModule":
     """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
-    ``where`` when the arguments or the weights do not fit the class."""
-    args = {**init_args, **overrides}
+    ``where`` when the arguments or the weights do not fit the class. The file's ``init_args`` are
+    held to :mod:`zoo.hub.schema` (bounds, no network: ``pretrained``/``weights_path`` switched off,
+    the weights are ``state``); the caller's ``overrides`` are not."""
+    check_args({k: v for k, v in init_args.items() if k not in overrides}, where)
+    args = {**offline(init_args), **overrides}
     _check_args(cls, args, where)
     _check_sizes(args, state, where, cls.sizes)
     # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from zoo.hub.errors import CheckpointError, TaskNameError
+from zoo.hub.schema import SchemaError, check_args, check_depth, network_choices
 
 __all__ = ["TASK_KEY", "TASK_PACKAGE", "resolve_task", "load_checkpoint", "read_checkpoint", "check_resume", "state_mismatch", "class_path"]
 
@@ -112,6 +113,7 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     if not isinstance(hparams, dict) or not all(isinstance(k, str) for k in hparams):
         what = type(hparams).__name__ if not isinstance(hparams, dict) else "dict with a key that is not a string"
         raise CheckpointError(f"{path}: 'hyper_parameters' must be a dict of named values, got a {what}")
+    check_depth(hparams, f"{path}: hyper_parameters")
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: no 'state_dict' of tensors (is it a checkpoint written by `zoo fit`?)")
@@ -171,6 +173,12 @@ def check_resume(path: Union[str, Path], model_class: str, settings: Mapping[str
                 "a checkpoint cannot choose the model class (nothing it names was imported). Resume from a "
                 "checkpoint of the recipe's model, or choose the class in the recipe (--model CLASS) if you trust it"
             )
+    own = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    check_args(own, str(path))
+    for key, value in network_choices(own).items():
+        if not _same(settings.get(key), value):
+            raise SchemaError(f"{path}: refusing --ckpt_path: its hyper-parameter {key}={value!r} would make loading reach "
+                              f"the network or the disk, and the recipe does not say so; set --model.init_args.{key} yourself if you mean it")
     changed = sorted(k for k, v in settings.items() if v is not None and k in hparams and not k.startswith("_")
                      and not _same(v, hparams[k]))
     return changed, checkpoint["state_dict"]
