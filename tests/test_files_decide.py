@@ -287,3 +287,89 @@ def test_hostile_decoding_settings_in_a_translator(translator: Path, tmp_path: P
     assert main(["translate", str(folder), "ein hund", "--device", "cpu"]) == 2
     line = one_line(capsys.readouterr().err)
     assert f"init arg {key}=" in line and "is outside" in line and peak_mb() - before < 200
+
+
+# ---- 3. no network, no path outside the folder, on a file's word ------------------------------------
+@pytest.fixture
+def hub_server(monkeypatch):
+    """A local stand-in for the Hugging Face Hub on 127.0.0.1 that records every request (and answers
+    404); the Hub client is pointed at it, so any request a load makes lands in the list."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from huggingface_hub import constants
+
+    seen: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server protocol
+            seen.append(self.path)
+            self.send_error(404)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", f"http://127.0.0.1:{server.server_port}/{{repo_id}}/resolve/{{revision}}/{{filename}}")
+    yield seen
+    server.shutdown()
+
+
+@pytest.fixture
+def frames_folder(tmp_path: Path) -> Path:
+    from zoo.tasks.frame_classifier import FrameClassifier
+
+    torch.manual_seed(0)
+    model = FrameClassifier(label_names=["red", "blue"], encoder="test_resnet", pretrained=False, hidden_size=8, cell="gru")
+    return Path(model.eval().save_pretrained(tmp_path / "frames"))
+
+
+def test_pretrained_true_in_a_file_reaches_no_server(frames_folder: Path, hub_server: list) -> None:
+    import timm
+
+    edit(frames_folder, init_args={"pretrained": True, "weights_path": str(frames_folder / "nowhere.pth")})
+    model = load_pretrained(frames_folder)
+    assert hub_server == [] and model.hparams.pretrained is False and model.hparams.weights_path is None
+    with pytest.raises(Exception):  # the control: the same request made on purpose does reach the server
+        timm.create_model("test_resnet", pretrained=True)
+    assert hub_server, "the server records requests"
+
+
+@pytest.mark.parametrize("encoder", ["hf-hub:someone/repo", "local-dir:/tmp/x", "timm/test_resnet"])
+def test_a_hub_encoder_named_in_a_file_is_refused(frames_folder: Path, hub_server: list, encoder: str) -> None:
+    with pytest.raises(SchemaError, match="is not a timm model name; a file may not name a Hub repo or a path") as info:
+        load_pretrained(edit(frames_folder, init_args={"encoder": encoder}))
+    assert hub_server == [] and "\n" not in str(info.value)
+
+
+def test_a_resume_checkpoint_may_not_switch_the_network_on(tmp_path: Path) -> None:
+    for key, value in (("pretrained", True), ("weights_path", "/etc/passwd")):
+        path = ckpt(tmp_path / "x.ckpt", {"_class_path": FRAMES, key: value})
+        with pytest.raises(SchemaError, match=f"its hyper-parameter {key}=.* would make loading reach the network or the disk"):
+            check_resume(path, FRAMES, {"pretrained": False})
+    path = ckpt(tmp_path / "y.ckpt", {"_class_path": FRAMES, "pretrained": True})
+    assert check_resume(path, FRAMES, {"pretrained": True})[0] == []  # the recipe asked for it
+
+
+def test_no_key_of_a_file_is_read_as_a_path_outside_its_folder(lm_folder: Path, tmp_path: Path) -> None:
+    """`../../x_vocab` would make the reader open <folder>/../../x_vocab.json: a FIFO there records
+    an open (a thread waits to write to it) and the test asserts none happened."""
+    import threading
+
+    outside = lm_folder.parent.parent / "x_vocab.json"
+    os.mkfifo(outside)
+    opened = []
+    writer = threading.Thread(target=lambda: (opened.append(open(outside, "w")), opened[0].close()), daemon=True)
+    writer.start()
+    edit(lm_folder, init_args={"../../x_vocab": ["a"]})
+    with pytest.raises(SchemaError, match=r"init arg name '../../x_vocab' is not an identifier") as info:
+        load_pretrained(lm_folder)
+    assert "\n" not in str(info.value)
+    writer.join(0.2)
+    assert opened == [] and writer.is_alive()  # nobody opened the file outside the folder
+    os.close(os.open(outside, os.O_RDONLY | os.O_NONBLOCK))  # now release the writer
+    writer.join(5)
