@@ -373,3 +373,20 @@ def test_no_key_of_a_file_is_read_as_a_path_outside_its_folder(lm_folder: Path, 
     assert opened == [] and writer.is_alive()  # nobody opened the file outside the folder
     os.close(os.open(outside, os.O_RDONLY | os.O_NONBLOCK))  # now release the writer
     writer.join(5)
+
+
+# ---- 5. inputs longer than the model reads are cut before the expensive work ------------------------
+def test_a_long_source_is_cut_before_the_encoder(translator: Path, capsys) -> None:
+    from zoo.cli import main
+    from zoo.tasks.seq2seq import Seq2Seq
+
+    long = "ein hund läuft " * 3400  # 10,200 words
+    model = load_pretrained(translator, expected=Seq2Seq)
+    short, cut = model.predict(["ein hund", long], beam_size=2)
+    assert "truncated_from" not in short and cut["truncated_from"] > 10_000
+    assert len(cut["source_tokens"]) == Seq2Seq.max_source_tokens
+    assert len(model.predict(long, beam_size=1, max_source_tokens=300)[0]["source_tokens"]) == 300  # the user may ask for more
+    assert main(["translate", str(translator), "ein hund", long, "--beam_size", "1", "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2
+    assert one_line(err).startswith("zoo translate: warning: 1 sentence(s) longer than the model reads were cut to 256 source tokens (sentence 2: ")
