@@ -136,6 +136,24 @@ def test_zoo_fit_with_a_boring_model_checkpoint_is_refused(tmp_path: Path) -> No
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lightning_logs").exists()  # nothing ran
 
 
+@pytest.mark.slow
+def test_a_real_checkpoint_still_resumes_by_path(tiny_corpus: Path, tmp_path: Path) -> None:
+    """The honest case through the same check: `zoo fit` writes a checkpoint, `zoo validate --ckpt_path
+    FILE` takes it (exit 0, no warning), and a recipe that says another dropout is told so."""
+    from tests.test_cli import RECIPE as LM_RECIPE, TINY, zoo
+
+    args = ["--config", LM_RECIPE, "--data.init_args.corpus", str(tiny_corpus), *TINY, "--trainer.logger", "false",
+            "--trainer.limit_val_batches", "2"]
+    fit = zoo("fit", *args, "--trainer.max_steps", "2", "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+              "--trainer.callbacks.dirpath", "ck", "--trainer.callbacks.save_last", "true", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    ok = zoo("validate", *args, "--ckpt_path", "ck/last.ckpt", cwd=tmp_path)
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr[-2000:]
+    told = zoo("validate", *args, "--model.init_args.dropout", "0.25", "--ckpt_path", "ck/last.ckpt", cwd=tmp_path)
+    assert told.returncode == 0, told.stderr[-2000:]
+    assert "zoo validate: warning: ck/last.ckpt changes the recipe's model settings dropout to the checkpoint's values" in told.stderr
+
+
 # ---- 2. a checkpoint without the weights its task needs ------------------------------------------
 def test_checkpoint_without_weights_is_refused_at_load(tmp_path: Path) -> None:
     torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {}, "state_dict": {}}, tmp_path / "a.ckpt")
