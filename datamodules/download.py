@@ -65,6 +65,15 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: otherwise: well above the largest dataset archive the zoo reads (COCO train2014, 13 GB), well below
 #: what a zip or tar bomb would fill a disk with.
 MAX_EXTRACT_BYTES = 64 * 2**30
+#: The most members :func:`extract` unpacks from one archive unless told otherwise (COCO train2014
+#: holds 82,783 images; a million files of nothing would exhaust inodes, not bytes).
+MAX_EXTRACT_MEMBERS = 1_000_000
+#: The largest tar header block a member may carry (a PAX extended header, a GNU long name or link):
+#: tarfile reads one whole into memory before any filter sees the member. Real ones are a few hundred bytes.
+MAX_TAR_HEADER = 1 << 20
+#: The longest member path part and whole path (bytes of UTF-8) an archive may hold: the file system's
+#: own limits (NAME_MAX, PATH_MAX on Linux), checked before writing so that the refusal is ours.
+MAX_NAME_PART, MAX_NAME = 255, 4096
 #: Seconds :func:`fetch` waits for a connection, or for the next bytes of a body, before giving up.
 DOWNLOAD_TIMEOUT = 30.0
 
@@ -158,6 +167,7 @@ def fetch(
     folder: str | Path | None = None,
     progress: bool | None = None,
     timeout: float = DOWNLOAD_TIMEOUT,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download ``url`` into ``folder`` (default :func:`data_dir`) and return its path.
 
@@ -171,6 +181,10 @@ def fetch(
     ``timeout``: seconds to wait for the connection or for the next bytes of the body (a stalled
     server is then a :class:`DownloadError`). A body shorter than the server's ``Content-Length`` is a
     :class:`DownloadError` too, with or without a hash.
+
+    ``max_bytes``: the size the caller expects at most (a manifest's declared size): a
+    ``Content-Length`` above it is refused before the body is read, and reading stops as soon as the
+    body passes it (:class:`DownloadError`, nothing left behind).
 
     Raises :class:`ChecksumError` on a hash mismatch (nothing is left behind) and
     :class:`DownloadError` on network/HTTP failures.
@@ -186,7 +200,10 @@ def fetch(
         progress = _default_progress()
     # pooch's own HTTP downloader waits 30 s; ours passes the caller's timeout to requests.
     http = urlparse(url).scheme in ("http", "https")
-    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout) if http else None
+    if http and max_bytes is not None:
+        downloader = _LimitedDownloader(max_bytes, timeout=timeout)
+    else:
+        downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout) if http else None
 
     try:
         path = pooch.retrieve(
@@ -220,6 +237,34 @@ def fetch(
             f"{target}{hint}; it is then used without network access."
         ) from err
     return Path(path)
+
+
+class _LimitedDownloader(pooch.HTTPDownloader):
+    """pooch's HTTP downloader that reads at most ``max_bytes``: a larger ``Content-Length`` is refused
+    before the body, and a body that runs past the limit is cut off (:class:`requests.RequestException`
+    subclasses, so :func:`fetch` reports them as a :class:`DownloadError`)."""
+
+    def __init__(self, max_bytes: int, timeout: float) -> None:
+        super().__init__(progressbar=False, timeout=timeout)
+        self.max_bytes = max_bytes
+
+    def __call__(self, url: str, output_file: str, pooch_obj: object, check_only: bool = False) -> None:
+        if check_only:
+            return super().__call__(url, output_file, pooch_obj, check_only=True)
+        with requests.get(url, timeout=self.kwargs.get("timeout", DOWNLOAD_TIMEOUT), stream=True) as response:
+            response.raise_for_status()
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                raise requests.exceptions.ContentDecodingError(
+                    f"the server declares {int(declared):,} bytes (Content-Length), more than the {self.max_bytes:,} expected; nothing was read")
+            written = 0
+            with open(output_file, "wb") as out:
+                for chunk in response.iter_content(chunk_size=self.chunk_size):
+                    written += len(chunk)
+                    if written > self.max_bytes:
+                        raise requests.exceptions.ContentDecodingError(
+                            f"the body runs past the {self.max_bytes:,} bytes expected; reading stopped there")
+                    out.write(chunk)
 
 
 def _archive_kind(archive: Path) -> str:
@@ -270,28 +315,71 @@ def _strict_data_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarI
     return tarfile.data_filter(member, dest_path)
 
 
-def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
+def _long_name(name: str) -> Optional[str]:
+    """Why a member name is too long for the file system (``None`` when it is not)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > MAX_NAME:
+        return f"a name of {len(raw):,} bytes, more than {MAX_NAME}"
+    if any(len(part) > MAX_NAME_PART for part in re.split(rb"[/\\]", raw)):
+        return f"a path part longer than {MAX_NAME_PART} bytes"
+    return None
+
+
+def _too_many(archive: Path, max_members: int) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"refusing to extract {archive}: it holds more than {max_members:,} members, the limit; "
+                              "pass max_members= to extract a larger archive you trust")
+
+
+#: tar members that are headers of the next member, read whole by tarfile before the member exists
+_TAR_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+def _counting_tarinfo(archive: Path, budget: Dict[str, int], max_bytes: int) -> type:
+    """A ``TarInfo`` class that counts every header block (PAX, GNU long name) against ``budget`` and
+    :data:`MAX_TAR_HEADER` *before* tarfile reads it into memory."""
+
+    class Counted(tarfile.TarInfo):
+        def _proc_member(self, tar: tarfile.TarFile):  # tarfile's hook between the 512-byte block and the rest
+            if self.type in _TAR_HEADERS:
+                budget["total"] += self.size
+                if budget["total"] > max_bytes:
+                    raise _too_big(archive, budget["total"], max_bytes)
+                if self.size > MAX_TAR_HEADER:
+                    raise UnsafeArchiveError(f"refusing to extract {archive}: a header block (PAX or GNU long name) of "
+                                             f"{self.size:,} bytes, more than {MAX_TAR_HEADER:,}; real ones are a few hundred")
+            return super()._proc_member(tar)
+
+    return Counted
+
+
+def _extract_tar(archive: Path, into: Path, max_bytes: int, max_members: int = MAX_EXTRACT_MEMBERS) -> None:
     if not hasattr(tarfile, "data_filter"):
         # Without the filter, tarfile follows absolute paths and `..`: refuse rather than risk it.
         raise RuntimeError(
             "safe tar extraction needs a Python with tarfile filters "
             "(3.10.12+, 3.11.4+, 3.12+)"
         )
-    total, current = 0, "?"
+    budget, current = {"total": 0, "members": 0}, "?"
 
     def checked(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
         # Counted as members arrive (one pass over a compressed stream): a member writes exactly
-        # member.size bytes, so the running sum is what lands on disk.
-        nonlocal total, current
-        total += member.size
+        # member.size bytes, so the running sum (with the header blocks read before it) is what was read.
+        nonlocal current
+        budget["total"] += member.size
+        budget["members"] += 1
         current = member.name
-        if total > max_bytes:
-            raise _too_big(archive, total, max_bytes)
+        if budget["total"] > max_bytes:
+            raise _too_big(archive, budget["total"], max_bytes)
+        if budget["members"] > max_members:
+            raise _too_many(archive, max_members)
+        too_long = _long_name(member.name) or (_long_name(member.linkname) if member.linkname else None)
+        if too_long:
+            raise UnsafeArchiveError(f"refusing to extract {archive}: member {member.name[:80]!r}... has {too_long}")
         return _strict_data_filter(member, dest_path)
 
     # errorlevel=1 makes filter refusals raise instead of being logged and skipped.
     try:
-        with tarfile.open(archive, "r:*", errorlevel=1) as tar:
+        with tarfile.open(archive, "r:*", errorlevel=1, tarinfo=_counting_tarinfo(archive, budget, max_bytes)) as tar:
             # The "data" filter refuses `..`, links leaving the target and
             # device files, and drops setuid bits; ours adds absolute paths and the size limit.
             tar.extractall(into, filter=checked)
@@ -309,11 +397,13 @@ def _extract_tar(archive: Path, into: Path, max_bytes: int) -> None:
         raise _clash(archive, current, into, err) from None
 
 
-def _extract_zip(archive: Path, into: Path, max_bytes: int) -> None:
+def _extract_zip(archive: Path, into: Path, max_bytes: int, max_members: int = MAX_EXTRACT_MEMBERS) -> None:
     root = into.resolve()
     current = "?"
     try:
         with zipfile.ZipFile(archive) as zf:
+            if len(zf.infolist()) > max_members:
+                raise _too_many(archive, max_members)
             _check_zip_members(archive, zf.infolist(), root, max_bytes)
             for info in zf.infolist():
                 current = info.filename
@@ -340,6 +430,9 @@ def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Pa
         name = info.filename
         parts = re.split(r"[/\\]", name)
         mode = info.external_attr >> 16
+        too_long = _long_name(name)
+        if too_long:
+            raise UnsafeArchiveError(f"refusing to extract {archive}: member {name[:80]!r}... has {too_long}")
         if stat.S_ISLNK(mode):
             reason = "symlink entry"
         elif name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
@@ -357,13 +450,17 @@ def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Pa
         )
 
 
-def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_BYTES) -> Path:
+def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_BYTES,
+            max_members: int = MAX_EXTRACT_MEMBERS) -> Path:
     """Unpack a tar (.tar, .tar.gz, .tgz) or zip ``archive`` into ``dest``; return ``dest``.
 
     Members that would escape ``dest`` (absolute paths, ``..``, links pointing
     outside, device files, zip symlinks) raise :class:`UnsafeArchiveError`, and so
     do members whose sizes add up to more than ``max_bytes`` (a zip or tar bomb;
-    default :data:`MAX_EXTRACT_BYTES`, 64 GiB). A file that is not a readable
+    default :data:`MAX_EXTRACT_BYTES`, 64 GiB; tar header blocks, PAX and GNU long names, are
+    counted too, before they are read, and each is at most :data:`MAX_TAR_HEADER`), and archives of
+    more than ``max_members`` members (default :data:`MAX_EXTRACT_MEMBERS`) or with names longer
+    than the file system takes. A file that is not a readable
     archive (corrupt, truncated) is a :class:`DataFormatError` naming it.
     Extraction happens in a temporary folder beside ``dest`` that is renamed into
     place when complete, so a failure leaves no half-filled ``dest``.  If ``dest``
@@ -391,9 +488,9 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_
         # mkdtemp makes it private (0o700); the published folder should look like any other.
         tmp.chmod(0o755)
         if kind == "tar":
-            _extract_tar(archive, tmp, max_bytes)
+            _extract_tar(archive, tmp, max_bytes, max_members)
         else:
-            _extract_zip(archive, tmp, max_bytes)
+            _extract_zip(archive, tmp, max_bytes, max_members)
         # Written last: its presence certifies everything before it is complete.
         (tmp / EXTRACTED_MARKER).write_text(f"{archive.name}\n")
         try:

@@ -156,9 +156,11 @@ def test_init_args_of_the_wrong_type_or_size(tmp_path_factory, pristine: dict, k
 
 
 @pytest.mark.parametrize("key, value, match", [
-    ("hidden_size", 10**12, r"init arg hidden_size=1000000000000 cannot fit weights that hold [\d,]+ weights in all"),
-    ("embedding_dim", 2**31, r"init arg embedding_dim=2147483648 cannot fit weights that hold [\d,]+ weights in all"),
-    ("num_layers", 10**6, r"init arg num_layers=1000000 cannot fit weights that hold \d+ tensors in all"),
+    ("hidden_size", 10**12, r"init arg hidden_size=1000000000000 is outside \[1, 65536\]"),  # the schema's bound (issue 28)
+    ("embedding_dim", 2**31, r"init arg embedding_dim=2147483648 is outside \[1, 65536\]"),
+    ("num_layers", 10**6, r"init arg num_layers=1000000 is outside \[1, 64\]"),
+    ("hidden_size", 60000, r"init arg hidden_size=60000 cannot fit weights that hold [\d,]+ weights in all"),  # within it
+    ("num_layers", 64, r"init arg num_layers=64 cannot fit weights that hold \d+ tensors in all"),
     ("hidden_size", 1000, r"the weights do not fit CharLanguageModel\(its saved arguments\): shape mismatch"),  # within the bound
 ])
 def test_a_huge_size_is_refused_before_allocating(tmp_path: Path, pristine: dict, key: str, value: int, match: str) -> None:
@@ -174,8 +176,9 @@ def test_a_huge_size_is_refused_before_allocating(tmp_path: Path, pristine: dict
 def test_a_checkpoint_with_hostile_hyper_parameters(tmp_path: Path) -> None:
     # The --ckpt path builds through the same check: wrong types and huge sizes end in one clear error.
     state = tiny_lm().state_dict()
-    for hparams, match in [({"vocab": list("ab"), "hidden_size": "sixteen"}, r"its init args do not build CharLanguageModel \(TypeError"),
-                           ({"vocab": list("ab"), "hidden_size": 10**12}, r"init arg hidden_size=1000000000000 cannot fit"),
+    for hparams, match in [({"vocab": list("ab"), "hidden_size": "sixteen"}, r"init arg hidden_size='sixteen' must be an integer"),
+                           ({"vocab": list("ab"), "cell": 5}, r"its init args do not build CharLanguageModel \(\w+Error"),
+                           ({"vocab": list("ab"), "hidden_size": 10**12}, r"init arg hidden_size=1000000000000 is outside"),
                            ({"vocab": list("ab"), "hidden_size": 16}, r"the weights do not fit CharLanguageModel.*shape mismatch")]:
         path = tmp_path / "bad.ckpt"
         torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": hparams, "state_dict": state}, path)

@@ -98,6 +98,41 @@ class ZooCLI(LightningCLI):
                 p.exit_on_error = True
             parser.error(str(error), getattr(error, "__cause__", None) or error)
 
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path FILE``: read it with the zoo's data-only reader before Lightning does
+        (:func:`zoo.tasks.resolve.check_resume`): a class it names other than the recipe's model is
+        refused in one line, nothing imported; settings it changes are named on stderr. A URL is
+        refused (Lightning unpickles remote checkpoints with ``weights_only=False``)."""
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if isinstance(path, str) and path.startswith(("http://", "https://")):
+            raise ValueError(f"--ckpt_path {path}: resuming from a URL is refused (Lightning would unpickle it "
+                             "without torch's allow-list); download the checkpoint and pass the local file")
+        if path and Path(path).is_file():
+            from zoo.tasks.resolve import check_resume
+
+            model = self.config[sub]["model"]
+            settings = model.get("init_args")
+            settings = settings.as_dict() if hasattr(settings, "as_dict") else dict(settings or {})
+            changed, self._resume_state = check_resume(path, model["class_path"], settings)
+            if changed:
+                sys.stderr.write(f"zoo {sub}: warning: {path} changes the recipe's model settings "
+                                 f"{', '.join(changed)} to the checkpoint's values\n")
+        super()._parse_ckpt_path()
+
+    def after_instantiate_classes(self) -> None:
+        """The ``--ckpt_path`` weights against the model the recipe built (when it is built): a file
+        that does not fit is one line naming it, not Lightning's traceback from ``load_state_dict``."""
+        state, model = getattr(self, "_resume_state", None), self.model
+        if state is not None and getattr(model, "built", True):
+            from zoo.hub.errors import CheckpointError
+            from zoo.tasks.resolve import state_mismatch
+
+            mismatch = state_mismatch(model.state_dict(), state)
+            if mismatch:
+                path = self.config[self.config["subcommand"]]["ckpt_path"]
+                raise CheckpointError(f"{path}: its weights do not fit the recipe's {type(model).__name__}: {mismatch}")
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         if config["trainer"].get("precision") == "auto":

@@ -40,6 +40,10 @@ def main(argv: List[str]) -> int:
 
         model = common.load_model(args, Seq2Seq)
         results = model.predict(sentences, beam_size=args.beam_size, batch_size=args.batch_size)
+        cut = [(i, r["truncated_from"]) for i, r in enumerate(results) if "truncated_from" in r]
+        if cut:  # one line: the first such sentence, and how many
+            print(f"zoo translate: warning: {len(cut)} sentence(s) longer than the model reads were cut to "
+                  f"{model.max_source_tokens} source tokens (sentence {cut[0][0] + 1}: {cut[0][1]:,} tokens)", file=sys.stderr)
         if args.alignment and results:
             write_alignment(results[0], args.alignment)
         if args.json:

@@ -33,6 +33,7 @@ import torch
 
 from datamodules.download import write_atomic
 from zoo.hub.errors import ChecksumMismatchError, FormatVersionError, MissingFileError, PickleRefusedError, PretrainedError
+from zoo.hub.schema import MAX_DEPTH, SchemaError, check_depth, check_keys, check_quantized, load_bytes, max_load_bytes, read_header
 
 __all__ = [
     "FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "INT8_SCHEME", "write_folder", "read_folder", "read_config",
@@ -143,9 +144,7 @@ def _quantize_keys(model: Any, state: Dict[str, torch.Tensor], quantize: Union[s
 
 
 def _dequantize(state: Dict[str, torch.Tensor], config: Dict[str, Any], where: Path) -> Dict[str, torch.Tensor]:
-    quantized = config.get("quantized") or {}
-    if not isinstance(quantized, dict):
-        raise PretrainedError(f"{where}: key 'quantized' must map tensor names to {{'scheme', 'scale'}}")
+    quantized = config.get("quantized") or {}  # its shapes were checked against the header (_check_header)
     for key, info in quantized.items():
         scheme = info.get("scheme") if isinstance(info, dict) else None
         if scheme != INT8_SCHEME:
@@ -265,8 +264,11 @@ def read_config(path: Path) -> Dict[str, Any]:
         raise PretrainedError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise PretrainedError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise SchemaError(f"{path}: nested more than {MAX_DEPTH} levels deep; expected plain settings") from None
     if not isinstance(config, dict):
         raise PretrainedError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    check_depth(config, str(path))
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         written = f" by zoo {config['zoo_version']}" if "zoo_version" in config else ""
@@ -281,6 +283,7 @@ def read_config(path: Path) -> Dict[str, Any]:
     for key, kind in (("task", str), ("init_args", dict)):
         if not isinstance(config.get(key), kind):
             raise PretrainedError(f"{path}: key {key!r} must be a {kind.__name__}, got {config.get(key)!r}")
+    check_keys(config["init_args"], str(path))  # before text_files makes file names of them
     files = config.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, dict) and "sha256" in v for v in files.values()):
         raise PretrainedError(f"{path}: key 'files' must map file names to {{'sha256': ..., 'size': ...}}")
@@ -366,6 +369,19 @@ def _check_text_files(folder: Path, init_args: Dict[str, Any]) -> None:
             raise PretrainedError(f"{path} disagrees with init_args[{key!r}] in {CONFIG_NAME}: the folder was edited by hand")
 
 
+def _check_header(path: Path, config: Dict[str, Any]) -> None:
+    """Before a tensor is read: the ``quantized`` entries against the safetensors header, and the
+    memory its tensors take as float32 against :func:`~zoo.hub.schema.max_load_bytes`."""
+    if not path.is_file() or not sniff(path)[0]:
+        return  # _read_weights names what is wrong with the file
+    header = read_header(path)
+    check_quantized(config.get("quantized") or {}, header, str(path.parent / CONFIG_NAME))
+    need, limit = load_bytes(header), max_load_bytes()
+    if need > limit:
+        raise SchemaError(f"{path}: its tensors take {need:,} bytes as float32, more than the limit of {limit:,} "
+                          "(set ZOO_MAX_LOAD_BYTES to load a model this large that you trust)")
+
+
 def read_folder(folder: Union[str, Path], weights_sha256: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """Read a pretrained folder, checked: ``(config, state_dict)``.
 
@@ -381,6 +397,7 @@ def read_folder(folder: Union[str, Path], weights_sha256: Optional[str] = None) 
         if actual != weights_sha256.lower():
             raise ChecksumMismatchError(f"{folder / WEIGHTS_NAME}: sha256 {actual} differs from {weights_sha256} on the model card")
     _check_text_files(folder, config["init_args"])
+    _check_header(folder / WEIGHTS_NAME, config)
     state = _dequantize(_read_weights(folder / WEIGHTS_NAME), config, folder / CONFIG_NAME)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     state = _untie(state, config, folder / CONFIG_NAME)

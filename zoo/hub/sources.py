@@ -24,6 +24,7 @@ import hashlib
 import os
 import posixpath
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -40,6 +41,12 @@ from zoo.hub.registry import ModelEntry, list_models, model_entry, unknown_model
 __all__ = ["locate", "entry_folder", "push_to_hub", "HUB_ID"]
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+#: A pretrained archive holds one folder: config.json, the weights and a few tokenizer files. The most
+#: bytes and members one may unpack to (a data set's archive has its own, larger limits).
+MAX_ARCHIVE_BYTES = 8 * 2**30
+MAX_ARCHIVE_MEMBERS = 64
+#: The largest config.json downloaded from a URL (a tokenizer's JSON inside it is a few MB)
+MAX_CONFIG_BYTES = 256 * 2**20
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 # A Hub repo id: "owner/name" (letters, digits, "-", "_", "."), optionally "@revision".
 HUB_ID = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
@@ -109,9 +116,17 @@ def _find_folder(root: Path, where: str) -> Path:
 
 
 def _archive_folder(archive: Path, where: str) -> Path:
+    """The folder inside a pretrained archive, extracted under the pretrained limits
+    (:data:`MAX_ARCHIVE_BYTES`, :data:`MAX_ARCHIVE_MEMBERS`, not a data set's); an archive that
+    holds no pretrained folder is removed again."""
     digest = sha256_of(archive)
-    dest = extract(archive, zoo_home() / "pretrained" / "extracted" / digest[:32])
-    return _find_folder(dest, where)
+    dest = extract(archive, zoo_home() / "pretrained" / "extracted" / digest[:32], max_bytes=MAX_ARCHIVE_BYTES,
+                   max_members=MAX_ARCHIVE_MEMBERS)
+    try:
+        return _find_folder(dest, where)
+    except PretrainedError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
 
 
 def _local(path: Path, sha256: Optional[str]) -> Path:
@@ -140,25 +155,25 @@ def _split_pin(url: str) -> Tuple[str, Optional[str]]:
     return base, None
 
 
-def _fetch(url: str, sha256: Optional[str], folder: Path, filename: str) -> Path:
+def _fetch(url: str, sha256: Optional[str], folder: Path, filename: str, max_bytes: Optional[int] = None) -> Path:
     try:
-        return fetch(url, sha256, filename=filename, folder=folder, progress=False)
+        return fetch(url, sha256, filename=filename, folder=folder, progress=False, max_bytes=max_bytes)
     except ChecksumError as e:
         raise ChecksumMismatchError(str(e)) from None
     except DownloadError as e:
         raise RemoteError(str(e)) from None
 
 
-def _fetch_fresh(url: str, sha256: Optional[str], folder: Path, filename: str) -> Path:
+def _fetch_fresh(url: str, sha256: Optional[str], folder: Path, filename: str, max_bytes: int) -> Path:
     """A pinned file is cached; an unpinned one is downloaded again (the cached copy is used only when
-    the download fails, with a warning)."""
+    the download fails, with a warning). At most ``max_bytes`` are read."""
     if sha256 is not None:
-        return _fetch(url, sha256, folder, filename)
+        return _fetch(url, sha256, folder, filename, max_bytes)
     target = folder / filename
     partial = folder / f"{filename}.new"
     partial.unlink(missing_ok=True)
     try:
-        os.replace(_fetch(url, None, folder, partial.name), target)
+        os.replace(_fetch(url, None, folder, partial.name, max_bytes), target)
     except RemoteError as e:
         if not target.is_file():
             raise
@@ -173,12 +188,16 @@ def _url_folder(url: str, sha256: Optional[str]) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     name = unquote(posixpath.basename(urlparse(url).path))
     if _is_archive(name):
-        return _archive_folder(_fetch_fresh(url, sha256, cache, name), url)
-    config = read_config(_fetch_fresh(f"{url}/{CONFIG_NAME}", sha256, cache, CONFIG_NAME))
+        return _archive_folder(_fetch_fresh(url, sha256, cache, name, MAX_ARCHIVE_BYTES), url)
+    config = read_config(_fetch_fresh(f"{url}/{CONFIG_NAME}", sha256, cache, CONFIG_NAME, MAX_CONFIG_BYTES))
     if not config.get("files"):
         raise PretrainedError(f"{url}/{CONFIG_NAME} has no 'files' manifest with sha256 digests: remote weights cannot be verified")
     for member, info in config["files"].items():
-        _fetch(f"{url}/{member}", str(info["sha256"]), cache, member)
+        size = info.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ARCHIVE_BYTES:
+            raise PretrainedError(f"{url}/{CONFIG_NAME}: manifest entry {member!r} must declare its 'size' in bytes "
+                                  f"(at most {MAX_ARCHIVE_BYTES:,}), got {size!r}")
+        _fetch(f"{url}/{member}", str(info["sha256"]), cache, member, size)  # no more than the manifest declares
     return cache
 
 

@@ -30,10 +30,11 @@ from zoo.graphs import ExportError, Graph
 from zoo.hub.errors import PretrainedError
 from zoo.hub.format import read_folder, write_folder
 from zoo.hub.registry import model_entry
+from zoo.hub.schema import check_args, offline
 from zoo.hub.sources import entry_folder, locate
 from zoo.optim import warmup_cosine
 from zoo.tasks.data import MeasuringData
-from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task
+from zoo.tasks.resolve import TASK_KEY, class_path, read_checkpoint, resolve_task, state_mismatch
 
 #: how a task reads a hyper-parameter off its datamodule: an attribute name, or a function of it
 DataSource = Union[str, Callable[[Any], Any]]
@@ -335,8 +336,11 @@ def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], whe
 def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
            overrides: Mapping[str, Any]) -> "TaskModule":
     """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
-    ``where`` when the arguments or the weights do not fit the class."""
-    args = {**init_args, **overrides}
+    ``where`` when the arguments or the weights do not fit the class. The file's ``init_args`` are
+    held to :mod:`zoo.hub.schema` (bounds, no network: ``pretrained``/``weights_path`` switched off,
+    the weights are ``state``); the caller's ``overrides`` are not."""
+    check_args({k: v for k, v in init_args.items() if k not in overrides}, where)
+    args = {**offline(init_args), **overrides}
     _check_args(cls, args, where)
     _check_sizes(args, state, where, cls.sizes)
     # Then on the meta device, which allocates nothing: init args of the wrong type, or sizes such as
@@ -346,15 +350,15 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
             skeleton = cls(**args)
     except Exception as e:  # noqa: BLE001 - whatever the file's values break in the constructor
         raise PretrainedError(f"{where}: its init args do not build {cls.__name__} ({type(e).__name__}: {e})") from e
-    own = skeleton.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                 f"shape mismatch (file vs model): {shapes}" if shapes else ""]
+    if isinstance(skeleton, TaskModule) and not skeleton.built:  # no data hyper-parameters: it would load half-built
+        lacking = ", ".join(k for k in cls.required_data if args.get(k) is None)
+        raise PretrainedError(f"{where}: incomplete: {cls.__name__} cannot be built without {lacking}, which the file does not hold")
+    if not state:
+        raise PretrainedError(f"{where}: holds no weights (an empty state dict); expected the {cls.__name__} weights written by `zoo fit` or save_pretrained")
+    mismatch = state_mismatch(skeleton.state_dict(), state)
+    if mismatch:
         built = ", ".join(f"{k}=..." for k in overrides) or "its saved arguments"
-        raise PretrainedError(f"{where}: the weights do not fit {cls.__name__}({built}): " + "; ".join(p for p in parts if p))
+        raise PretrainedError(f"{where}: the weights do not fit {cls.__name__}({built}): {mismatch}")
     model = cls(**args)
     # load_state_dict copies into the module's own (float32) tensors.
     model.load_state_dict(dict(state))

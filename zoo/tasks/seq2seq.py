@@ -83,6 +83,11 @@ class Seq2Seq(TaskModule):
     required_data = ("source_tokenizer_json", "target_tokenizer_json")
     must_match = required_data
     exported_settings = ("max_len_a", "max_len_b")
+    #: the longest source :meth:`predict` reads, in tokens, unless told (Multi30k's sentences, what the
+    #: models are trained on, are under 100): a longer one is cut before the encoder, and its result says
+    #: so (``truncated_from``), since encoding and decoding grow with the source (issue 28: 10,000 words
+    #: took 263 s and 8.4 GB)
+    max_source_tokens = 256
     optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05, grad_clip=1.0)
     sizes = {**TaskModule.sizes, "decoder_hidden_size": "width", "decoder_layers": "layers"}
     scorer = "score_translator"
@@ -325,19 +330,25 @@ class Seq2Seq(TaskModule):
             results.append(result)
         return results
 
-    def predict(self, sentences: Sequence[str] | str, beam_size: Optional[int] = None, batch_size: int = 64, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
+    def predict(self, sentences: Sequence[str] | str, beam_size: Optional[int] = None, batch_size: int = 64, max_len: Optional[int] = None,
+                max_source_tokens: Optional[int] = None) -> List[Dict[str, Any]]:
         """Translate raw sentences: one dict per sentence with ``source``, ``translation`` (detokenized
         text), ``score``, ``source_tokens``, ``target_tokens``, ``finished`` and, with attention,
-        ``attention`` ``(target tokens, source tokens)``. Empty sentences translate to ``""``."""
+        ``attention`` ``(target tokens, source tokens)``. Empty sentences translate to ``""``. A source
+        longer than ``max_source_tokens`` (default :attr:`max_source_tokens`) is cut to it before the
+        encoder; its dict then holds ``truncated_from``, the source's length in tokens."""
         self.check_built()
         if isinstance(sentences, str):
             sentences = [sentences]
         with evaluating(self):
-            return self._predict(list(sentences), beam_size, batch_size, max_len)
+            return self._predict(list(sentences), beam_size, batch_size, max_len, max_source_tokens or self.max_source_tokens)
 
-    def _predict(self, sentences: List[str], beam_size: Optional[int], batch_size: int, max_len: Optional[int]) -> List[Dict[str, Any]]:
+    def _predict(self, sentences: List[str], beam_size: Optional[int], batch_size: int, max_len: Optional[int],
+                 limit: int) -> List[Dict[str, Any]]:
         tok = self.tokenizer("source")
         encoded = [encode_sentence(tok, s) for s in sentences]
+        cut = {i: len(ids) for i, ids in enumerate(encoded) if len(ids) > limit}
+        encoded = [ids[:limit] for ids in encoded]
         results: List[Optional[Dict[str, Any]]] = [None] * len(sentences)
         order = [i for i in sorted(range(len(encoded)), key=lambda i: -len(encoded[i])) if encoded[i]]
         for start in range(0, len(order), batch_size):
@@ -352,7 +363,7 @@ class Seq2Seq(TaskModule):
         for i, sentence in enumerate(sentences):
             if results[i] is None:
                 results[i] = {"translation": "", "score": 0.0, "source_tokens": [], "target_tokens": [], "finished": True}
-            results[i] = {"source": sentence, **results[i]}
+            results[i] = {"source": sentence, **results[i], **({"truncated_from": cut[i]} if i in cut else {})}
         return results  # type: ignore[return-value]
 
     # ---- training and evaluation --------------------------------------------------------------------
