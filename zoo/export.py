@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from datamodules.download import write_atomic
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from zoo.errors import UserError
 from zoo.hub.format import text_files
 from zoo.recurrent import Recurrent, RecurrentOutput, Weights, reverse_padded
 from zoo.sequences import State, hidden_of, lengths_to_mask
@@ -57,7 +58,7 @@ FORMATS = ("onnx", "pt2")
 MANIFEST = "graphs.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A model (or part of one) that has no exportable inference graph, with the reason."""
 
 

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
+from zoo.errors import InputError, MissingDataError
+
 __all__ = ["SCORERS", "score", "scorer_for", "score_language_model", "score_imdb", "score_translator",
            "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name", "recipe_test_scores"]
 
@@ -41,7 +43,7 @@ def score_language_model(model: Any, corpus: Optional[str] = None, limit: Option
     from datamodules.char_corpus import score_char_lm
 
     if not corpus:
-        raise ValueError("a character LM is scored on a corpus: give --corpus FILE (or python-stdlib, tinyshakespeare)")
+        raise InputError("a character LM is scored on a corpus: give --corpus FILE (or python-stdlib, tinyshakespeare)")
     return score_char_lm(model, corpus, max_windows=limit, max_chars=max_chars)
 
 
@@ -51,7 +53,7 @@ def score_imdb(model: Any, imdb: Optional[str] = None, limit: Optional[int] = No
     from zoo.metrics import score_classifier
 
     if not imdb:
-        raise ValueError("an IMDB classifier is scored on an aclImdb archive: give --imdb ARCHIVE")
+        raise InputError("an IMDB classifier is scored on an aclImdb archive: give --imdb ARCHIVE")
     return score_classifier(model, *imdb_test_reviews(imdb, limit))
 
 
@@ -71,12 +73,12 @@ def score_translator(model: Any, multi30k: Optional[str] = None, split: str = "t
     from datamodules.multi30k import read_sentences, split_file
 
     if not multi30k:
-        raise ValueError("a translator is scored on Multi30k: give --multi30k DIR (with {split}.de.gz, {split}.en.gz)")
+        raise InputError("a translator is scored on Multi30k: give --multi30k DIR (with {split}.de.gz, {split}.en.gz)")
     root = Path(multi30k).expanduser()
     files = [split_file(root, split, lang) for lang in (source_lang, target_lang)]
     missing = [f"{split}.{lang}[.gz]" for lang, f in zip((source_lang, target_lang), files) if f is None]
     if missing:
-        raise FileNotFoundError(f"{root}: no {' or '.join(missing)} (give --split val or test_2016_flickr)")
+        raise MissingDataError(f"{root}: no {' or '.join(missing)} (give --split val or test_2016_flickr)")
     sources, references = (read_sentences(f)[:limit] for f in files)
     prefix = split_metric_name(split)
     result: Dict[str, float] = {}
@@ -164,7 +166,7 @@ def scorer_for(model: Any) -> Scorer:
         found = SCORERS.get(f"{cls.__module__}.{cls.__qualname__}")
         if found is not None:
             return found
-    raise ValueError(f"no scorer for a {type(model).__name__}: the zoo scores {', '.join(p.rpartition('.')[2] for p in SCORERS)}")
+    raise InputError(f"no scorer for a {type(model).__name__}: the zoo scores {', '.join(p.rpartition('.')[2] for p in SCORERS)}")
 
 
 def score(model: Any, **options: Any) -> Dict[str, float]:
@@ -177,5 +179,5 @@ def score(model: Any, **options: Any) -> Dict[str, float]:
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise ValueError(f"{scorer.__name__} takes no {', '.join(unknown)} (it takes {', '.join(list(accepted)[1:])})")
+        raise InputError(f"{scorer.__name__} takes no {', '.join(unknown)} (it takes {', '.join(list(accepted)[1:])})")
     return scorer(model, **given)

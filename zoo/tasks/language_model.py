@@ -22,6 +22,7 @@ from torchmetrics.text import Perplexity
 
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import sample_next
+from zoo.errors import InputError
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
 from zoo.streaming import CharStream
@@ -187,9 +188,9 @@ class CharLanguageModel(TaskModule):
         if isinstance(primes, str):
             primes = [primes]
         if any(not prime for prime in primes):
-            raise ValueError("prime must hold at least one character")
+            raise InputError("prime must hold at least one character")
         if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
+            raise InputError(f"length must be >= 0, got {length}")
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         unknown = torch.tensor([0], device=self.device)  # never emit the unknown symbol
         results = []
