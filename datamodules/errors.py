@@ -46,13 +46,15 @@ class MissingDataError(MissingInputError):
 def summary(error: BaseException, limit: int = 160) -> str:
     """An upstream library's message in one line of whole sentences, for a user error to quote: its
     type and first sentence (whitespace collapsed), then further sentences while they fit ``limit``
-    characters. A message with a named cause (PyTorch's ``WeightsUnpickler error: ...``) is summarised
-    from that cause, not from its preamble of advice. Never cut inside a sentence: a first sentence
+    characters. PyTorch's refusal of a pickle (``Weights only load failed. ...``) is summarised from its
+    cause (``Unsupported global: ...``, ``Trying to load unsupported GLOBAL ...``), not its advice. Never cut inside a sentence: a first sentence
     longer than ``limit`` is kept whole."""
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split())  # no terminal colours
-    cause = re.search(r"WeightsUnpickler error: (.*)", text)
-    if cause:
-        text = cause.group(1)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # no terminal colours
+    if text.startswith("Weights only load failed"):  # PyTorch: advice first, the cause in a later paragraph
+        cause = re.search(r"WeightsUnpickler error: (.*?)(?:\n\s*\n|$)", text, re.S)
+        later = [p for p in re.split(r"\n\s*\n", text)[1:] if p.strip() and not p.strip().startswith("Check the documentation")]
+        text = cause.group(1) if cause else (later[0] if later else text)
+    text = " ".join(text.split())
     sentences = [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z(\[`'\"])", text) if s]
     kept = sentences[:1]
     for sentence in sentences[1:]:
