@@ -10,7 +10,7 @@ MovingShapes test clips (``zoo label-frames --strip``), a character LM's own sam
 the hidden unit that follows a feature of it best (``zoo visualize``'s unit discovery), a text
 classifier's leave-one-token-out effects on a short positive and a short negative review, one panel
 above the other (``zoo classify --explain``), a VQA model's attention hops on two held-out ShapesVQA
-questions (``zoo answer --output``). Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
+questions (``zoo answer --figure``). Then ``zoo models --update-docs docs/pretrained.md`` links every picture present.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def sequence_classifier(name: str, model: Any, path: Path) -> str:
 
 def question_answerer(name: str, model: Any, path: Path) -> str:
     """Two held-out ShapesVQA questions (a colour and a relation question), each as ``zoo answer
-    --output`` draws it: the image, then where each attention hop looked; stacked in one PNG."""
+    --figure`` draws it: the image, then where each attention hop looked; stacked in one PNG."""
     import numpy as np
     from PIL import Image
 

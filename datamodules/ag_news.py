@@ -32,7 +32,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .download import DataFormatError, fetch, unreadable
+from .download import DataFormatError, MissingDataError, fetch, unreadable
 from .text import RawSplit, TextClassificationDataModule, stratified_split
 
 URL = "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms"
@@ -135,12 +135,12 @@ class AGNewsDataModule(TextClassificationDataModule):
             classes = path.with_name("classes.txt")
             return [path, classes] if self._mode == "csv" and classes.is_file() else [path]
         if not path.is_dir():
-            raise FileNotFoundError(f"AG News root {path} does not exist (expected a folder, a csv or {FILENAME})")
+            raise MissingDataError(f"AG News root {path} does not exist (expected a folder, a csv or {FILENAME})")
         self._mode = "folder"
         folder = path / "ag_news_csv" if not (path / "train.csv").exists() and (path / "ag_news_csv").is_dir() else path
         missing = [n for n in ("train.csv", "test.csv") if not (folder / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"AG News folder {folder} lacks {' and '.join(missing)} (expected train.csv, test.csv, classes.txt)")
+            raise MissingDataError(f"AG News folder {folder} lacks {' and '.join(missing)} (expected train.csv, test.csv, classes.txt)")
         return [folder / n for n in ("train.csv", "test.csv", "classes.txt") if (folder / n).is_file()]
 
     def read(self, files: List[Path]) -> Tuple[Dict[str, RawSplit], List[str]]:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .download import fetch, read_text
+from .errors import DataFormatError, MissingDataError
 from .loaders import SplitLoaders
 from .tokenizers import build_char_vocab, encode_chars
 
@@ -52,7 +53,7 @@ def python_stdlib_text(max_chars: Optional[int]) -> str:
         if max_chars is not None and total >= max_chars:
             break
     if not parts:
-        raise FileNotFoundError(f"no Python source found under {root} for the 'python-stdlib' corpus")
+        raise MissingDataError(f"no Python source found under {root} for the 'python-stdlib' corpus")
     return "".join(parts)
 
 
@@ -71,19 +72,19 @@ def read_corpus(corpus: str, max_chars: Optional[int] = None) -> str:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
             if not files:
-                raise FileNotFoundError(f"corpus folder {path} holds no text files ({', '.join(TEXT_SUFFIXES)})")
+                raise MissingDataError(f"corpus folder {path} holds no text files ({', '.join(TEXT_SUFFIXES)})")
             text = "".join(_read_text(p) for p in files)
         elif path.is_file():
             text = _read_text(path)
         else:
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"corpus {corpus!r} is not a built-in ({', '.join(['python-stdlib', *BUILTIN])}), "
                 "an existing file or folder, or an http(s) URL"
             )
     if max_chars is not None:
         text = text[:max_chars]
     if len(text) < 100:
-        raise ValueError(f"corpus {corpus!r} has only {len(text)} characters; a language model needs more")
+        raise DataFormatError(f"corpus {corpus!r} has only {len(text)} characters; a language model needs more")
     return text
 
 
@@ -95,7 +96,7 @@ def batchify(ids: Tensor, streams: int) -> Tensor:
     """Cut a 1-D id sequence into ``streams`` contiguous rows, dropping the ragged tail."""
     length = ids.numel() // streams
     if length < 2:
-        raise ValueError(f"{ids.numel()} characters cannot fill {streams} streams; use a smaller batch_size")
+        raise DataFormatError(f"{ids.numel()} characters cannot fill {streams} streams; use a smaller batch_size")
     return ids[: streams * length].view(streams, length)
 
 
@@ -203,7 +204,7 @@ def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, 
     data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=max_chars)
     data.setup("validate")
     if list(data.vocab) != list(model.vocab):
-        raise ValueError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")
+        raise DataFormatError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")
     loss, count = validation_nll(model, data, max_windows)
     return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(loss), "characters": count}
 

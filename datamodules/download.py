@@ -38,6 +38,8 @@ import pooch
 import requests
 import torch
 
+from .errors import DataFormatError, MissingDataError, UserError  # defined once, below every reader
+
 __all__ = [
     "ChecksumError",
     "DataFormatError",
@@ -78,25 +80,16 @@ MAX_NAME_PART, MAX_NAME = 255, 4096
 DOWNLOAD_TIMEOUT = 30.0
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(UserError, RuntimeError):
     """A downloaded file's sha256 differs from the expected one (file removed)."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed (network, HTTP status, ...); says how to place the file by hand."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     """An archive member would land outside the target folder, or is a link/device."""
-
-
-class DataFormatError(ValueError):
-    """A data file does not look as expected; the message names the file (and line) at fault."""
-
-
-class MissingDataError(FileNotFoundError):
-    """A dataset's files are not where they should be; the message says what is missing, where to put
-    it and how to download it."""
 
 
 def unreadable(path: str | Path, what: str, err: BaseException) -> DataFormatError:

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -19,31 +21,80 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["CorruptImageError", "ImageConfig", "Normalize", "as_rgb_image", "load_image"]
+from .errors import DataFormatError, InputError, MissingInputError, summary
+
+__all__ = ["MAX_PIXELS", "CorruptImageError", "ImageConfig", "Normalize", "as_rgb_image", "load_image", "open_image", "set_max_pixels"]
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(DataFormatError):
     """An image file that cannot be decoded (corrupt, truncated, not an image); names the file."""
+
+
+#: The most pixels (width x height) an image may declare: Pillow's own default limit (89,478,485, a
+#: 9459 x 9459 image, 256 MiB as RGB), here a refusal where Pillow only warns. A decompression bomb
+#: (a small file declaring a huge image, such as a 0.9 MB PNG of 30,000 x 30,000) is refused from its
+#: header, before any pixel is decoded. Raise it with :func:`set_max_pixels` (``--max-pixels N`` on the
+#: commands).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def set_max_pixels(pixels: int) -> None:
+    """Let images of up to ``pixels`` pixels be read in this process (:data:`MAX_PIXELS`, and Pillow's
+    own bomb guard, which refuses at twice its limit, with it)."""
+    global MAX_PIXELS
+    if pixels < 1:
+        raise InputError(f"the pixel limit must be >= 1, got {pixels}")
+    MAX_PIXELS = Image.MAX_IMAGE_PIXELS = int(pixels)
+
+
+def too_large(path: str | Path, pixels: int) -> CorruptImageError:
+    return CorruptImageError(f"{path}: the image declares {pixels:,} pixels, over the limit of {MAX_PIXELS:,} (a decompression "
+                             "bomb, or a very large image); raise the limit with --max-pixels N if you trust the file")
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """``Image.open(path)`` (the header only) with the zoo's errors: a missing file is a
+    :class:`MissingInputError`, an unreadable one or one over :data:`MAX_PIXELS` a
+    :class:`CorruptImageError` naming it. Use it as a context manager, as ``Image.open``."""
+    try:
+        with warnings.catch_warnings():  # Pillow's warning above its limit: refused just below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: no such image file") from None
+    except Image.DecompressionBombError as err:  # above twice Pillow's limit: refused by Pillow itself
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        raise too_large(path, int(declared.group(1)) if declared else MAX_PIXELS + 1) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise corrupt(path, err) from None
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
+        raise too_large(path, image.width * image.height)
+    return image
+
+
+def corrupt(path: str | Path, err: BaseException) -> CorruptImageError:
+    return CorruptImageError(f"{path}: cannot decode the image ({summary(err)}); the file is corrupt, truncated or not an image")
 
 
 def load_image(path: str | Path) -> Image.Image:
     """Open and fully decode an image as RGB. Grayscale (L, I;16), palette (P), RGBA/LA and CMYK are
-    converted to RGB (CMYK through PIL's conversion, alpha dropped). A truncated or corrupt file is a
-    :class:`CorruptImageError` naming it (PIL decodes lazily, so ``load()`` is forced here)."""
+    converted to RGB (CMYK through PIL's conversion, alpha dropped). A truncated or corrupt file, or one
+    declaring more than :data:`MAX_PIXELS` pixels, is a :class:`CorruptImageError` naming it (PIL decodes
+    lazily, so ``load()`` is forced here); a missing one a :class:`MissingInputError`."""
     path = Path(path)
-    try:
-        with Image.open(path) as image:
+    with open_image(path) as image:
+        try:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits
                 array = np.asarray(image, dtype=np.float64)
                 top = array.max() or 1.0
                 image = Image.fromarray((array * (255.0 / top)).astype(np.uint8), "L")
             return image.convert("RGB")
-    except FileNotFoundError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise CorruptImageError(f"{path}: cannot decode the image ({type(err).__name__}: {err}); the file is corrupt, truncated or not an image") from None
-
+        except Image.DecompressionBombError:  # a frame of an animation declaring more than the header
+            raise too_large(path, MAX_PIXELS + 1) from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise corrupt(path, err) from None
 
 
 def as_rgb_image(image: Any) -> Image.Image:
@@ -53,11 +104,11 @@ def as_rgb_image(image: Any) -> Image.Image:
         return load_image(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+            raise InputError(f"an image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
         return Image.fromarray(image)
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    raise ValueError(f"an image must be a path, a PIL image or a uint8 (H, W, 3) array, got {type(image).__name__}")
+    raise InputError(f"an image must be a path, a PIL image or a uint8 (H, W, 3) array, got {type(image).__name__}")
 
 @dataclass
 class ImageConfig:

@@ -23,7 +23,7 @@ import tarfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .download import DataFormatError, fetch, unreadable
+from .download import DataFormatError, MissingDataError, fetch, unreadable
 from .text import RawSplit, TextClassificationDataModule
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -89,14 +89,14 @@ class IMDBDataModule(TextClassificationDataModule):
             self._archive = path
             return [path]
         if not path.is_dir():
-            raise FileNotFoundError(f"IMDB root {path} does not exist (expected a tarball, or a folder with {LAYOUT})")
+            raise MissingDataError(f"IMDB root {path} does not exist (expected a tarball, or a folder with {LAYOUT})")
         self._folder = find_folder(path)
         if self._folder is None:
-            raise FileNotFoundError(f"IMDB root {path} holds no reviews: expected {LAYOUT} below it")
+            raise MissingDataError(f"IMDB root {path} holds no reviews: expected {LAYOUT} below it")
         # An extracted copy is identified by every review file (one stat each: ~0.1 s for 50,000 files).
         files = sorted(p for s in SPLITS for lab in LABELS for p in (self._folder / s / lab).glob("*.txt"))
         if not files:
-            raise FileNotFoundError(f"IMDB folder {self._folder} holds no reviews: expected {LAYOUT}")
+            raise MissingDataError(f"IMDB folder {self._folder} holds no reviews: expected {LAYOUT}")
         return files
 
     def read(self, files: List[Path]) -> Tuple[Dict[str, RawSplit], List[str]]:
@@ -116,7 +116,7 @@ class IMDBDataModule(TextClassificationDataModule):
             rows = found[split]
             missing = [lab for i, lab in enumerate(LABELS) if not any(r[2] == i for r in rows)]
             if missing:
-                raise FileNotFoundError(
+                raise MissingDataError(
                     f"{where}: no reviews in {', '.join(f'aclImdb/{split}/{m}/' for m in missing)} "
                     f"(expected {LAYOUT})"
                 )

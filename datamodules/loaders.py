@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from .download import MissingDataError
+from .errors import InputError, MissingDataError
 from .tokenizers import PAD_ID
 
 __all__ = [
@@ -72,7 +72,7 @@ def pad_clips(items: List[Dict[str, Any]]) -> Dict[str, Any]:
     first = items[0][key]
     shapes = {tuple(item[key].shape[1:]) for item in items}
     if len(shapes) > 1:
-        raise ValueError(f"clips in a batch differ in frame shape {sorted(shapes)}; set the datamodule's size")
+        raise InputError(f"clips in a batch differ in frame shape {sorted(shapes)}; set the datamodule's size")
     data = first.new_zeros((len(items), T, *first.shape[1:]))
     labels = torch.full((len(items), T), IGNORE, dtype=torch.long)
     for b, item in enumerate(items):
@@ -175,7 +175,7 @@ class BucketBatchSampler(BatchSampler):
         if self.even and not drop_last and 0 < n % self.global_size < num_replicas:
             total -= 1  # a last global batch too small to give every rank an item (all_batches drops it)
         if total < 1:
-            raise ValueError(f"{n} sequences are too few for a batch on each of {num_replicas} ranks")
+            raise InputError(f"{n} sequences are too few for a batch on each of {num_replicas} ranks")
         self._total = total
         self.resume = resume
 

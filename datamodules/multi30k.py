@@ -104,6 +104,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .download import DataFormatError, data_dir, fetch, unreadable
+from .errors import InputError, MissingDataError
 from .text import TextDataModule
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, encode_texts, load_tokenizer, pack, train_translation_tokenizer
 
@@ -333,11 +334,11 @@ class Multi30kDataModule(TextDataModule):
             return files
         root = Path(self.hparams.root).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"Multi30k root {root} is not a folder (expected one holding {{split}}.{{lang}}.gz files)")
+            raise MissingDataError(f"Multi30k root {root} is not a folder (expected one holding {{split}}.{{lang}}.gz files)")
         found = languages_in(root)
         for lang in langs:
             if lang not in found:
-                raise ValueError(
+                raise MissingDataError(
                     f"no {lang!r} files in {root}: languages found there: {', '.join(found) or 'none'} "
                     f"(Multi30k languages: {', '.join(LANGUAGES)})"
                 )
@@ -346,7 +347,7 @@ class Multi30kDataModule(TextDataModule):
                 path = split_file(root, split, lang)
                 if path is None:
                     hint = "" if lang in PUBLISHED[split] else f"; Multi30k publishes {split} only in {', '.join(PUBLISHED[split])}"
-                    raise FileNotFoundError(f"{root / f'{split}.{lang}.gz'} not found (nor {split}.{lang} without .gz){hint}")
+                    raise MissingDataError(f"{root / f'{split}.{lang}.gz'} not found (nor {split}.{lang} without .gz){hint}")
                 files[split, lang] = path
         return files
 
@@ -436,7 +437,7 @@ class Multi30kDataModule(TextDataModule):
             keep = ((train.src_lengths <= limit) & (train.tgt_lengths <= limit)).nonzero().flatten()
             too_long = len(train) - len(keep)
             if not len(keep):
-                raise ValueError(f"max_train_tokens={limit} drops all {len(train)} training pairs")
+                raise InputError(f"max_train_tokens={limit} drops all {len(train)} training pairs")
             rank_zero_info(
                 f"Multi30k {self.source_lang}-{self.target_lang}: dropped {too_long} of {len(train)} training pairs "
                 f"with more than {limit} tokens on a side (max_train_tokens)"

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor
 __all__ = [
     "BOS_ID", "CHAR_UNK_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "TOKENIZER_KINDS", "TRUNCATION_POLICIES",
     "UNK_CHAR", "UNK_ID", "build_char_vocab", "build_tokenizer", "build_translation_tokenizer", "decode_chars",
-    "detokenize", "encode_chars", "encode_sentence", "encode_texts", "fit_tokenizer", "join_words", "load_tokenizer",
+    "detokenize", "encode_chars", "encode_sentence", "encode_texts", "encode_truncated", "fit_tokenizer", "join_words", "load_tokenizer",
     "pack", "train_tokenizer", "train_translation_tokenizer", "truncate",
 ]
 
@@ -90,6 +91,96 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> List[List[int]]:
     """Token ids of every text (no special tokens added, no truncation)."""
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # _fast: no offsets
     return [e.ids for e in encode(list(texts), add_special_tokens=False)]
+
+
+def encode_truncated(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: Optional[int], policy: str = "head_tail") -> List[List[int]]:
+    """``truncate(encode_texts(tokenizer, texts), max_tokens, policy)`` without tokenizing more of a
+    long text than the cut keeps: the ids of a text's first ``head`` and last ``tail`` tokens (the
+    policy's parts, :func:`truncate`) come from a window at each end, doubled until it holds them, so
+    memory is bounded by what the model reads, not by the text (a 20 MB review costs what a 1 kB
+    one does; docs/security.md). A window ends at a space, tab or newline outside any HTML tag
+    (:data:`HTML_TAG`, after NFKC), where the tokenizers of this module (``Whitespace`` or
+    ``Metaspace`` pre-tokenizers) split anyway, so the ids equal those of the whole text (tested). A
+    text with no such break in its window (one giant word) is tokenized whole."""
+    if max_tokens is None:
+        return encode_texts(tokenizer, texts)
+    if policy not in TRUNCATION_POLICIES:
+        raise ValueError(f"unknown truncation policy {policy!r}: expected one of {TRUNCATION_POLICIES}")
+    head = {"head": max_tokens, "tail": 0, "head_tail": max_tokens // 4}[policy]
+    tail = max_tokens - head
+    short = [i for i, text in enumerate(texts) if len(text) <= 2 * _window(max_tokens)]
+    ids: List[Optional[List[int]]] = [None] * len(texts)
+    for i, found in zip(short, encode_texts(tokenizer, [texts[i] for i in short])):
+        ids[i] = truncate(torch.tensor(found, dtype=torch.long), max_tokens, policy).tolist()
+    for i, text in enumerate(texts):
+        if ids[i] is None:
+            ids[i] = _ends(tokenizer, text, head, tail, max_tokens, policy)
+    return ids  # type: ignore[return-value]
+
+
+_BREAKS = " \t\n\r"  # where every tokenizer here splits, and no normalization joins across
+
+
+def _window(tokens: int) -> int:
+    """The first window's characters for ``tokens`` tokens (doubled while too few)."""
+    return 8 * tokens + 64
+
+
+def _like(char: str, angle: str) -> bool:
+    """``char`` is ``angle`` (``<`` or ``>``) after NFKC (the fullwidth ``＜`` is)."""
+    return char == angle or (char > "\x7f" and angle in unicodedata.normalize("NFKC", char))
+
+
+def _tag_at(text: str, cut: int, direction: int) -> int:
+    """From the break ``cut``, the index of the angle bracket that opens (looking back) or closes
+    (looking ahead) an HTML tag that may cross it, or -1 when none can: a tag holds no other bracket."""
+    opening, closing = ("<", ">") if direction < 0 else (">", "<")
+    i = cut - 1 if direction < 0 else cut + 1
+    while 0 <= i < len(text):
+        if _like(text[i], opening):
+            return i
+        if _like(text[i], closing):
+            return -1
+        i += direction
+    return -1
+
+
+def _head_end(text: str, n: int) -> int:
+    """The last break before ``n`` that no tag crosses (0: none): ``text[:end]`` tokenizes as the
+    start of ``text``."""
+    end = max(text.rfind(c, 0, n) for c in _BREAKS)
+    while end > 0 and (bracket := _tag_at(text, end, -1)) >= 0:
+        end = max(text.rfind(c, 0, bracket) for c in _BREAKS)
+    return max(end, 0)
+
+
+def _tail_start(text: str, n: int) -> int:
+    """The first break at or after ``len(text) - n`` that no tag crosses (``len(text)``: none)."""
+    found = [i for i in (text.find(c, len(text) - n) for c in _BREAKS) if i >= 0]
+    start = min(found, default=len(text))
+    while start < len(text) and (bracket := _tag_at(text, start, 1)) >= 0:
+        start = min([i for i in (text.find(c, bracket) for c in _BREAKS) if i >= 0], default=len(text))
+    return start
+
+
+def _ends(tokenizer: Tokenizer, text: str, head: int, tail: int, max_tokens: int, policy: str) -> List[int]:
+    """The ids :func:`encode_truncated` keeps of one long ``text``, from windows at its two ends."""
+    encode = lambda part: tokenizer.encode(part, add_special_tokens=False).ids  # noqa: E731
+    first: List[int] = []
+    last: List[int] = []
+    n = _window(max(head, 1))
+    while head and len(first) < head:
+        end = _head_end(text, n)
+        if n >= len(text) or 2 * end >= len(text):  # the window is most of the text: read it all
+            return truncate(torch.tensor(encode(text), dtype=torch.long), max_tokens, policy).tolist()
+        first, n = encode(text[:end]), 2 * n
+    n = _window(max(tail, 1))
+    while tail and len(last) < tail:
+        start = _tail_start(text, n)
+        if n >= len(text) or 2 * (len(text) - start) >= len(text):
+            return truncate(torch.tensor(encode(text), dtype=torch.long), max_tokens, policy).tolist()
+        last, n = encode(text[start:]), 2 * n
+    return first[:head] + (last[len(last) - tail :] if tail else [])
 
 
 def pack(ids: Sequence[Sequence[int]]) -> Tuple[Tensor, Tensor]:

@@ -57,6 +57,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .download import data_dir, extract, fetch
+from .errors import DataFormatError, InputError, MissingDataError
 from .loaders import IGNORE, SplitLoaders, pad_clips
 from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, count_frames, decode_video, list_frames, load_frame, probe_video
 
@@ -105,9 +106,9 @@ def scan(root: Path, layout: str) -> Tuple[str, Dict[str, Clip]]:
     """Find the clips under ``root``: ``(layout, {video id: Clip})``. ``auto`` picks ``ucf101`` when
     ``root/ucfTrainTestlist`` exists, else whichever of videos, ``.npy`` files or images it finds."""
     if not root.is_dir():
-        raise FileNotFoundError(f"video root {root} is not a folder")
+        raise MissingDataError(f"video root {root} is not a folder")
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
+        raise InputError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
     if layout == "auto" and (root / "ucfTrainTestlist").is_dir():
         layout = "ucf101"
     videos: List[Path] = []
@@ -122,7 +123,7 @@ def scan(root: Path, layout: str) -> Tuple[str, Dict[str, Clip]]:
     if layout == "auto":
         layout = "videos" if videos else "features" if arrays else "frames" if folders else ""
         if not layout:
-            raise FileNotFoundError(f"{root} holds no videos ({', '.join(VIDEO_SUFFIXES)}), frame folders or .npy features")
+            raise MissingDataError(f"{root} holds no videos ({', '.join(VIDEO_SUFFIXES)}), frame folders or .npy features")
     if layout in ("videos", "ucf101"):
         clips = {_video_id(p, root): Clip(_video_id(p, root), p, "video") for p in videos}
     elif layout == "features":
@@ -130,7 +131,7 @@ def scan(root: Path, layout: str) -> Tuple[str, Dict[str, Clip]]:
     else:
         clips = {_video_id(p, root): Clip(_video_id(p, root), p, "frames") for p in folders}
     if not clips and layout != "ucf101":
-        raise FileNotFoundError(f"no clips found under {root} (layout {layout!r})")
+        raise MissingDataError(f"no clips found under {root} (layout {layout!r})")
     return layout, clips
 
 
@@ -149,12 +150,12 @@ def read_labels(csv_path: Path, clips: Dict[str, Clip]) -> None:
     """Attach the labels of a CSV (``video,label`` or ``video,frame,label``, optional ``split``) to
     ``clips``. Videos the CSV does not name are dropped; names it gives that are not there fail."""
     if not csv_path.is_file():
-        raise FileNotFoundError(f"labels file {csv_path} does not exist")
+        raise MissingDataError(f"labels file {csv_path} does not exist")
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns = set(reader.fieldnames or [])
         if not {"video", "label"} <= columns:
-            raise ValueError(
+            raise DataFormatError(
                 f"{csv_path}: the header must name the columns video,label (per clip) or "
                 f"video,frame,label (per frame), optionally split; got {reader.fieldnames}"
             )
@@ -164,38 +165,38 @@ def read_labels(csv_path: Path, clips: Dict[str, Clip]) -> None:
             line = reader.line_num
             clip = _lookup(clips, row["video"] or "")
             if clip is None:
-                raise FileNotFoundError(f"{csv_path}:{line}: video {row['video']!r} is not among the clips found")
+                raise MissingDataError(f"{csv_path}:{line}: video {row['video']!r} is not among the clips found")
             label = (row["label"] or "").strip()
             if not label:
-                raise ValueError(f"{csv_path}:{line}: empty label")
+                raise DataFormatError(f"{csv_path}:{line}: empty label")
             if per_frame:
                 try:
                     number = int(row["frame"])
                 except (TypeError, ValueError):
-                    raise ValueError(f"{csv_path}:{line}: frame must be an integer, got {row['frame']!r}") from None
+                    raise DataFormatError(f"{csv_path}:{line}: frame must be an integer, got {row['frame']!r}") from None
                 if number in clip.frame_labels and clip.frame_labels[number] != label:
-                    raise ValueError(f"{csv_path}:{line}: frame {number} of {clip.video} labelled twice, differently")
+                    raise DataFormatError(f"{csv_path}:{line}: frame {number} of {clip.video} labelled twice, differently")
                 clip.frame_labels[number] = label
                 if "needs_memory" in columns:
                     clip.memory_frames = clip.memory_frames or set()
                     if (row["needs_memory"] or "0").strip() not in ("0", "1"):
-                        raise ValueError(f"{csv_path}:{line}: needs_memory must be 0 or 1, got {row['needs_memory']!r}")
+                        raise DataFormatError(f"{csv_path}:{line}: needs_memory must be 0 or 1, got {row['needs_memory']!r}")
                     if row["needs_memory"].strip() == "1":
                         clip.memory_frames.add(number)
             else:
                 if clip.label is not None and clip.label != label:
-                    raise ValueError(f"{csv_path}:{line}: video {clip.video} labelled twice, differently")
+                    raise DataFormatError(f"{csv_path}:{line}: video {clip.video} labelled twice, differently")
                 clip.label = label
             split = (row.get("split") or "").strip() or None
             if split is not None:
                 if split not in ("train", "val", "test"):
-                    raise ValueError(f"{csv_path}:{line}: split must be train, val or test, got {split!r}")
+                    raise DataFormatError(f"{csv_path}:{line}: split must be train, val or test, got {split!r}")
                 clip.split = split
             named.add(clip.video)
     for video in [v for v in clips if v not in named]:
         del clips[video]
     if not clips:
-        raise ValueError(f"{csv_path}: no rows")
+        raise DataFormatError(f"{csv_path}: no rows")
     if per_frame:
         check_frame_labels(clips.values(), csv_path)
 
@@ -218,7 +219,7 @@ def check_frame_labels(clips: Iterable[Clip], csv_path: Path) -> None:
             have, span = set(range(count)), f"{count} frames, numbered from 0"
         missing = sorted(set(clip.frame_labels) - have)
         if missing:
-            raise ValueError(
+            raise DataFormatError(
                 f"{csv_path}: labels for frames {missing[:10]} of video {clip.video}, but {clip.path} has no "
                 f"such frames ({span})"
             )
@@ -231,14 +232,14 @@ def read_ucf101_split(root: Path, split: int, clips: Dict[str, Clip]) -> List[st
     lists = root / "ucfTrainTestlist"
     class_file = lists / "classInd.txt"
     if not class_file.is_file():
-        raise FileNotFoundError(f"{class_file} is missing: not a UCF101 root (download=True fetches the lists)")
+        raise MissingDataError(f"{class_file} is missing: not a UCF101 root (download=True fetches the lists)")
     classes: Dict[int, str] = {}
     for line_no, line in enumerate(class_file.read_text().splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
-            raise ValueError(f"{class_file}:{line_no}: expected '<index> <ClassName>', got {line!r}")
+            raise DataFormatError(f"{class_file}:{line_no}: expected '<index> <ClassName>', got {line!r}")
         classes[int(parts[0])] = parts[1]
     names = [classes[i] for i in sorted(classes)]
     by_lower = {name.lower(): name for name in names}
@@ -249,7 +250,7 @@ def read_ucf101_split(root: Path, split: int, clips: Dict[str, Clip]) -> List[st
     for split_name, file_name in (("train", f"trainlist{split:02d}.txt"), ("test", f"testlist{split:02d}.txt")):
         list_file = lists / file_name
         if not list_file.is_file():
-            raise FileNotFoundError(f"{list_file} is missing (UCF101 has splits 1, 2 and 3)")
+            raise MissingDataError(f"{list_file} is missing (UCF101 has splits 1, 2 and 3)")
         for line_no, line in enumerate(list_file.read_text().splitlines(), 1):
             if not line.strip():
                 continue
@@ -258,10 +259,10 @@ def read_ucf101_split(root: Path, split: int, clips: Dict[str, Clip]) -> List[st
             stem = Path(file).stem.lower()
             clip = by_file.get(stem)
             if clip is None:
-                raise FileNotFoundError(f"{list_file}:{line_no}: {entry} not found under {root}")
+                raise MissingDataError(f"{list_file}:{line_no}: {entry} not found under {root}")
             label = by_lower.get(folder.lower())
             if label is None:
-                raise ValueError(f"{list_file}:{line_no}: class folder {folder!r} is not in {class_file}")
+                raise DataFormatError(f"{list_file}:{line_no}: class folder {folder!r} is not in {class_file}")
             clip.label, clip.split = label, split_name
             labelled[clip.video] = clip
     clips.clear()
@@ -327,12 +328,12 @@ class VideoClips(Dataset):
             images = np.stack([load_frame(path, self.size) for _, path in chosen])
             shapes = {img.shape for img in images} if self.size is None else set()
             if len(shapes) > 1:
-                raise ValueError(f"{clip.path}: frames differ in size {sorted(shapes)}; set size to resize them")
+                raise DataFormatError(f"{clip.path}: frames differ in size {sorted(shapes)}; set size to resize them")
             return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), np.array([n for n, _ in chosen])
         if clip.kind == "features":
             array = np.load(clip.path, mmap_mode="r", allow_pickle=False)
             if array.ndim != 2 or array.shape[0] == 0:
-                raise ValueError(f"{clip.path}: features must be a non-empty (frames, dim) array, got shape {array.shape}")
+                raise DataFormatError(f"{clip.path}: features must be a non-empty (frames, dim) array, got shape {array.shape}")
             start = self._start(array.shape[0], span)
             index = np.arange(start, min(array.shape[0], start + span), self.stride)[: self.num_frames]
             return torch.from_numpy(np.ascontiguousarray(array[index], dtype=np.float32)), index
@@ -436,13 +437,13 @@ class VideoFramesDataModule(SplitLoaders, L.LightningDataModule):
         if hp.root is None:
             if hp.layout == "ucf101" and hp.download:
                 return data_dir() / "ucf101"
-            raise ValueError("VideoFramesDataModule needs root (a folder of frames, videos or features)")
+            raise InputError("VideoFramesDataModule needs root (a folder of frames, videos or features)")
         return Path(hp.root).expanduser()
 
     def prepare_data(self) -> None:
         if self.hparams.download:
             if self.hparams.layout != "ucf101":
-                raise ValueError("download: true is for layout: ucf101 only")
+                raise InputError("download: true is for layout: ucf101 only")
             frames_dir = self.hparams.frames_dir
             download_ucf101(self._root(), videos=not (frames_dir and Path(frames_dir).expanduser().is_dir()))
 
@@ -454,7 +455,7 @@ class VideoFramesDataModule(SplitLoaders, L.LightningDataModule):
         ucf101 = hp.layout == "ucf101" or (hp.layout == "auto" and (root / "ucfTrainTestlist").is_dir())
         if ucf101 and hp.frames_dir is not None:  # the clips are frame folders elsewhere
             if not Path(hp.frames_dir).expanduser().is_dir():
-                raise FileNotFoundError(
+                raise MissingDataError(
                     f"frames_dir {hp.frames_dir} does not exist: extract the frames first "
                     f"(zoo extract-frames {root} {hp.frames_dir} --fps 10 --size 128), or set frames_dir: null "
                     "to decode the videos directly"
@@ -473,7 +474,7 @@ class VideoFramesDataModule(SplitLoaders, L.LightningDataModule):
                 for clip in clips.values():
                     parent = Path(clip.video).parent
                     if parent == Path("."):
-                        raise ValueError(
+                        raise DataFormatError(
                             f"{clip.path}: no labels file given and the clip is not in a class folder "
                             "(root/<class>/<video>); pass labels: a CSV"
                         )

@@ -23,6 +23,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from .errors import DataFormatError, InputError, MissingInputError, summary
+from .images import open_image
+
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "VideoDecodeError", "VideoInfo", "count_frames", "decode_video",
     "extract_frames", "find_videos", "list_frames", "load_frame", "probe_video", "read_clip",
@@ -32,7 +35,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class VideoDecodeError(ValueError):
+class VideoDecodeError(DataFormatError):
     """A video file could not be opened or decoded, or holds no frames."""
 
 
@@ -76,7 +79,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     av = _import_av()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"video {path} does not exist")
+        raise MissingInputError(f"video {path} does not exist")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -147,11 +150,11 @@ def decode_video(
     av = _import_av()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"video {path} does not exist")
+        raise MissingInputError(f"video {path} does not exist")
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise InputError(f"stride must be >= 1, got {stride}")
     if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise InputError(f"fps must be > 0, got {fps}")
     frames: List[np.ndarray] = []
     kept: List[int] = []
     counter = [0]
@@ -195,22 +198,22 @@ def list_frames(folder: str | Path, allow_gaps: bool = False) -> List[Tuple[int,
     folder = Path(folder)
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise FileNotFoundError(f"frame folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise MissingInputError(f"frame folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     numbered: Dict[int, Path] = {}
     for path in files:
         match = _NUMBER.search(path.stem)
         if match is None:
-            raise ValueError(f"{path}: frame file names must end in a frame number (e.g. 000001.jpg)")
+            raise DataFormatError(f"{path}: frame file names must end in a frame number (e.g. 000001.jpg)")
         number = int(match.group(1))
         if number in numbered:
-            raise ValueError(f"{folder}: two files for frame {number}: {numbered[number].name} and {path.name}")
+            raise DataFormatError(f"{folder}: two files for frame {number}: {numbered[number].name} and {path.name}")
         numbered[number] = path
     numbers = sorted(numbered)
     first, last = numbers[0], numbers[-1]
     if not allow_gaps and last - first + 1 != len(numbers):
         missing = sorted(set(range(first, last + 1)) - set(numbers))
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise ValueError(
+        raise DataFormatError(
             f"{folder}: frame numbering has gaps ({len(missing)} missing between {first} and {last}: "
             f"{shown}); re-extract the frames, or pass allow_gaps=True to use the frames in order"
         )
@@ -220,16 +223,16 @@ def list_frames(folder: str | Path, allow_gaps: bool = False) -> List[Tuple[int,
 def load_frame(path: str | Path, size: Optional[int] = None) -> np.ndarray:
     """One frame image as uint8 ``(H, W, 3)`` RGB: short side resized to ``size`` and centre-cropped
     square (``None``: as stored). JPEGs are decoded at a reduced scale when that is enough."""
-    try:
-        with Image.open(path) as image:
+    with open_image(path) as image:  # missing, unreadable, or over the pixel limit: the zoo's error
+        try:
             if size is not None:
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it can
             image = image.convert("RGB")
             if size is not None:
                 image = image.resize(_scaled(image.width, image.height, size), Image.BILINEAR, reducing_gap=2.0)
             return _center_crop(np.asarray(image), size)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise DataFormatError(f"{path}: cannot read image ({summary(e)})") from None
 
 
 def read_clip(
@@ -251,10 +254,10 @@ def read_clip(
         images = [load_frame(path, size) for _, path in frames]
         shapes = {image.shape for image in images}
         if len(shapes) > 1:
-            raise ValueError(f"{source}: frames differ in size {sorted(shapes)}; give a size to resize them")
+            raise DataFormatError(f"{source}: frames differ in size {sorted(shapes)}; give a size to resize them")
         return np.stack(images)
     if not source.exists():
-        raise FileNotFoundError(f"{source} is neither a video file nor a frame folder")
+        raise MissingInputError(f"{source} is neither a video file nor a frame folder")
     frames, _ = decode_video(source, num_frames, stride, size=size)
     return frames
 
@@ -266,7 +269,7 @@ def find_videos(source: str | Path) -> List[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
-        raise FileNotFoundError(f"{source} is neither a video file nor a folder")
+        raise MissingInputError(f"{source} is neither a video file nor a folder")
     return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 

@@ -88,12 +88,12 @@ def test_visualize(char_lm, tmp_path):
     folder, ckpt = char_lm
     text = tmp_path / "code.py"
     text.write_text(Path(json.decoder.__file__).read_text(encoding="utf-8")[:4000], encoding="utf-8")
-    run = ok(zoo("visualize", str(folder), str(text), "--unit", "2", "--kind", "cell", "--output", str(tmp_path / "one"),
+    run = ok(zoo("visualize", str(folder), str(text), "--unit", "2", "--kind", "cell", "--out-dir", str(tmp_path / "one"),
                  "--show_chars", "200", "--json", "--device", "cpu", cwd=tmp_path))
     assert json.loads(run.stdout)["unit"] == 2
     assert (tmp_path / "one" / "cell_L0_u2.png").stat().st_size > 1000
     # --ckpt, the text on stdin, units discovered
-    run = ok(zoo("visualize", "--ckpt", str(ckpt), "--output", str(tmp_path / "found"), "--json", "--device", "cpu",
+    run = ok(zoo("visualize", "--ckpt", str(ckpt), "--out-dir", str(tmp_path / "found"), "--json", "--device", "cpu",
                  cwd=tmp_path, stdin=text.read_text(encoding="utf-8")))
     rows = json_lines(run.stdout)
     assert rows and {"indent", "column"} <= {r["feature"] for r in rows}
@@ -190,25 +190,26 @@ def test_caption(tmp_path):
     ok(zoo("caption", "--draw-example", str(image), cwd=tmp_path))
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     figure = tmp_path / "figure.png"
-    run = ok(zoo("caption", str(folder), str(image), "--beam_size", "2", "--json", "--output", str(figure),
+    run = ok(zoo("caption", str(folder), str(image), "--beam_size", "2", "--json", "--figure", str(figure),
                  "--device", "cpu", cwd=tmp_path))
     [record] = json_lines(run.stdout)
     assert record["image"] == str(image) and record["figure"] == str(figure) and "attention" not in record
     assert record["caption"] == " ".join(record["words"])
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # --ckpt, two images from stdin: --output is then a folder of <image>_attention.png
+    # --ckpt, two images from stdin: --figure is then a folder of <image>_attention.png
     second = tmp_path / "again.png"
     second.write_bytes(image.read_bytes())
     figures = tmp_path / "figures"
-    run = ok(zoo("caption", "--ckpt", str(ckpt), "--beam_size", "2", "--json", "--output", str(figures), "--device", "cpu",
+    run = ok(zoo("caption", "--ckpt", str(ckpt), "--beam_size", "2", "--json", "--figure", str(figures), "--device", "cpu",
                  cwd=tmp_path, stdin=f"{image}\n{second}\n"))
     records = json_lines(run.stdout)
     assert [r["caption"] for r in records] == [record["caption"]] * 2
     assert sorted(p.name for p in figures.iterdir()) == ["again_attention.png", "shapes_attention.png"]
-    # a missing image is reported, the others still captioned, exit status 2
+    # a missing image is its error record, the others still captioned, exit status 3
     run = zoo("caption", "--ckpt", str(ckpt), str(image), str(tmp_path / "missing.jpg"), "--no-figure", cwd=tmp_path)
-    assert run.returncode == 2 and "missing.jpg" in run.stderr and "Traceback" not in run.stderr
-    assert run.stdout.split("\t")[0] == str(image)
+    assert run.returncode == 3 and "Traceback" not in run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].split("\t")[0] == str(image) and lines[1] == f"ERROR\t{tmp_path / 'missing.jpg'}: no such image file"
 
 
 # ---- frame classifier: label-frames ------------------------------------------------------------------
@@ -294,25 +295,29 @@ def test_answer(tmp_path):
     run = ok(zoo("answer", "--draw-example", str(image), cwd=tmp_path))
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "true answer" in run.stderr
     figure = tmp_path / "hops.png"
-    run = ok(zoo("answer", str(folder), str(image), "what colour is the circle?", "--json", "--top", "2", "--output", str(figure), cwd=tmp_path))
+    run = ok(zoo("answer", str(folder), str(image), "what colour is the circle?", "--json", "--top", "2", "--figure", str(figure), cwd=tmp_path))
     [record] = json_lines(run.stdout)
     assert record["answer"] in dm.answer_names and len(record["top"]) == 2 and record["figure"] == str(figure)
     assert record["top"][0] == [record["answer"], pytest.approx(record["probability"], abs=1e-4)]
     from PIL import Image
 
     assert Image.open(figure).size == (720, 260)  # the image and one panel per hop
-    # --ckpt, several questions from stdin, an unknown word noted; --output is then a folder
-    run = ok(zoo("answer", "--ckpt", str(ckpt), str(image), "--output", str(tmp_path / "figs"), cwd=tmp_path,
+    # --ckpt, several questions from stdin, an unknown word noted; --figure is then a folder
+    run = ok(zoo("answer", "--ckpt", str(ckpt), str(image), "--figure", str(tmp_path / "figs"), cwd=tmp_path,
                  stdin="is there a red square?\nhow many purple shapes are there?\n"))
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[1].split("\t")[2] == "how many purple shapes are there?"
     assert "'purple' never appeared in the training questions" in run.stderr
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["shapes_q1.png", "shapes_q2.png"]
-    # bad input: each one line on stderr and exit status 2
+    # a bad image, or none: one line on stderr and exit status 2; a bad question: its error record, exit status 3
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    for args, message in [((str(bad), "what colour is the circle?"), "bad.png"), ((str(image), "  "), "empty"), ((str(image), "?!"), "no word this model knows"),
-                          ((str(image), "what " * 20), "reads at most 12"), ((str(tmp_path / "gone.png"), "is there a red square?"), "gone.png"),
+    for args, message in [((str(bad), "what colour is the circle?"), "bad.png"), ((str(tmp_path / "gone.png"), "is there a red square?"), "gone.png"),
                           ((str(image),), "no question")]:
         run = zoo("answer", str(folder), *args, cwd=tmp_path, stdin="")
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+    for question, message in [("  ", "empty"), ("?!", "no word this model knows"), ("what " * 20, "reads at most 12")]:
+        run = zoo("answer", str(folder), str(image), "is there a red square?", question, cwd=tmp_path, stdin="")
+        lines = run.stdout.splitlines()
+        assert run.returncode == 3 and len(lines) == 2 and "Traceback" not in run.stderr, (question, run.stderr)
+        assert lines[1].startswith("ERROR\targument 2: ") and message in lines[1], lines

@@ -1,6 +1,7 @@
 """Broken inputs and broken models through the commands: one of each family (sample, classify,
-translate, caption, label-frames, export) given a bad data file, a bad --ckpt or a bad pretrained
-folder ends in exit status 2 and one line naming the file, never a traceback. In-process through
+translate, caption, label-frames, export) given a bad data file is an error record naming it (exit
+status 3; with --strict one line and status 2), a bad --ckpt or a bad pretrained folder ends in exit
+status 2 and one line naming the file, never a traceback. In-process through
 ``zoo.cli.main`` (as tests/hub_common.assert_refused does), plus one real ``zoo`` process (slow)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import pytest
 import torch
@@ -50,19 +52,37 @@ def copy_folder(folder: Path, to: Path) -> Path:
     return to
 
 
+def assert_failed_inputs(main, argv, errors, capsys) -> List[str]:
+    """A batch with bad inputs: exit status 3, one ``ERROR<TAB>why`` line per bad input matching
+    ``errors`` in order, no traceback; returns the stdout lines."""
+    import re
+
+    assert main(argv) == 3
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    found = [line for line in lines if line.startswith("ERROR\t")]
+    assert len(found) == len(errors) and all(re.search(e, line) for e, line in zip(errors, found)), out
+    assert "Traceback" not in err and err.strip().endswith("exit status 3"), err
+    return lines
+
+
 def test_bad_data_files(folders: dict, tmp_path: Path, capsys) -> None:
     bad_text = tmp_path / "sentences.txt"
     bad_text.write_bytes(b"ein hund\n\xff\xfe l\xe4uft\n")
-    assert_refused(main, ["translate", str(folders["translate"]), "--input", str(bad_text)],
-                   rf"zoo translate: error: {bad_text}:2: invalid UTF-8 \(byte 9: invalid start byte\); expected UTF-8 text, one sentence per line", capsys)
+    lines = assert_failed_inputs(main, ["translate", str(folders["translate"]), "--input", str(bad_text)],
+                                 [rf"^ERROR\t{bad_text}:2: not valid UTF-8 \(byte 0xff at column 1\)$"], capsys)
+    assert len(lines) == 2 and not lines[0].startswith("ERROR")  # line 1 translated, line 2 its error
     image = tmp_path / "photo.jpg"
     image.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg" + bytes(20))
-    assert_refused(main, ["caption", str(folders["caption"]), str(image), "--no-figure"],
-                   rf"zoo caption: error: {image}: cannot decode the image", capsys)
+    assert_failed_inputs(main, ["caption", str(folders["caption"]), str(image), "--no-figure"],
+                         [rf"^ERROR\t{image}: cannot decode the image"], capsys)
     video = tmp_path / "clip.mp4"
     video.write_bytes(make_video(tmp_path / "real.mp4", frames=4).read_bytes()[:300])  # cut inside the first frames
-    assert_refused(main, ["label-frames", str(folders["label-frames"]), str(video)],
-                   rf"zoo label-frames: error: {video}: (cannot decode video|the video holds no decodable frames|no video stream in the file)", capsys)
+    assert_failed_inputs(main, ["label-frames", str(folders["label-frames"]), str(video)],
+                         [rf"^ERROR\t{video}: (cannot decode video|the video holds no decodable frames|no video stream in the file)"], capsys)
+    # --strict: the first bad input ends the command in one line, status 2
+    assert_refused(main, ["caption", str(folders["caption"]), str(image), "--no-figure", "--strict"],
+                   rf"zoo caption: error: {image}: cannot decode the image", capsys)
 
 
 def test_a_recipe_that_is_not_utf8(tmp_path: Path, capsys) -> None:
@@ -75,15 +95,15 @@ def test_a_recipe_that_is_not_utf8(tmp_path: Path, capsys) -> None:
 def test_invalid_utf8_on_stdin(folders: dict, monkeypatch, capsys) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(b"fine\n\xff\xfe\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
-    assert_refused(main, ["classify", str(folders["classify"])],
-                   r"zoo classify: error: stdin: invalid utf-8 input \(byte \d+ of a chunk: invalid start byte\)", capsys)
+    assert_failed_inputs(main, ["classify", str(folders["classify"])],
+                         [r"^ERROR\tline 2: not valid UTF-8 \(byte 0xff at column 1\)$"], capsys)
 
 
 def test_bad_checkpoints(tmp_path: Path, capsys) -> None:
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(os.urandom(4096))
     for command in ("classify", "translate", "sample", "export"):
-        argv = [command, "--ckpt", str(junk)] + (["--out", str(tmp_path / "out")] if command == "export" else ["x"])
+        argv = [command, "--ckpt", str(junk)] + (["--out-dir", str(tmp_path / "out")] if command == "export" else ["x"])
         assert_refused(main, argv, rf"zoo {command}: error: {junk}: not a readable checkpoint of tensors and plain data", capsys)
     truncated = tmp_path / "truncated.ckpt"
     buffer = io.BytesIO()
@@ -122,5 +142,5 @@ def test_a_real_process_prints_one_line(folders: dict, tmp_path: Path) -> None:
     env.pop("ZOO_DEBUG", None)
     run = subprocess.run([sys.executable, "-m", "zoo.cli", "caption", str(folders["caption"]), str(image), "--no-figure"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines()[-1].startswith(f"zoo caption: error: {image}: cannot decode the image")
+    assert run.returncode == 3 and "Traceback" not in run.stderr
+    assert run.stdout.startswith(f"ERROR\t{image}: cannot decode the image")

@@ -283,20 +283,20 @@ def test_export_command_turns_a_checkpoint_into_a_folder(tmp_path: Path, capsys)
     # What Lightning writes, reduced to the keys load_task reads.
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": {**model.hparams, "_class_path": "x"},
                 "zoo_task": "zoo.tasks.language_model.CharLanguageModel"}, ckpt)
-    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--fp16"]) == 0
+    assert main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out"), "--fp16"]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     loaded = load_pretrained(tmp_path / "out")
     assert "_class_path" not in json.loads((tmp_path / "out" / "config.json").read_text())["init_args"]
     torch.testing.assert_close(outputs(loaded), outputs(model), atol=2e-3, rtol=2e-3)
     # a checkpoint that records no class: --task names it
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
-    assert_refused(main, ["--ckpt", str(ckpt), "--out", str(tmp_path / "out2")], "no 'zoo_task' entry", capsys)
-    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out2"), "--task", "zoo.tasks.language_model.CharLanguageModel"]) == 0
+    assert_refused(main, ["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out2")], "no 'zoo_task' entry", capsys)
+    assert main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out2"), "--task", "zoo.tasks.language_model.CharLanguageModel"]) == 0
     # a pretrained folder (or name) re-exported, here to int8 embeddings
-    assert main([str(tmp_path / "out"), "--out", str(tmp_path / "out3"), "--int8", "embeddings"]) == 0
+    assert main([str(tmp_path / "out"), "--out-dir", str(tmp_path / "out3"), "--int8", "embeddings"]) == 0
     assert "quantized" in json.loads((tmp_path / "out3" / "config.json").read_text())
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path / "out4")])  # neither a model nor --ckpt: a usage error
+        main(["--out-dir", str(tmp_path / "out4")])  # neither a model nor --ckpt: a usage error
 
 
 def test_export_of_a_malicious_pickle_fails_cleanly(tmp_path: Path, capsys) -> None:
@@ -304,5 +304,5 @@ def test_export_of_a_malicious_pickle_fails_cleanly(tmp_path: Path, capsys) -> N
 
     marker = tmp_path / "unpickled"
     (tmp_path / "evil.ckpt").write_bytes(evil_pickle(marker))
-    assert_refused(main, ["--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(tmp_path / "out")], "evil.ckpt: not a readable checkpoint of tensors and plain data", capsys)
+    assert_refused(main, ["--ckpt", str(tmp_path / "evil.ckpt"), "--out-dir", str(tmp_path / "out")], "evil.ckpt: not a readable checkpoint of tensors and plain data", capsys)
     assert not marker.exists() and not (tmp_path / "out").exists()

@@ -109,7 +109,7 @@ def test_captioner_demo_draws_and_captions(tmp_path: Path, capsys, one_thread) -
     from zoo.cli.caption import main
 
     image, figure = tmp_path / "shapes.png", tmp_path / "fig.png"
-    assert main(["shapes_caption_soft", "--draw-example", str(image), "--output", str(figure)]) == 0
+    assert main(["shapes_caption_soft", "--draw-example", str(image), "--figure", str(figure)]) == 0
     out, err = capsys.readouterr()
     truth = err.split("true caption: ")[1].split(")")[0]
     assert out.strip() == f"{image}\t{truth}\t{figure}"  # the held-out image, captioned right

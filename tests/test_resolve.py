@@ -63,8 +63,8 @@ def test_evil_checkpoint_is_refused_by_load_pretrained(evil_ckpt: Path, folder: 
 def test_evil_checkpoint_is_refused_by_zoo_export(evil_ckpt: Path, capsys) -> None:
     from zoo.cli.export import main
 
-    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out", "x"], "subprocess.Popen", capsys)
-    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out", "x", "--task", "subprocess.Popen"], "is the class subprocess.Popen, not a task class", capsys)  # even when named: not a task
+    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out-dir", "x"], "subprocess.Popen", capsys)
+    assert_refused(main, ["--ckpt", str(evil_ckpt), "--out-dir", "x", "--task", "subprocess.Popen"], "is the class subprocess.Popen, not a task class", capsys)  # even when named: not a task
     assert not Path("pwned.txt").exists() and not Path("x").exists()
 
 
@@ -147,7 +147,7 @@ def test_an_explicitly_allowed_user_task_loads(user_module, tmp_path: Path) -> N
     assert type(load_task(ckpt, allow_modules=["my_tasks"])) is user_module.MyLM
     from zoo.cli.export import main
 
-    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "exported"), "--task", "my_tasks.MyLM"]) == 0
+    assert main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "exported"), "--task", "my_tasks.MyLM"]) == 0
 
 
 def test_allowed_but_not_installed(folder: Path) -> None:
@@ -234,8 +234,8 @@ def _inputs(tmp_path: Path) -> dict:
         "translate": ["Ein Hund läuft."],
         "caption": [str(image)],
         "label-frames": [str(frames)],
-        "visualize": ["--text", str(text), "--out", str(tmp_path / "viz")],
-        "export": ["--out", str(tmp_path / "exported")],
+        "visualize": ["--text", str(text), "--out-dir", str(tmp_path / "viz")],
+        "export": ["--out-dir", str(tmp_path / "exported")],
     }
 
 

@@ -125,15 +125,15 @@ def test_visualize_command_one_unit(tiny_checkpoint, tmp_path, capsys):
 
     ckpt, text = tiny_checkpoint
     out = tmp_path / "viz"
-    assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "3", "--kind", "cell", "--out", str(out), "--show_chars", "200"]) == 0
+    assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "3", "--kind", "cell", "--out-dir", str(out), "--show_chars", "200"]) == 0
     page = (out / "cell_L0_u3.html").read_text()
     assert page.count("<span style=") == 200 + 3  # 200 characters + the legend's 3 swatches
     assert (out / "cell_L0_u3.png").stat().st_size > 1000
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "99", "--out", str(out)])
+        main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "99", "--out-dir", str(out)])
     with pytest.raises(SystemExit):
-        main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "1", "--kind", "reset", "--out", str(out)])
+        main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "1", "--kind", "reset", "--out-dir", str(out)])
 
 
 def test_visualize_command_discovers_units(tiny_checkpoint, tmp_path, capsys):
@@ -143,7 +143,7 @@ def test_visualize_command_discovers_units(tiny_checkpoint, tmp_path, capsys):
 
     ckpt, text = tiny_checkpoint
     out = tmp_path / "found"
-    assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--out", str(out), "--show_chars", "300"]) == 0
+    assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--out-dir", str(out), "--show_chars", "300"]) == 0
     rows = json.loads((out / "units.json").read_text())
     assert {"in_string", "in_comment", "indent", "column"} <= {row["feature"] for row in rows}
     # r_heldout is Pearson's r of the unit and the feature on the held-out half (after the 50 warm-up

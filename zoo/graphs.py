@@ -15,12 +15,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import UserError
 from zoo.sequences import State
 
 __all__ = ["ExportError", "Graph", "state_args", "state_outs", "state_inputs", "next_names", "batch_axes"]
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A model (or part of one) that has no exportable inference graph, with the reason."""
 
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
+from zoo.errors import InputError, MissingDataError
+
 __all__ = ["score", "scorer_for", "checkpoint_datamodule", "score_language_model", "score_imdb", "score_translator",
            "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name"]
 
@@ -45,7 +47,7 @@ def score_language_model(model: Any, corpus: Optional[str] = None, limit: Option
     from datamodules.char_corpus import score_char_lm
 
     if not corpus:
-        raise ValueError("a character LM is scored on a corpus: give --corpus FILE (or python-stdlib, tinyshakespeare)")
+        raise InputError("a character LM is scored on a corpus: give --corpus FILE (or python-stdlib, tinyshakespeare)")
     return score_char_lm(model, corpus, max_windows=limit, max_chars=max_chars)
 
 
@@ -55,7 +57,7 @@ def score_imdb(model: Any, imdb: Optional[str] = None, limit: Optional[int] = No
     from zoo.metrics import score_classifier
 
     if not imdb:
-        raise ValueError("an IMDB classifier is scored on an aclImdb archive: give --imdb ARCHIVE")
+        raise InputError("an IMDB classifier is scored on an aclImdb archive: give --imdb ARCHIVE")
     return score_classifier(model, *imdb_test_reviews(imdb, limit))
 
 
@@ -75,12 +77,12 @@ def score_translator(model: Any, multi30k: Optional[str] = None, split: str = "t
     from datamodules.multi30k import read_sentences, split_file
 
     if not multi30k:
-        raise ValueError("a translator is scored on Multi30k: give --multi30k DIR (with {split}.de.gz, {split}.en.gz)")
+        raise InputError("a translator is scored on Multi30k: give --multi30k DIR (with {split}.de.gz, {split}.en.gz)")
     root = Path(multi30k).expanduser()
     files = [split_file(root, split, lang) for lang in (source_lang, target_lang)]
     missing = [f"{split}.{lang}[.gz]" for lang, f in zip((source_lang, target_lang), files) if f is None]
     if missing:
-        raise FileNotFoundError(f"{root}: no {' or '.join(missing)} (give --split val or test_2016_flickr)")
+        raise MissingDataError(f"{root}: no {' or '.join(missing)} (give --split val or test_2016_flickr)")
     sources, references = (read_sentences(f)[:limit] for f in files)
     prefix = split_metric_name(split)
     result: Dict[str, float] = {}
@@ -130,10 +132,10 @@ def scorer_for(model: Any) -> Scorer:
     """The scorer ``model``'s task declares (its ``scorer``: a function of this module by name)."""
     name = getattr(type(model), "scorer", None)
     if name is None:
-        raise ValueError(f"a {type(model).__name__} names no scorer: score it on a datamodule (zoo models --evaluate --ckpt "
+        raise InputError(f"a {type(model).__name__} names no scorer: score it on a datamodule (zoo models --evaluate --ckpt "
                          "a checkpoint of `zoo fit`, which records its datamodule)")
     if name not in __all__ or not name.startswith("score_"):
-        raise ValueError(f"{type(model).__name__}.scorer = {name!r} is not a scorer of zoo.scoring "
+        raise InputError(f"{type(model).__name__}.scorer = {name!r} is not a scorer of zoo.scoring "
                          f"({', '.join(n for n in __all__ if n.startswith('score_'))})")
     return globals()[name]
 
@@ -165,11 +167,11 @@ def score(model: Any, data: Any = None, **options: Any) -> Dict[str, float]:
     if data is not None:
         unknown = sorted(set(given) - {"limit"})
         if unknown:
-            raise ValueError(f"scoring on a datamodule takes only limit, not {', '.join(unknown)}")
+            raise InputError(f"scoring on a datamodule takes only limit, not {', '.join(unknown)}")
         return model.score(data, given.get("limit"))
     scorer = scorer_for(model)
     accepted = inspect.signature(scorer).parameters
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise ValueError(f"{scorer.__name__} takes no {', '.join(unknown)} (it takes {', '.join(list(accepted)[1:])})")
+        raise InputError(f"{scorer.__name__} takes no {', '.join(unknown)} (it takes {', '.join(list(accepted)[1:])})")
     return scorer(model, **given)

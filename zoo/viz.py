@@ -13,8 +13,8 @@
 
 Command line (:mod:`zoo.cli.visualize`)::
 
-    zoo visualize --ckpt model.ckpt --text some.py --unit 17 --kind cell --out viz/   # one unit
-    zoo visualize char_lstm_python --text some.py --out viz/                          # discover units
+    zoo visualize --ckpt model.ckpt --text some.py --unit 17 --kind cell --out-dir viz/   # one unit
+    zoo visualize char_lstm_python --text some.py --out-dir viz/                          # discover units
 
 Units are read with the model's recurrent stack switched to ``backend="cells"`` (the parameters are
 the same tensors; only the cells backend exposes the gates and the LSTM cell state).

@@ -6,26 +6,30 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-from zoo.cli import common
+from zoo.cli import batch, common
+from zoo.errors import InputError
 
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "answer", "Answer questions about an image: one line per question, 'answer<TAB>probability<TAB>question'. "
-        "With a stacked-attention model, --output writes the attention of each hop over the image.",
+        "answer", "Answer questions about an image: one line per question, 'answer<TAB>probability<TAB>question' "
+        "('ERROR<TAB>why' for a question the model cannot read). With a stacked-attention model, --figure draws "
+        "the attention of each hop over the image.",
         inputs="IMAGE_AND_QUESTIONS", inputs_help="the image file, then one or more questions about it "
         "(with --draw-example: the questions only); no question = one per line of stdin",
-        output_help="the figure of the attention hops: a .png path for one question, or a folder for several "
-        "(named <image>_q<k>.png)",
+        images=True,
     )
+    parser.add_argument("--figure", metavar="PATH", help="the figure of the attention hops: a .png path for one question, "
+                        "or a folder for several (named <image>_q<k>.png)")
     parser.add_argument("--top", type=int, default=1, help="print this many most probable answers (default 1)")
     common.add_draw_example(parser, "PATH", "a ShapesVQA test image (its true question and answer go to stderr)")
     status = common.draw_only(parser, argv, "zoo answer", draw_example)
     if status is not None:
         return status
     args = common.parse(parser, argv)
+    common.figure_from_output("zoo answer", args)
     if args.top < 1:
         parser.error(f"--top must be >= 1, got {args.top}")
 
@@ -33,27 +37,38 @@ def main(argv: List[str]) -> int:
         inputs = list(args.inputs)
         image = str(draw_example(args.draw_example)) if args.draw_example else (inputs.pop(0) if inputs else None)
         if image is None:
-            raise ValueError("no image given: zoo answer NAME IMAGE QUESTION [QUESTION ...]")
-        questions = inputs if inputs and inputs != ["-"] else common.read_stdin_lines()
-        if not questions:
-            raise ValueError(f"no question about {image} given (as arguments after the image, or one per line of stdin)")
+            raise InputError("no image given: zoo answer NAME IMAGE QUESTION [QUESTION ...]")
+        from datamodules.images import load_image
+
+        picture = load_image(image)  # once, for every question: an unreadable image stops the command here
+        items = list(batch.read_items(args, inputs))
+        if not items:
+            raise InputError(f"no question about {image} given (as arguments after the image, or one per line of stdin)")
+        if args.figure and args.figure.lower().endswith(".png") and len(items) > 1:
+            raise InputError(f"--figure {args.figure}: a .png path holds the figure of one question; give a folder for {len(items)} questions")
         from zoo.tasks.vqa import VisualQuestionAnswerer
 
         model = common.load_model(args, VisualQuestionAnswerer)
-        results = model.predict([(image, q) for q in questions], top=args.top)
-        lines = []
-        for k, result in enumerate(results):
-            if result["unknown_words"]:
-                words = ", ".join(repr(w) for w in result["unknown_words"])
+        noted: List[bool] = []
+
+        def finish(record: Dict[str, Any]) -> Dict[str, Any]:
+            record = {**record, "image": image}
+            if record["unknown_words"]:
+                words = ", ".join(repr(w) for w in record["unknown_words"])
                 print(f"zoo answer: note: {words} never appeared in the training questions; read as <unk>", file=sys.stderr)
-            figure = None
-            if args.output and result["attention"] is not None:
-                figure = write_figure(model, image, result, figure_path(args.output, image, k, len(results)))
-            lines.append(format_result(result, figure, args.json))
-        if args.output and results[0]["attention"] is None:
-            print("zoo answer: note: this model has no attention over the image; no figure written", file=sys.stderr)
-        common.emit(lines)  # to stdout: --output names the figures here
-        return 0
+            if args.figure and record["attention"] is not None:
+                path = write_figure(model, picture, record, figure_path(args.figure, image, record["index"], len(items)))
+                record["figure"] = str(path)
+            elif args.figure and not noted:
+                noted.append(True)
+                print("zoo answer: note: this model has no attention over the image; no figure written", file=sys.stderr)
+            return record
+
+        def predict(questions: List[str]) -> List[Dict[str, Any]]:
+            return model.predict([(picture, q) for q in questions], top=args.top)
+
+        return batch.run_records("zoo answer", args, items, predict, format_result, chunk=16, finish=finish,
+                                 drop=("attention",), digits=4)
 
     return common.guarded("zoo answer", run)
 
@@ -76,16 +91,14 @@ def draw_example(path: str | Path) -> Path:
     return path
 
 
-def figure_path(output: str, image: str, k: int, count: int) -> Path:
-    """``--output`` as the figure of one question (a .png path) or a folder of ``<stem>_q<k>.png``."""
-    if count == 1 and output.lower().endswith(".png"):
-        return Path(output).expanduser()
-    if output.lower().endswith(".png"):
-        raise ValueError(f"--output {output}: a .png path holds the figure of one question; give a folder for {count} questions")
-    return Path(output).expanduser() / f"{Path(image).stem}_q{k + 1}.png"
+def figure_path(figure: str, image: str, k: int, count: int) -> Path:
+    """``--figure`` as the figure of one question (a .png path) or a folder of ``<stem>_q<k+1>.png``."""
+    if count == 1 and figure.lower().endswith(".png"):
+        return Path(figure).expanduser()
+    return Path(figure).expanduser() / f"{Path(image).stem}_q{k + 1}.png"
 
 
-def write_figure(model: Any, image: str, result: Dict[str, Any], path: Path) -> Path:
+def write_figure(model: Any, image: Any, result: Dict[str, Any], path: Path) -> Path:
     """The image, then one panel per attention hop (bright = where the hop looked)."""
     from zoo.tasks.vqa import hop_titles
     from zoo.viz import attention_figure
@@ -94,12 +107,7 @@ def write_figure(model: Any, image: str, result: Dict[str, Any], path: Path) -> 
     return common.save_figure(attention_figure(model.display_image(image), hop_titles(len(result["attention"])), result["attention"], title=title), path)
 
 
-def format_result(result: Dict[str, Any], figure: Optional[Path], as_json: bool) -> str:
-    if as_json:
-        record = {k: v for k, v in result.items() if k != "attention"}
-        if figure is not None:
-            record["figure"] = str(figure)
-        return common.json_line(record, digits=4)
-    top = result["top"]
-    probabilities = " ".join(f"{a}={p:.3f}" for a, p in top) if len(top) > 1 else f"{result['probability']:.3f}"
-    return "\t".join([result["answer"], probabilities, result["question"], *([str(figure)] if figure is not None else [])])
+def format_result(record: Dict[str, Any]) -> str:
+    top = record["top"]
+    probabilities = " ".join(f"{a}={p:.3f}" for a, p in top) if len(top) > 1 else f"{record['probability']:.3f}"
+    return "\t".join([record["answer"], probabilities, record["question"], *([record["figure"]] if record.get("figure") else [])])

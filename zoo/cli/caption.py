@@ -8,49 +8,48 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from zoo.cli import common
+from zoo.cli import batch, common
+from zoo.errors import InputError
 
 DEFAULT_FIGURES = "captions"
 
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "caption", "Caption images: one line per image, 'image<TAB>caption<TAB>figure'. The attention "
-        "figure (one panel per word) is written for each image unless --no-figure.",
+        "caption", "Caption images: one line per image, 'image<TAB>caption<TAB>figure' ('ERROR<TAB>why' for an image "
+        "that cannot be read). The attention figure (one panel per word) is written for each image unless --no-figure.",
         inputs="IMAGE", inputs_help="image files (JPEG, PNG, ...); none (or '-') = one path per line of stdin",
-        beam=True, output_help=f"the attention figure: a .png path for one image, or a folder for several "
-        f"(named <image>_attention.png; default ./{DEFAULT_FIGURES}/)",
+        beam=True, images=True,
     )
+    parser.add_argument("--figure", metavar="PATH", help=f"the attention figures: a .png path for one image, or a folder "
+                        f"for several (named <image>_attention.png; default ./{DEFAULT_FIGURES}/)")
     parser.add_argument("--no-figure", action="store_true", help="print the captions only")
     common.add_draw_example(parser, "PATH", "a ShapesCaptions test image")
     status = common.draw_only(parser, argv, "zoo caption", draw_example)
     if status is not None:
         return status
     args = common.parse(parser, argv)
+    common.figure_from_output("zoo caption", args)
 
     def run() -> int:
-        images = common.read_inputs(args) if (args.inputs or not args.draw_example) else []
-        if args.draw_example:
-            images = [str(draw_example(args.draw_example)), *images]
-        if not images:
-            raise ValueError("no images given (as arguments or one path per line of stdin)")
+        given = [str(draw_example(args.draw_example)), *args.inputs] if args.draw_example else args.inputs
+        items = list(batch.read_items(args, given, files=True))
+        if not items:
+            raise InputError("no images given (as arguments or one path per line of stdin)")
+        if args.figure and args.figure.lower().endswith(".png") and len(items) > 1 and not args.no_figure:
+            raise InputError(f"--figure {args.figure}: a .png path holds the figure of one image; give a folder for {len(items)} images")
         from zoo.tasks.captioner import ImageCaptioner
 
         model = common.load_model(args, ImageCaptioner)
-        lines, failed = [], 0
-        for image in images:  # one at a time: a bad file is reported and the others still captioned
-            try:
-                result = model.predict([image], beam_size=args.beam_size)[0]
-            except Exception as error:  # noqa: BLE001 - only known user errors are reported and skipped
-                if common.debug() or not common.is_user_error(error):
-                    raise
-                print(f"zoo caption: error: {common.error_message(error)}", file=sys.stderr)
-                failed += 1
-                continue
-            figure = None if args.no_figure else write_figure(model, image, result, figure_path(args.output, image, len(images)))
-            lines.append(format_result(image, result, figure, args.json))
-        common.emit(lines)  # to stdout: --output names the figures here
-        return 2 if failed else 0
+
+        def finish(record: Dict[str, Any]) -> Dict[str, Any]:
+            if args.no_figure:
+                return record
+            path = write_figure(model, record["file"], record, figure_path(args.figure, record["file"], len(items)))
+            return {**record, "figure": str(path)}
+
+        return batch.run_records("zoo caption", args, items, lambda images: model.predict(images, beam_size=args.beam_size),
+                                 format_result, chunk=16, finish=finish, drop=("attention",), digits=6)
 
     return common.guarded("zoo caption", run)
 
@@ -71,13 +70,11 @@ def draw_example(path: str | Path) -> Path:
     return path
 
 
-def figure_path(output: Optional[str], image: str, count: int) -> Path:
-    """``--output`` as the figure of one image (a .png path) or a folder of ``<stem>_attention.png``."""
-    if output and count == 1 and output.lower().endswith(".png"):
-        return Path(output).expanduser()
-    if output and output.lower().endswith(".png"):
-        raise ValueError(f"--output {output}: a .png path holds the figure of one image; give a folder for {count} images")
-    return Path(output or DEFAULT_FIGURES).expanduser() / f"{Path(image).stem}_attention.png"
+def figure_path(figure: Optional[str], image: str, count: int) -> Path:
+    """``--figure`` as the figure of one image (a .png path) or a folder of ``<stem>_attention.png``."""
+    if figure and count == 1 and figure.lower().endswith(".png"):
+        return Path(figure).expanduser()
+    return Path(figure or DEFAULT_FIGURES).expanduser() / f"{Path(image).stem}_attention.png"
 
 
 def write_figure(model: Any, image: str, result: Dict[str, Any], path: Path) -> Path:
@@ -87,8 +84,5 @@ def write_figure(model: Any, image: str, result: Dict[str, Any], path: Path) -> 
     return common.save_figure(figure, path)
 
 
-def format_result(image: str, result: Dict[str, Any], figure: Optional[Path], as_json: bool) -> str:
-    if as_json:
-        record = {**result, "image": image, **({"figure": str(figure)} if figure else {})}
-        return common.json_line(record, drop=("attention",), digits=6)
-    return f"{image}\t{result['caption']}" + (f"\t{figure}" if figure else "")
+def format_result(record: Dict[str, Any]) -> str:
+    return f"{record['file']}\t{record['caption']}" + (f"\t{record['figure']}" if record.get("figure") else "")

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-from zoo.cli import common
+from zoo.cli import batch, common
 
 
-def explain_paths(path: str, count: int) -> List[Path]:
-    """Where ``--explain PATH`` writes the figures of ``count`` texts: ``PATH`` for the first, then
-    ``stem_1.png``, ``stem_2.png``, ... beside it."""
+def explain_path(path: str, index: int) -> Path:
+    """Where ``--explain PATH`` writes the figure of the text at position ``index``: ``PATH`` for the
+    first, then ``stem_1.png``, ``stem_2.png``, ... beside it."""
     first = Path(path).expanduser()
-    return [first] + [first.with_name(f"{first.stem}_{i}{first.suffix or '.png'}") for i in range(1, count)]
+    return first if index == 0 else first.with_name(f"{first.stem}_{index}{first.suffix or '.png'}")
 
 
 def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
@@ -32,14 +32,15 @@ def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "classify", "Classify texts with a sequence classifier: one line per text, 'label<TAB>probabilities<TAB>text'.",
+        "classify", "Classify texts with a sequence classifier: one line per text, 'label<TAB>probabilities<TAB>text' "
+        "('ERROR<TAB>why' for a bad input).",
         inputs="TEXT", inputs_help="texts to classify; none (or '-') = one text per line of stdin",
     )
     parser.add_argument("--batch_size", type=int, default=64, help="texts classified at once (default 64)")
     parser.add_argument("--explain", metavar="FIG.png",
                         help="also draw each text's words (the model's tokens) coloured by how much deleting that word "
                         "lowers the probability of the predicted label (red: it pushed towards the label, blue: away); "
-                        "one PNG per text: FIG.png for the first, FIG_1.png, FIG_2.png, ... for the next ones")
+                        "one PNG per text: FIG.png for the first, FIG_1.png, FIG_2.png, ... for the next ones (by position)")
     args = common.parse(parser, argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -48,19 +49,19 @@ def main(argv: List[str]) -> int:
         from zoo.tasks.classifier import SequenceClassifier
 
         model = common.load_model(args, SequenceClassifier)
-        texts = common.read_inputs(args)
-        results = model.predict(texts, batch_size=args.batch_size)
-        if args.json:
-            lines = [common.json_line(r) for r in results]
-        else:
-            lines = [f"{r['label']}\t" + " ".join(f"{name}={p:.3f}" for name, p in r["probs"].items()) + f"\t{r['text'][:80]}"
-                     for r in results]
-        if args.explain:  # every text's effects first: an empty text stops the command before any figure
-            effects = [model.token_effects(text) for text in texts]
-            name = args.model or Path(args.ckpt).name
-            for result, path in zip(effects, explain_paths(args.explain, len(texts))):
-                print(f"wrote {draw_effects(result, name, path)}", file=sys.stderr)
-        common.emit(lines, args.output)
-        return 0
+        name = args.model or Path(args.ckpt).name
+
+        def explain(record: Dict[str, Any]) -> Dict[str, Any]:  # a text with no tokens: its error record
+            path = draw_effects(model.token_effects(record["text"]), name, explain_path(args.explain, record["index"]))
+            print(f"wrote {path}", file=sys.stderr)
+            return {**record, "figure": str(path)}
+
+        return batch.run_records("zoo classify", args, batch.read_items(args), lambda texts: model.predict(texts, batch_size=args.batch_size),
+                                 text_line, chunk=args.batch_size, finish=explain if args.explain else None)
 
     return common.guarded("zoo classify", run)
+
+
+def text_line(record: Dict[str, Any]) -> str:
+    probabilities = " ".join(f"{name}={p:.3f}" for name, p in record["probs"].items())
+    return f"{record['label']}\t{probabilities}\t{record['text'][:80]}"

@@ -1,7 +1,9 @@
-"""What every inference command shares: one parser, one way to load the model, read the inputs, write
-the outputs, and turn a known user error into one line and exit status 2.
+"""What every inference command shares: one parser, one way to load the model, the exit statuses,
+and a user error turned into one line and exit status 2 (the inputs and the records they become:
+:mod:`zoo.cli.batch`).
 
-    zoo <command> NAME_OR_FOLDER [INPUT ...] [--beam_size N] [--output PATH] [--json] [--device D]
+    zoo <command> NAME_OR_FOLDER [INPUT ...] [--beam_size N] [--output FILE|-] [--json] [--strict]
+                  [--skip-blank] [--encoding E] [--device D]
     zoo <command> --ckpt PATH    [INPUT ...] ...
 
 ``NAME_OR_FOLDER`` is a registered model name (``zoo models``) or a pretrained folder; with ``--ckpt``
@@ -17,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, NoReturn, Optional, Sequence, Type
+from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence, Type
 
 from zoo.callbacks import jsonable  # the one conversion: `zoo predict` and every command
 
@@ -28,16 +30,12 @@ def debug() -> bool:
 
 
 def is_user_error(error: BaseException) -> bool:
-    """A known user error: missing data, a bad file, a bad value. These end in their
-    message and exit status 2; anything else is a bug and keeps its traceback (docs/architecture.md)."""
-    known: tuple = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
-    if isinstance(error, known):
-        return True
-    if isinstance(error, KeyError):  # a named one (UnknownModelError); a bare KeyError('x') is a bug
-        return type(error) is not KeyError
-    from datamodules.download import ChecksumError, DownloadError  # cheap: no torch
+    """The zoo's own user error (:class:`zoo.errors.UserError`: a bad file, a missing file, a bad
+    value). These end in their message and exit status 2; anything else is a bug and keeps its
+    traceback (docs/api.md, "Errors")."""
+    from zoo.errors import UserError
 
-    return isinstance(error, (ChecksumError, DownloadError))
+    return isinstance(error, UserError)
 
 
 def error_message(error: BaseException) -> str:
@@ -54,31 +52,67 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+#: The exit statuses of every inference command (docs/api.md): all inputs answered; a user error (the
+#: command could not run, or ``--strict`` stopped at a bad input); some inputs failed (each has its error
+#: record, the others their results); interrupted (Ctrl-C). Status 1 is a bug, with its traceback.
+OK, USER_ERROR, SOME_FAILED, INTERRUPTED = 0, 2, 3, 130
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
-    """Run a command; a known user error becomes ``<prog>: error: <message>`` and status 2 (its
-    traceback with ``ZOO_DEBUG=1``)."""
+    """Run a command; a user error becomes ``<prog>: error: <message>`` and status 2 (its traceback
+    with ``ZOO_DEBUG=1``); Ctrl-C ends in ``<prog>: interrupted`` and status 130."""
     try:
         return body() or 0
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return INTERRUPTED
     except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs just below
         if debug() or not is_user_error(error):
             raise
         sys.stdout.flush()
         sys.stderr.write(f"{prog}: error: {error_message(error)}\n")
-        return 2
+        return USER_ERROR
+
+
+def warn_deprecated(prog: str, old: str, new: str, note: str = "") -> None:
+    """``<prog>: warning: OLD is deprecated, use NEW`` on stderr: an old spelling that still works for
+    one release."""
+    sys.stderr.write(f"{prog}: warning: {old} is deprecated and will be removed in the next release; use {new}{note}\n")
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str) -> None:
+    """Accept ``old`` (hidden from ``--help``) as ``new``, with a deprecation warning on stderr."""
+    prog = parser.prog
+
+    class Alias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            warn_deprecated(prog, option_string or old, new)
+            setattr(namespace, dest, values)
+
+    parser.add_argument(old, dest=dest, action=Alias, help=argparse.SUPPRESS)
 
 
 # ---- the parser --------------------------------------------------------------------------------
+#: What ``--output`` means in every command that has it (``zoo COMMAND --help``; the same words everywhere).
+OUTPUT_HELP = ("where the results go, one record per input: a file (written atomically: complete or not at all; "
+               "an interrupted run leaves the records finished so far in FILE.partial), or - for stdout (the default)")
+
+
 def inference_parser(
     command: str,
     description: str,
     inputs: Optional[str] = "INPUT",
     inputs_help: str = "",
     beam: bool = False,
-    output_help: str = "write the results (one line per input) to this file instead of stdout",
+    output: bool = True,
+    images: bool = False,
 ) -> argparse.ArgumentParser:
     """The parser of ``zoo <command>``: the model (``NAME_OR_FOLDER`` or ``--ckpt``), the inputs, and
     the flags every inference command shares. ``inputs=None``: the command takes no positional inputs
-    (it reads its input from an option); ``beam``: it decodes, so it takes ``--beam_size``."""
+    (it reads its input from an option); ``beam``: it decodes, so it takes ``--beam_size``; ``output``:
+    it writes records, so it takes ``--output`` and the input contract's flags (``--strict``,
+    ``--skip-blank``, ``--encoding``); ``images``: it reads images, so it takes ``--max-pixels``."""
     parser = argparse.ArgumentParser(prog=f"zoo {command}", description=description)
     parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER",
                         help="a registered model name (see `zoo models`) or a pretrained folder")
@@ -90,11 +124,36 @@ def inference_parser(
                         "every positional argument is then an input")
     if beam:
         parser.add_argument("--beam_size", type=int, default=None, help="beam width (1 = greedy; default: the model's)")
-    parser.add_argument("--output", metavar="PATH", help=output_help)
+    if output:
+        parser.add_argument("--output", metavar="FILE", help=OUTPUT_HELP)
+        parser.add_argument("--strict", action="store_true",
+                            help=f"stop at the first bad input (exit status {USER_ERROR}) instead of writing its error record "
+                            f"and going on (exit status {SOME_FAILED} when some inputs failed)")
+        parser.add_argument("--skip-blank", action="store_true",
+                            help="skip blank lines of stdin or of an input file (default: each is an error record)")
+        parser.add_argument("--encoding", default="utf-8",
+                            help="the encoding of stdin and of input files (default utf-8; a line that does not decode "
+                            "is an error record)")
+    if images:
+        from datamodules.images import MAX_PIXELS
+
+        parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                            help=f"read images of up to N pixels (default {MAX_PIXELS:,}: a larger one, such as a "
+                            "decompression bomb, is refused from its header before it is decoded)")
     parser.add_argument("--json", action="store_true", help="one JSON object per input instead of text")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
                         help="where the model runs (default cpu; auto = cuda when available)")
     return parser
+
+
+def figure_from_output(prog: str, args: argparse.Namespace) -> None:
+    """``--output`` named the figures of ``zoo caption`` and ``zoo answer`` before it named the results
+    file: for one release an ``--output`` that can only be a figure (a ``.png``, a path ending in ``/``,
+    an existing folder) is still taken as ``--figure``, with a deprecation warning."""
+    output = args.output
+    if output and not args.figure and (output.lower().endswith(".png") or output.endswith(("/", os.sep)) or Path(output).is_dir()):
+        warn_deprecated(prog, f"--output {output} for the figure", f"--figure {output}", " (--output now names the results file)")
+        args.figure, args.output = output, None
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
@@ -112,6 +171,19 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
         parser.error("give a model: NAME_OR_FOLDER (a registered name, see `zoo models`, or a pretrained folder) or --ckpt PATH")
     if getattr(args, "beam_size", None) is not None and args.beam_size < 1:
         parser.error(f"--beam_size must be >= 1, got {args.beam_size}")
+    if getattr(args, "max_pixels", None) is not None:
+        if args.max_pixels < 1:
+            parser.error(f"--max-pixels must be >= 1, got {args.max_pixels}")
+        from datamodules.images import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
+    if getattr(args, "encoding", None) is not None:
+        import codecs
+
+        try:
+            codecs.lookup(args.encoding)
+        except LookupError:
+            parser.error(f"--encoding {args.encoding}: not an encoding Python knows (e.g. utf-8, latin-1, cp1252)")
     return args
 
 
@@ -142,7 +214,9 @@ def device_of(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+        from zoo.errors import InputError
+
+        raise InputError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
     return name
 
 
@@ -159,29 +233,7 @@ def load_model(args: argparse.Namespace, task: Type[Any]):
     return model.to(device).eval()
 
 
-# ---- inputs and outputs ------------------------------------------------------------------------
-def read_stdin_lines() -> List[str]:
-    if sys.stdin is None:
-        return []
-    if sys.stdin.isatty():
-        sys.stderr.write("reading inputs from stdin, one per line (end with Ctrl-D)\n")
-    try:
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    except UnicodeDecodeError as e:  # say where: the codec's own message names no input
-        raise ValueError(f"stdin: invalid {e.encoding} input (byte {e.start} of a chunk: {e.reason}); expected text, one input per line") from None
-
-
-def read_inputs(args: argparse.Namespace) -> List[str]:
-    """The positional inputs; none, or ``-``, reads one input per line of stdin (blank lines skipped)."""
-    given = list(getattr(args, "inputs", []) or [])
-    if given and "-" not in given:
-        return given
-    inputs: List[str] = []
-    for item in given or ["-"]:
-        inputs.extend([line for line in read_stdin_lines() if line.strip()] if item == "-" else [item])
-    return inputs
-
-
+# ---- outputs (the inputs and records: zoo/cli/batch.py) ------------------------------------------
 def json_line(record: Any, drop: Iterable[str] = (), digits: Optional[int] = None) -> str:
     return json.dumps(jsonable(record, drop, digits), ensure_ascii=False)
 
@@ -194,16 +246,6 @@ def write_text(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text.encode("utf-8"))
     return path
-
-
-def emit(lines: Sequence[str], output: Optional[str] = None) -> None:
-    """The command's result lines: to the file ``output`` (atomically) or stdout."""
-    if output:
-        path = write_text(output, "".join(line + "\n" for line in lines))
-        print(f"wrote {len(lines)} line(s) to {path}", file=sys.stderr)
-    else:
-        for line in lines:
-            print(line, flush=True)
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

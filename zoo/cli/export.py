@@ -1,7 +1,7 @@
 """``zoo export``: turn a Lightning checkpoint (or any pretrained model) into a pretrained folder.
 
-    zoo export --ckpt checkpoints/imdb_gru/best.ckpt --output zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
-    zoo export char_lstm_shakespeare --output /tmp/lm         # re-export a name, folder, URL or Hub repo
+    zoo export --ckpt checkpoints/imdb_gru/best.ckpt --out-dir zoo/pretrained/imdb_bigru --fp16 --int8 embeddings
+    zoo export char_lstm_shakespeare --out-dir /tmp/lm       # re-export a name, folder, URL or Hub repo
     zoo export char_lstm_shakespeare --onnx /tmp/lm_onnx --pt2 /tmp/lm_pt2   # inference graphs (zoo.export)
 
 The checkpoint is read with ``weights_only=True`` and the class it names goes through
@@ -16,7 +16,7 @@ from typing import List
 
 import torch
 
-from zoo.cli.common import guarded
+from zoo.cli.common import deprecated_alias, guarded
 from zoo.hub.format import CONFIG_NAME, WEIGHTS_NAME, write_folder
 from zoo.tasks.base import TaskModule, load_pretrained, load_task
 from zoo.tasks.resolve import resolve_task
@@ -30,7 +30,9 @@ def main(argv: List[str]) -> int:
     )
     parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER", help="a pretrained name, folder, archive, URL or Hub repo")
     parser.add_argument("--ckpt", help="a Lightning checkpoint written by `zoo fit` (read with weights_only=True)")
-    parser.add_argument("--output", "--out", dest="out", help="the pretrained folder to write (created if needed)")
+    parser.add_argument("--out-dir", dest="out", metavar="DIR", help="the pretrained folder to write (created if needed)")
+    for old in ("--output", "--out"):  # the old names of --out-dir, for one release
+        deprecated_alias(parser, old, "--out-dir", "out")
     parser.add_argument("--onnx", metavar="DIR", help="write the task's inference graphs as ONNX files here, with graphs.json "
                         "and the vocabulary/tokenizer files (needs the export extra: pip install 'zoo[export]')")
     parser.add_argument("--pt2", metavar="DIR", help="write the same graphs as torch.export programs (.pt2, torch.export.load)")
@@ -48,7 +50,7 @@ def main(argv: List[str]) -> int:
 
 def export(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not (args.out or args.onnx or args.pt2):
-        parser.error("give --output DIR (a pretrained folder), --onnx DIR or --pt2 DIR (the inference graphs)")
+        parser.error("give --out-dir DIR (a pretrained folder), --onnx DIR or --pt2 DIR (the inference graphs)")
     if bool(args.ckpt) == bool(args.model):
         parser.error("give either --ckpt PATH or a pretrained NAME_OR_FOLDER (exactly one)")
     # The user named this class on the command line: its module may be imported.

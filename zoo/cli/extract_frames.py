@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List
 
 from zoo.cli import common
+from zoo.errors import MissingInputError
 
 
 def main(argv: List[str]) -> int:
@@ -36,7 +37,7 @@ def find_videos(source: Path, suffixes: tuple) -> List[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
-        raise FileNotFoundError(f"{source} is neither a video file nor a folder")
+        raise MissingInputError(f"{source} is neither a video file nor a folder")
     return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     source, dest = Path(args.source).expanduser(), Path(args.dest).expanduser()
     videos = find_videos(source, VIDEO_SUFFIXES)
     if not videos:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {source}")
+        raise MissingInputError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under {source}")
     base = source if source.is_dir() else source.parent
     failed: List[str] = []
     total = 0

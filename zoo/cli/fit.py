@@ -14,7 +14,7 @@ as ``--model.cell gru``, ``--print_config``), with four things added:
   checkpoints written atomically (:mod:`zoo.resume`);
 - errors a user can fix read as one line: a misspelt option names the closest valid ones
   (``--model.hiden_size`` -> ``--model.hidden_size``) instead of jsonargparse's page of usage, and a
-  known user error raised while running (missing data, a bad value) ends in ``zoo fit: error: ...``
+  user error raised while running (missing data, a bad file, a value a class refuses) ends in ``zoo fit: error: ...``
   and exit status 2, its traceback only with ``ZOO_DEBUG=1``.
 """
 
@@ -41,12 +41,17 @@ from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
 
 from zoo.callbacks import PredictionWriter  # noqa: E402
 from zoo.cli.common import guarded  # noqa: E402
+from zoo.errors import InputError, UserError  # noqa: E402
 from zoo.resume import AtomicCheckpointIO, StepSeed  # noqa: E402
 from zoo.tracking import configure_wandb, report_wandb_runs  # noqa: E402
 
 SECTIONS = ("model", "data", "trainer")
 # Keys jsonargparse accepts under a subclass-mode section besides the class's own arguments.
 META_KEYS = {"class_path", "init_args", "dict_kwargs", "help", "__path__"}
+
+
+class RecipeError(InputError):
+    """A recipe's value that the class it configures refuses (ZOO_DEBUG=1 shows where)."""
 
 
 class Trainer(L.Trainer):
@@ -106,7 +111,7 @@ class ZooCLI(LightningCLI):
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
         if isinstance(path, str) and path.startswith(("http://", "https://")):
-            raise ValueError(f"--ckpt_path {path}: resuming from a URL is refused (Lightning would unpickle it "
+            raise InputError(f"--ckpt_path {path}: resuming from a URL is refused (Lightning would unpickle it "
                              "without torch's allow-list); download the checkpoint and pass the local file")
         if path and Path(path).is_file():
             from zoo.tasks.resolve import check_resume
@@ -132,6 +137,17 @@ class ZooCLI(LightningCLI):
             if mismatch:
                 path = self.config[self.config["subcommand"]]["ckpt_path"]
                 raise CheckpointError(f"{path}: its weights do not fit the recipe's {type(model).__name__}: {mismatch}")
+
+    def instantiate_classes(self) -> None:
+        """Build the recipe's classes; a value their constructors refuse (a ``ValueError`` raised
+        while building from the recipe) is the recipe's mistake: a :class:`RecipeError`, one line."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            if isinstance(error, UserError):
+                raise
+            raise RecipeError(f"the recipe's values were refused while building its classes ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())})") from error
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

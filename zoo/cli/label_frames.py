@@ -9,15 +9,16 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from zoo.cli import common
+from zoo.cli import batch, common
+from zoo.errors import InputError
 
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
         "label-frames", "Label every frame of videos with a frame classifier: one line per clip, "
-        "'clip<TAB>label xN, label xM, ...' (runs of the same label).",
+        "'clip<TAB>label xN, label xM, ...' (runs of the same label; 'ERROR<TAB>why' for a clip that cannot be read).",
         inputs="CLIP", inputs_help="video files (.mp4, .avi, ...) or folders of frames (000001.jpg, ...); "
-        "none (or '-') = one path per line of stdin",
+        "none (or '-') = one path per line of stdin", images=True,
     )
     parser.add_argument("--every-frame", action="store_true", help="print every frame's label instead of runs")
     parser.add_argument("--batch_size", type=int, default=8, help="clips labelled at once (default 8)")
@@ -34,26 +35,31 @@ def main(argv: List[str]) -> int:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
 
     def run() -> int:
-        clips = common.read_inputs(args) if (args.inputs or not args.draw_example) else []
-        if args.draw_example:
-            clips = [str(draw_example(args.draw_example)), *clips]
-        if not clips:
-            raise ValueError("no clips given (as arguments or one path per line of stdin)")
+        given = [str(draw_example(args.draw_example)), *args.inputs] if args.draw_example else args.inputs
+        items = list(batch.read_items(args, given, files=True))
+        if not items:
+            raise InputError("no clips given (as arguments or one path per line of stdin)")
         from zoo.tasks.frame_classifier import FrameClassifier
 
         model = common.load_model(args, FrameClassifier)
-        results = model.predict_online(clips) if args.online else model.predict(clips, batch_size=args.batch_size)
-        for clip, result in zip(clips, results):
-            result["video"] = clip  # as the user wrote it
-        if args.json:
-            lines = [common.json_line({**r, **({"runs": runs(r["labels"])} if "labels" in r else {})}, digits=4) for r in results]
-        else:
-            lines = [format_result(r, args.every_frame) for r in results]
-        common.emit(lines, args.output)
-        if args.strip:
-            print(f"label strip written to {common.save_figure(label_strip(results, label_order(model)), args.strip)}",
+        labelled: List[Dict[str, Any]] = []
+
+        def finish(record: Dict[str, Any]) -> Dict[str, Any]:
+            record = {**record, "video": record["file"]}  # as the user wrote it
+            if "labels" in record:
+                record["runs"] = runs(record["labels"])
+            labelled.append(record)
+            return record
+
+        def predict(clips: List[str]) -> List[Dict[str, Any]]:
+            return model.predict_online(clips) if args.online else model.predict(clips, batch_size=args.batch_size)
+
+        status = batch.run_records("zoo label-frames", args, items, predict, lambda r: format_result(r, args.every_frame),
+                                   chunk=args.batch_size, finish=finish, digits=4)
+        if args.strip and labelled:
+            print(f"label strip written to {common.save_figure(label_strip(labelled, label_order(model)), args.strip)}",
                   file=sys.stderr)
-        return 0
+        return status
 
     return common.guarded("zoo label-frames", run)
 

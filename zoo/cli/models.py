@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from zoo.cli.common import guarded
+from zoo.errors import InputError
 from zoo.hub.registry import list_models
 from zoo.hub.cards import PICTURE, model_rows, models_markdown
 
@@ -35,9 +36,14 @@ def pictures_beside(path: Path) -> List[str]:
 def update_docs(path: Path) -> None:
     """Replace the generated part of ``path`` (between :data:`BEGIN` and :data:`END`) with
     :func:`~zoo.hub.cards.models_markdown`, linking the pictures that exist beside it."""
-    text = path.read_text(encoding="utf-8")
+    from datamodules.download import read_text
+    from zoo.errors import MissingInputError
+
+    if not path.is_file():
+        raise MissingInputError(f"{path} is not a file (expected the Markdown file to update)")
+    text = read_text(path, "UTF-8 Markdown")
     if BEGIN not in text or END not in text:
-        raise ValueError(f"{path}: markers {BEGIN.strip()!r} and {END!r} not found (the generated part goes between them)")
+        raise InputError(f"{path}: markers {BEGIN.strip()!r} and {END!r} not found (the generated part goes between them)")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     path.write_text(head + BEGIN + models_markdown(pictures_beside(path)) + END + tail, encoding="utf-8")

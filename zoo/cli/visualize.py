@@ -4,13 +4,12 @@ feature of the text (inside a string, indentation, column, bracket depth, ...)."
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import List
 
-from zoo.cli import common
+from zoo.cli import batch, common
 
 KINDS_HELP = "hidden | cell | input | forget | output | candidate (LSTM) | reset | update (GRU) (default hidden)"
 
@@ -21,9 +20,11 @@ def main(argv: List[str]) -> int:
         "With --unit: draw that unit. Without: correlate every hidden unit and LSTM cell with features of the "
         "text (inside a string, indentation, column, bracket depth, ...) and draw the best unit per feature.",
         inputs="TEXT_FILE", inputs_help="the text file to run the model over (none: --text, or the text on stdin)",
-        output_help="the folder for the pictures (.html and .png), units.md and units.json (default ./viz)",
+        output=False,
     )
-    parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name of --output, still accepted
+    parser.add_argument("--out-dir", metavar="DIR", help="the folder for the pictures (.html and .png), units.md and units.json (default ./viz)")
+    for old in ("--output", "--out"):  # the old names of --out-dir, for one release
+        common.deprecated_alias(parser, old, "--out-dir", "out_dir")
     parser.add_argument("--text", help="the text file to run the model over (same as TEXT_FILE)")
     parser.add_argument("--unit", type=int, default=None, help="the unit to draw (default: discover units)")
     parser.add_argument("--layer", type=int, default=0, help="layer of the unit (default 0)")
@@ -49,16 +50,26 @@ def main(argv: List[str]) -> int:
 
 
 def read_text(prog: str, path: str | None, max_chars: int) -> str:
+    """The first ``max_chars`` characters of the file (or stdin), read as UTF-8: at most 4 bytes a
+    character are read, so a huge file costs what its window does; bytes that are not UTF-8 end the
+    command in one line naming the line and the byte."""
+    import codecs
+
     if path is None or path == "-":
-        text, name = sys.stdin.read(), "stdin"
+        stream, name = batch.stdin_bytes(), "stdin"
     else:
         file = Path(path).expanduser()
         if not file.is_file():
             common.fail(prog, f"{file} is not a file")
-        try:
-            text, name = file.read_text(encoding="utf-8"), str(file)
-        except UnicodeDecodeError as e:
-            common.fail(prog, f"{file}: not UTF-8 text (byte {e.start}: {e.reason})")
+        stream, name = open(file, "rb"), str(file)
+    with stream:
+        data = stream.read(4 * max_chars)
+    try:  # incremental: a character cut by the byte budget is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        common.fail(prog, f"{name}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}: {e.reason}); "
+                    "expected UTF-8 text")
     if not text:
         common.fail(prog, f"{name} is empty")
     return text[:max_chars]
@@ -71,7 +82,7 @@ def draw(prog: str, model, text: str, args) -> int:
     acts = activations(model, text)
     kinds = sorted({k for k, _ in acts})
     layers = model.rnn.num_layers
-    out = Path(args.output or "viz").expanduser()
+    out = Path(args.out_dir or "viz").expanduser()
     if args.unit is not None:
         if args.kind not in kinds:
             common.fail(prog, f"--kind {args.kind!r} is not available for a {model.rnn.cell} (choose from {', '.join(kinds)})")

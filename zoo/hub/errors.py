@@ -1,11 +1,14 @@
 """The errors of model files: pretrained folders, their sources, Lightning checkpoints, task names.
 
-Each is also a ``ValueError`` (and some a ``FileNotFoundError`` or ``KeyError``), so callers and the
-command line can treat them as bad input without importing this module. Every message names the
+Each is a :class:`zoo.errors.UserError` (one line and exit status 2 in the commands) and also a
+``ValueError`` (and some a ``FileNotFoundError`` or ``KeyError``), so callers can treat them as bad
+input without importing this module. Every message names the
 file, key or name at fault and what was expected.
 """
 
 from __future__ import annotations
+
+from datamodules.errors import UserError
 
 __all__ = [
     "PretrainedError", "UnknownModelError", "NoWeightsError", "MissingFileError", "ChecksumMismatchError",
@@ -13,7 +16,7 @@ __all__ = [
 ]
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserError, ValueError):
     """Something about a model file is wrong; the message names the file or key at fault."""
 
 

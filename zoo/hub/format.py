@@ -315,7 +315,7 @@ def sniff(path: Path) -> Tuple[bool, Optional[str]]:
 def refuse_pickle(path: Path, kind: str) -> PickleRefusedError:
     return PickleRefusedError(
         f"{path} is {kind}, not safetensors: refusing to unpickle it (unpickling can run arbitrary code). "
-        f"If it is a zoo checkpoint you trust, convert it: zoo export --ckpt {path} --out DIR"
+        f"If it is a zoo checkpoint you trust, convert it: zoo export --ckpt {path} --out-dir DIR"
     )
 
 

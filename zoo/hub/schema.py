@@ -216,4 +216,4 @@ def max_load_bytes() -> int:
     try:
         return int(value) if value else MAX_LOAD_BYTES
     except ValueError:
-        raise ValueError(f"ZOO_MAX_LOAD_BYTES={value!r} is not a number of bytes") from None
+        raise SchemaError(f"ZOO_MAX_LOAD_BYTES={value!r} is not a number of bytes") from None

@@ -190,7 +190,8 @@ class TaskModule(L.LightningModule):
 
     # ---- inference ---------------------------------------------------------------------------------
     def predict(self, inputs: Any, **options: Any) -> List[Dict[str, Any]]:
-        """Raw inputs (strings, image paths, video files, ...) -> one dict per input."""
+        """Raw inputs (strings, image paths, video files, ...) -> one dict per input, in order; a bad
+        input is a :class:`zoo.errors.UserError` (an ``InputError``, ``CorruptImageError``, ...) naming it."""
         raise NotImplementedError
 
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
@@ -204,6 +205,14 @@ class TaskModule(L.LightningModule):
         process without a logger, over at most ``limit`` test batches. A task that scores raw
         examples instead (the classifier) overrides this."""
         return test_scores(self, data, limit)
+
+    def predict_records(self, inputs: Any, strict: bool = False, **options: Any) -> List[Dict[str, Any]]:
+        """:meth:`predict` under the input contract (:mod:`zoo.records`): one record per input, in order,
+        ``{"index": i, **result}``, or ``{"index": i, "error": "input i: why"}`` for a bad input while
+        the others go on; ``strict``: the first bad input raises instead. The same for every task."""
+        from zoo.records import items_of, predict_records
+
+        return list(predict_records(lambda values: self.predict(values, **options), items_of(inputs), strict))
 
     def data_measures(self, batch: Dict[str, Any], predictions: List[Dict[str, Any]]) -> Dict[str, List[float]]:
         """Measures only the data can compute (e.g. ShapesCaptions' attention inside the named object's

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from datamodules.loaders import pad_collate
-from datamodules.tokenizers import UNK_ID, encode_texts, load_tokenizer, truncate
+from datamodules.tokenizers import UNK_ID, encode_texts, encode_truncated, load_tokenizer, truncate
+from zoo.errors import InputError
 from zoo.graphs import Graph, batch_axes
 from zoo.metrics import score_classifier
 from zoo.recurrent import Recurrent
@@ -219,7 +220,9 @@ class SequenceClassifier(TaskModule):
     def tokenize(self, texts: Sequence[str]) -> List[Tensor]:
         """Token ids as the model saw them in training: tokenized, then cut to ``text_max_tokens`` by the
         ``text_truncation`` policy. A text with no tokens (empty, or only markup) becomes ``[<unk>]``."""
-        return [self._cut(x or [UNK_ID]) for x in encode_texts(self.tokenizer, list(texts))]
+        hp = self.hparams  # a long text is cut before it is tokenized whole (memory bounded by what the model reads)
+        cut = encode_truncated(self.tokenizer, list(texts), hp.text_max_tokens, hp.text_truncation or "head_tail")
+        return [self._cut(x or [UNK_ID]) for x in cut]
 
     def _cut(self, ids: Sequence[int]) -> Tensor:
         """``ids`` cut to ``text_max_tokens`` by the ``text_truncation`` policy, as in training."""
@@ -260,7 +263,7 @@ class SequenceClassifier(TaskModule):
         self.check_built()
         ids = encode_texts(self.tokenizer, [text])[0]
         if not ids:
-            raise ValueError(f"text {text[:40]!r} has no tokens (empty, or only markup): nothing to explain")
+            raise InputError(f"text {text[:40]!r} has no tokens (empty, or only markup): nothing to explain")
         text_tokens, ids = len(ids), self._cut(ids)
         deletions = [torch.cat([ids[:t], ids[t + 1 :]]) for t in range(len(ids))]
         deletions = [x if len(x) else torch.tensor([UNK_ID]) for x in deletions]
@@ -280,7 +283,7 @@ class SequenceClassifier(TaskModule):
         any classification datamodule (:class:`~zoo.tasks.data.ClassificationData`: IMDB, AG News, ...);
         ``limit``: the first ``limit`` texts of each label. ``test_acc``, ``test_macro_f1``, ``examples``."""
         if not isinstance(data, ClassificationData):
-            raise ValueError(f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
+            raise InputError(f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
                              f"{type(data).__name__} is none")
         return score_classifier(self, *data.test_examples(limit))
 
@@ -364,5 +367,5 @@ class LabelStream(Stream):
         tokens: ``(tokens, classes)``, the probabilities after each (batch 1)."""
         ids = self.model.tokenizer.encode(text).ids
         if not ids:
-            raise ValueError(f"no tokens in {text[:40]!r}")
+            raise InputError(f"no tokens in {text[:40]!r}")
         return torch.cat([self.step(i) for i in ids])

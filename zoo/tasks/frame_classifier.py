@@ -38,6 +38,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from datamodules.loaders import IGNORE, pad_clips
 from datamodules.video_io import read_clip
 from zoo.encoders import ImageEncoder
+from zoo.errors import InputError
 from zoo.graphs import ExportError, Graph, batch_axes, next_names, state_args, state_inputs, state_outs
 from zoo.recurrent import Recurrent
 from zoo.sequences import State, evaluating, lengths_to_mask, top_state
@@ -281,7 +282,7 @@ class FrameClassifier(TaskModule):
         else:
             array = np.asarray(clip)
             if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-                raise ValueError(f"a clip array must be uint8 (T, H, W, 3), got {array.dtype} {array.shape}")
+                raise InputError(f"a clip array must be uint8 (T, H, W, 3), got {array.dtype} {array.shape}")
         frames = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
         if size is not None and frames.shape[-2:] != (size, size):
             frames = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
@@ -291,7 +292,7 @@ class FrameClassifier(TaskModule):
         """Label every frame of each clip (a video file, a frame folder or a uint8 ``(T, H, W, 3)``
         array): the dicts of :meth:`predict_step`, ``video`` being the path or the position."""
         if self.encoder is None:
-            raise ValueError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
+            raise InputError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
         if isinstance(videos, (str, Path)) or (isinstance(videos, np.ndarray) and videos.ndim == 4):
             videos = [videos]
         results: List[Dict[str, Any]] = []
@@ -315,7 +316,7 @@ class FrameClassifier(TaskModule):
         """:meth:`predict`'s dicts computed frame by frame through :meth:`stream` (one clip at a time,
         batch 1): what a live camera would get, equal to :meth:`predict` for a unidirectional model."""
         if self.encoder is None:
-            raise ValueError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
+            raise InputError("this FrameClassifier reads precomputed features (encoder: null): it cannot label raw video")
         if isinstance(videos, (str, Path)) or (isinstance(videos, np.ndarray) and videos.ndim == 4):
             videos = [videos]
         results = []

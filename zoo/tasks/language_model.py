@@ -22,6 +22,7 @@ from torchmetrics.text import Perplexity
 
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import cap_run, sample_next
+from zoo.errors import InputError
 from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs, state_inputs
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
@@ -201,11 +202,11 @@ class CharLanguageModel(TaskModule):
         if isinstance(primes, str):
             primes = [primes]
         if any(not prime for prime in primes):
-            raise ValueError("prime must hold at least one character")
+            raise InputError("prime must hold at least one character")
         if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
+            raise InputError(f"length must be >= 0, got {length}")
         if max_whitespace is not None and max_whitespace < 1:
-            raise ValueError(f"max_whitespace must be >= 1 or None, got {max_whitespace}")
+            raise InputError(f"max_whitespace must be >= 1 or None, got {max_whitespace}")
         whitespace = [i for i, c in enumerate(self.vocab) if c.isspace()]
         if len(whitespace) == len(self.vocab) - 1:  # nothing but whitespace (and the unknown) to draw: no bound
             whitespace = []
@@ -275,7 +276,7 @@ class CharStream(Stream):
         log-probabilities of the next character, ``(batch, vocab)``."""
         if isinstance(chars, str):
             if len(chars) != 1:
-                raise ValueError(f"step takes one character, got {len(chars)} ({chars[:20]!r}); use read for a text")
+                raise InputError(f"step takes one character, got {len(chars)} ({chars[:20]!r}); use read for a text")
             chars = encode_chars(chars, self.vocab)
         ids = as_ids(chars, self.model.head.weight.device)
         return F.log_softmax(self.model.head(self.advance(self.model.inputs(ids))).float(), -1)
@@ -286,7 +287,7 @@ class CharStream(Stream):
         after each character, ``(time, vocab)`` for a text, ``(batch, time, vocab)`` for ids."""
         ids = encode_chars(text, self.vocab)[None] if isinstance(text, str) else text
         if ids.shape[-1] == 0:
-            raise ValueError("read needs at least one character")
+            raise InputError("read needs at least one character")
         out = self.advance(self.model.inputs(ids.to(self.model.head.weight.device)))
         log_probs = F.log_softmax(self.model.head(out).float(), -1)
         return log_probs[0] if isinstance(text, str) else log_probs

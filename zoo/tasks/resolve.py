@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from zoo.errors import MissingInputError, NotAFileError, summary
 from zoo.hub.errors import CheckpointError, TaskNameError
 from zoo.hub.schema import SchemaError, check_args, check_depth, network_choices
 
@@ -92,16 +93,15 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     tensors and a ``hyper_parameters`` dict checked; any failure is one :class:`CheckpointError` line."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingInputError(f"checkpoint {path} does not exist")
     if path.is_dir():
-        raise IsADirectoryError(f"checkpoint {path} is a folder; expected a .ckpt file written by `zoo fit` "
+        raise NotAFileError(f"checkpoint {path} is a folder; expected a .ckpt file written by `zoo fit` "
                                 "(for a pretrained folder, pass it as NAME_OR_FOLDER instead of --ckpt)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (objects outside the allow-list), RuntimeError (not a zip), EOFError, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint of tensors and plain data ({type(e).__name__}: {first[:300]}); "
+        raise CheckpointError(  # torch's paragraph of advice summarised to its cause, in whole sentences
+            f"{path}: not a readable checkpoint of tensors and plain data ({summary(e)}); "
             "expected a .ckpt file written by `zoo fit`"
         ) from None
     if not isinstance(checkpoint, dict):

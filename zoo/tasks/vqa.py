@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
 from zoo.attention import Attention, attention_supervision_loss
+from zoo.errors import InputError
 from zoo.encoders import cells_in_boxes, grid_adapter, grid_coordinates, grid_offsets
 from zoo.metrics import gather_lists
 from zoo.graphs import Graph, batch_axes
@@ -249,17 +250,17 @@ class VisualQuestionAnswerer(ImageTask):
         limit = self.hparams.question_max_tokens
         for question in questions:
             if not isinstance(question, str):
-                raise ValueError(f"a question must be a string, got a {type(question).__name__}")
+                raise InputError(f"a question must be a string, got a {type(question).__name__}")
             encoding = self.tokenizer.encode(question, add_special_tokens=False)
             if not encoding.ids:
-                raise ValueError(f"the question {question!r} is empty: nothing to answer")
+                raise InputError(f"the question {question!r} is empty: nothing to answer")
             pieces = [question[a:b] for a, b in encoding.offsets]
             if all(i == UNK_ID for piece, i in zip(pieces, encoding.ids) if any(c.isalnum() for c in piece)):
                 # not one known word (punctuation aside): the answer would be the answers' prior, not an answer
-                raise ValueError(f"the question {question[:80]!r} has no word this model knows (its training questions' "
+                raise InputError(f"the question {question[:80]!r} has no word this model knows (its training questions' "
                                  "vocabulary): nothing to answer")
             if limit is not None and len(encoding.ids) > limit:
-                raise ValueError(f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
+                raise InputError(f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
                                  f"{limit} (the longest questions it was trained on): shorten it")
             ids.append(encoding.ids)
             unknown.append([piece for piece, i in zip(pieces, encoding.ids) if i == UNK_ID])
