@@ -85,12 +85,14 @@ def test_explain_writes_one_png_per_text(model, tmp_path, capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 2  # the labels are still printed
 
 
-def test_explain_refuses_an_empty_text(model, tmp_path, capsys):
+def test_explain_reports_an_empty_text_and_explains_the_others(model, tmp_path, capsys):
     folder = model.save_pretrained(tmp_path / "tiny")
     fig = tmp_path / "fig.png"
-    assert classify.main([str(folder), "a dull film", "", "--explain", str(fig)]) == 2
-    assert "zoo classify: error: text '' has no tokens" in capsys.readouterr().err
-    assert not fig.exists()  # every text is checked before the first figure is drawn
+    assert classify.main([str(folder), "a dull film", "", "--explain", str(fig)]) == 3  # some inputs failed
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[1] == "ERROR\targument 2: text '' has no tokens (empty, or only markup): nothing to explain"
+    assert fig.exists()  # the good text's figure (position 0) is drawn; the empty one has none
+    assert not (tmp_path / "fig_1.png").exists()
 
 
 def test_shipped_model_credits_the_word_that_decides():
