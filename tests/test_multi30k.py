@@ -220,7 +220,7 @@ def test_plain_text_files_and_line_handling(tmp_path):
 def test_bad_arguments(root, tmp_path):
     with pytest.raises(ValueError, match=r"unknown language 'xx'.*de, en, fr, cs.*found in .*multi30k: de, en"):
         make(root, tmp_path, source_lang="xx", setup=False)
-    with pytest.raises(ValueError, match=r"no 'fr' files in .*multi30k: languages found there: de, en.*de, en, fr, cs"):
+    with pytest.raises(FileNotFoundError, match=r"no 'fr' files in .*multi30k: languages found there: de, en.*de, en, fr, cs"):
         make(root, tmp_path, target_lang="fr")
     with pytest.raises(ValueError, match="must differ"):
         make(root, tmp_path, source_lang="en", target_lang="en", setup=False)
