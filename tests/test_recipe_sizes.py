@@ -17,7 +17,7 @@ LSTM_RECIPE = REPO / "recipes" / "char_lm_shakespeare.yaml"
 RECIPES = sorted((REPO / "recipes").glob("char_lm_shakespeare*.yaml"))
 VOCAB = ["<unk>"] + [chr(33 + i) for i in range(64)]  # 65 characters, as Tiny Shakespeare has
 LSTM_PARAMETERS = 2_005_569  # embedding 65 x 128, LSTM 2 x 384, head 384 -> 65
-MAY_DIFFER = {"cell", "hidden_size", "num_layers", "lstm_init"}  # lstm_init: read by LSTMs only
+MAY_DIFFER = {"residual", "cell", "hidden_size", "num_layers", "lstm_init"}  # lstm_init: read by LSTMs only
 STATED = re.compile(r"Parameters with the 65 characters of Tiny Shakespeare: ([\d,]+)")
 
 

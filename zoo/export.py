@@ -95,16 +95,20 @@ def scan_forward(rnn: Recurrent, x: Tensor, lengths: Optional[Tensor] = None, st
             rows = slice(index * D, (index + 1) * D)
             layer_state = tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
         outs, layer_finals = [], []
+        u = rnn.layer_input(index, x)
         for direction in range(D):
-            inputs = reverse_padded(x, lengths) if direction else x
+            inputs = reverse_padded(u, lengths) if direction else u
             h0 = rnn.direction_state(layer_state, direction, x.shape[0], x, layer)
             w = layer.direction(direction) if isinstance(layer, SequenceLayer) else Weights.of(layer, direction)
             out, final = _scan_direction(rnn, inputs, h0, w, mask)
             outs.append(reverse_padded(out, lengths) if direction else out)
             layer_finals.append(final)
-        x = torch.cat(outs, -1)
+        x = rnn.layer_output(index, x, torch.cat(outs, -1))
         finals.append(tuple(map(torch.stack, zip(*layer_finals))) if isinstance(layer_finals[0], tuple) else torch.stack(layer_finals))
     final_state = tuple(map(torch.cat, zip(*finals))) if isinstance(finals[0], tuple) else torch.cat(finals)
+    x = rnn.stack_output(x)
+    if rnn.residual and mask is not None:  # as Recurrent.forward: zero at padded steps
+        x = x * mask.unsqueeze(-1).to(x.dtype)
     return RecurrentOutput(x, final_state)
 
 

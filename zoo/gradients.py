@@ -99,7 +99,7 @@ def gradient_through_time(
     start = state if state is not None else rnn.initial_state(x.shape[0], x)  # torch's layout, one row per layer
     for index, layer in enumerate(rnn.layers):
         s = tuple(part[index] for part in start) if isinstance(start, tuple) else start[index]
-        inputs, step = _layer_step(rnn, layer, h_in)
+        inputs, step = _layer_step(rnn, layer, rnn.layer_input(index, h_in))
         steps = []
         for x_t in inputs:
             s = step(x_t, s)
@@ -107,7 +107,7 @@ def gradient_through_time(
                 tensor.retain_grad()
             steps.append(s)
         layer_states.append(steps)
-        h_in = torch.stack([hidden_of(t) for t in steps], 1)
+        h_in = rnn.layer_output(index, h_in, torch.stack([hidden_of(t) for t in steps], 1))
         # (no dropout: this is a measurement of the deterministic network)
     loss_fn(h_in).backward()
     for p, g in zip(params, saved):

@@ -24,6 +24,15 @@ An LSTM's gate biases start memory-friendly (``lstm_init``, :func:`init_lstm_bia
 biases their negatives, so units start out keeping 50% to 99% of their content per step (torch's
 init: ~50% for all). Loaded weights replace them.
 
+``residual=True`` wraps every layer in the pre-norm residual block of Griffin and Mamba,
+
+    u = RMSNorm(x_l)                      (a learned scale per feature)
+    x_{l+1} = x_l + layer(u)              (where x_l has the layer's output size; else layer(u))
+    y = RMSNorm_out(x_L)                  (the output the task reads)
+
+so a deep stack of linear recurrences keeps a clean path for the gradient and for the input: as
+plain stacks, RG-LRU and S6 did not train past three layers (docs/benchmarks.md).
+
 Padding: pass ``lengths`` and the padded steps never touch the result — the native backend packs the
 batch, the cells backend freezes each sequence's state after its last step and runs the reverse
 direction over each sequence's own steps only. Outputs at padded positions are zero.
@@ -174,6 +183,7 @@ class Recurrent(nn.Module):
         nonlinearity: str = "tanh",
         bias: bool = True,
         lstm_init: str = LSTM_INIT,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         cell_class(cell)  # validates the name
@@ -200,6 +210,24 @@ class Recurrent(nn.Module):
         if cell == "lstm":
             for layer in self.layers:
                 init_lstm_biases(layer, lstm_init)
+        self.residual = residual
+        if residual:
+            self.norms = nn.ModuleList(nn.RMSNorm(size) for size in sizes)
+            self.out_norm = nn.RMSNorm(self.output_size)
+
+    def layer_input(self, index: int, x: Tensor) -> Tensor:
+        """What layer ``index`` reads from the stack's running value ``x``: ``RMSNorm(x)`` with
+        ``residual``, else ``x`` itself."""
+        return self.norms[index](x) if self.residual else x
+
+    def layer_output(self, index: int, x: Tensor, out: Tensor) -> Tensor:
+        """The stack's running value after layer ``index``, from what it read (``x``) and what it
+        returned (``out``): ``x + out`` in a residual block of matching width, else ``out``."""
+        return x + out if self.residual and x.shape[-1] == out.shape[-1] else out
+
+    def stack_output(self, x: Tensor) -> Tensor:
+        """The output the task reads from the last running value: ``RMSNorm_out(x)`` with ``residual``."""
+        return self.out_norm(x) if self.residual else x
 
     @property
     def output_size(self) -> int:
@@ -235,13 +263,15 @@ class Recurrent(nn.Module):
             if state is not None:
                 rows = slice(index * D, (index + 1) * D)
                 layer_state = tuple(s[rows] for s in state) if isinstance(state, tuple) else state[rows]
+            u = self.layer_input(index, x)
             if backend == "native" and self.cell in NATIVE:
-                (x, final), layer_gates = self._run_native(layer, x, lengths, layer_state), None
+                (out, final), layer_gates = self._run_native(layer, u, lengths, layer_state), None
             else:
-                x, final, layer_gates = self._run_cells(layer, x, lengths, layer_state, return_gates, backend == "native")
+                out, final, layer_gates = self._run_cells(layer, u, lengths, layer_state, return_gates, backend == "native")
+            x = self.layer_output(index, x, out)
             finals.append(final)
             if return_hidden:
-                hidden.append(x)
+                hidden.append(out)
             if return_gates:
                 gates.append(layer_gates)
             if index < self.num_layers - 1 and self.dropout > 0:
@@ -250,6 +280,9 @@ class Recurrent(nn.Module):
             final_state = tuple(torch.cat(parts) for parts in zip(*finals))
         else:
             final_state = torch.cat(finals)
+        x = self.stack_output(x)
+        if self.residual and lengths is not None:  # the norm's output at padded steps is zero too
+            x = x * lengths_to_mask(lengths, x.shape[1], device=x.device).unsqueeze(-1).to(x.dtype)
         return RecurrentOutput(x, final_state, hidden if return_hidden else None, gates if return_gates else None)
 
     @staticmethod
@@ -381,4 +414,5 @@ class Recurrent(nn.Module):
         return (
             f"cell={self.cell!r}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, "
             f"bidirectional={self.bidirectional}, dropout={self.dropout}, backend={self.backend!r}"
+            + (", residual=True" if self.residual else "")
         )

@@ -56,12 +56,14 @@ class CharLanguageModel(TaskModule):
         backend: str = "native",
         nonlinearity: str = "tanh",
         lstm_init: str = LSTM_INIT,
+        residual: bool = False,
         **optimiser: Any,
     ) -> None:
         """
         Args:
             vocab: the characters (index 0 = unknown); ``None`` = take it from the datamodule at setup.
-            cell: ``rnn`` | ``gru`` | ``lstm`` | ``mingru`` | ``minlstm``.
+            cell: a family of :mod:`zoo.families` (``rnn``, ``gru``, ``lstm``, ``mingru``, ``minlstm``,
+                ``rglru``, ``s6``, ``slstm``, ``mlstm``).
             embedding_dim: size of the learned character embedding; ``None`` or 0 = one-hot input.
             hidden_size, num_layers: width and depth of the recurrent stack.
             dropout: on the input, between layers and before the output layer.
@@ -71,6 +73,8 @@ class CharLanguageModel(TaskModule):
                 (ours: gates inspectable).
             lstm_init: an LSTM's gate-bias initialisation, ``forget1`` | ``chrono`` | ``torch``
                 (:func:`zoo.recurrent.init_lstm_biases`; a checkpoint's weights replace it).
+            residual: every layer in a pre-norm residual block (:class:`~zoo.recurrent.Recurrent`'s
+                ``residual``), as Griffin and Mamba stack RG-LRU and S6.
         """
         super().__init__(**optimiser)
         self.save_hyperparameters()
@@ -86,6 +90,7 @@ class CharLanguageModel(TaskModule):
         self.rnn = Recurrent(
             hp.embedding_dim or V, hp.hidden_size, hp.cell, hp.num_layers,
             dropout=hp.dropout, backend=hp.backend, nonlinearity=hp.nonlinearity, lstm_init=hp.lstm_init,
+            residual=hp.get("residual", False),
         )
         self.head = nn.Linear(hp.hidden_size, V)
         self.val_ppl = Perplexity()
