@@ -23,6 +23,7 @@ from zoo.hub.errors import (
 from zoo.hub.format import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, read_folder, text_files, write_folder
 from zoo.hub.registry import ModelCard, ModelEntry, list_models, model_entry, register_model
 from zoo.hub import models as _models  # noqa: F401  (registers the zoo's models)
+from zoo.hub import models_char as _models_char  # noqa: F401  (registers the character LMs)
 from zoo.hub.sources import locate, push_to_hub
 from zoo.hub.cards import model_rows, models_markdown
 
