@@ -3,8 +3,8 @@ it (slow: ``zoo demo`` as a subprocess on a free loopback port, driven by Debian
 through Selenium). Bad inputs are messages in the page and the server answers the next request; 20
 concurrent requests to the classifier tab are all answered, each with its own text.
 
-``ZOO_DEMO_SCREENSHOTS=DIR`` makes the browser test write a screenshot of every tab there
-(benchmarks/demo_screenshots.py: docs/img/demo/)."""
+``ZOO_DEMO_SCREENSHOTS=DIR`` makes the browser test write a screenshot of every tab there (the
+README's: ``ZOO_DEMO_SCREENSHOTS=docs/img/demo python -m pytest -m slow tests/test_demo.py -k browser``)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,8 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -139,34 +134,13 @@ def browser_missing() -> str:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
-    """``zoo demo --port 0`` (every shipped model) as a user starts it: its URL."""
+    """``zoo demo --port 0`` (every shipped model) as a user starts it: its URL. Its output has no traceback."""
     pytest.importorskip("uvicorn")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "demo", "--port", "0"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    from zoo.demo.client import running
+
     lines: List[str] = []
-    found: Dict[str, str] = {}
-
-    def read() -> None:
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-            if match:
-                found["url"] = match.group(1)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 300
-    while "url" not in found and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    try:
-        assert "url" in found, "zoo demo did not start:\n" + "".join(lines)[-3000:]
-        yield found["url"]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running([], log=lines) as url:
+        yield url
     assert "Traceback" not in "".join(lines), "".join(lines)[-3000:]
 
 
@@ -339,21 +313,12 @@ def test_bad_inputs_in_the_page_are_messages(browser, tmp_path):
     assert run(driver, "imdb_bigru", "imdb_bigru-run", lambda d: element(d, "imdb_bigru-label").text).startswith("neg")
 
 
-def classify(url: str, text: str) -> Tuple[int, Dict[str, Any], float]:
-    request = urllib.request.Request(url + "api/imdb_bigru/classify", data=json.dumps({"text": text}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    start = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status, json.loads(response.read()), time.perf_counter() - start
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), time.perf_counter() - start
-
-
 @pytest.mark.slow
 def test_twenty_concurrent_classifier_requests_are_all_answered(demo):
+    from zoo.demo.client import post
+
     with ThreadPoolExecutor(max_workers=len(REVIEWS)) as pool:
-        answers = list(pool.map(lambda text: classify(demo, text), REVIEWS))
+        answers = list(pool.map(lambda text: post(demo, "imdb_bigru", "classify", {"text": text}), REVIEWS))
     assert [status for status, _, _ in answers] == [200] * len(REVIEWS)
     for text, (_, data, _) in zip(REVIEWS, answers):  # each answer is its own request's
         assert [w["token"] for w in data["words"]][:2] == ["review", text.split()[1].rstrip(":")]
@@ -384,6 +349,6 @@ def test_the_sample_streams_and_a_busy_port_is_one_line(demo):
 
 
 def test_browser_skip_reason_names_what_is_missing(monkeypatch):
+    pytest.importorskip("selenium")
     monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
-    reason = browser_missing()
-    assert reason == "" if shutil.which("true") is None else ("chromium" in reason or "selenium" in reason)
+    assert browser_missing() == "no browser: /nonexistent/chromium missing (apt-get install chromium chromium-driver)"
