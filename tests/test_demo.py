@@ -210,14 +210,20 @@ def type_into(driver, element_id: str, text: str) -> None:
 
 
 def screenshot(driver, name: str) -> None:
+    """The whole panel of tab ``name`` as ``$ZOO_DEMO_SCREENSHOTS/NAME.png`` (beyond the window's height:
+    an element screenshot would stop at the viewport)."""
     folder = os.environ.get("ZOO_DEMO_SCREENSHOTS")
     if not folder:
         return
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 600), 4000))
+    import base64
+
+    x, y, width, height = driver.execute_script(
+        f"const r = document.getElementById('panel-{name}').getBoundingClientRect();"
+        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                             "clip": {"x": x, "y": y, "width": width, "height": min(height, 4000), "scale": 1}})
     Path(folder).mkdir(parents=True, exist_ok=True)
-    element(driver, f"panel-{name}").screenshot(str(Path(folder) / f"{name}.png"))
-    driver.set_window_size(1280, 1000)
+    (Path(folder) / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
 def expected_heatmap_size(text: str) -> Tuple[int, int]:
