@@ -100,6 +100,15 @@ def test_a_bad_input_is_a_message_and_the_next_request_is_answered(client, name,
     assert client.post("/api/imdb_bigru/classify", json={"text": "a fine film"}).status_code == 200
 
 
+def test_an_upload_over_the_limit_is_refused_by_size(client):
+    from zoo.demo.app import MAX_UPLOAD_BYTES
+
+    big = client.post("/api/shapes_caption_soft/caption", content=b"\xff" * (MAX_UPLOAD_BYTES + 1), headers={"X-Filename": "big.png"})
+    assert big.status_code == 413
+    assert big.json()["error"] == f"the input is {MAX_UPLOAD_BYTES + 1:,} bytes; this tab takes at most {MAX_UPLOAD_BYTES:,} bytes"
+    assert client.post("/api/shapes_caption_soft/caption", params={"example": "1"}).status_code == 200
+
+
 def test_examples_are_drawn_and_answered(client):
     caption = client.post("/api/shapes_caption_soft/caption", params={"example": "1"}).json()
     assert caption["words"] and caption["caption"] == " ".join(caption["words"])
