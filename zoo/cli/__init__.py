@@ -39,6 +39,7 @@ COMMANDS: Dict[str, Command] = {
     "extract-frames": Command("zoo.cli.extract_frames:main", "extract the frames of videos into DEST/<video>/000001.jpg"),
     "frame-features": Command("zoo.cli.frame_features:main", "cache a frame classifier's per-frame features for fast training"),
     "models": Command("zoo.cli.models:main", "list the registered models and show their cards"),
+    "demo": Command("zoo.demo.app:main", "serve every shipped model in one local web page (pip install -e \".[demo]\")"),
 }
 
 
