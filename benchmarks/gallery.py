@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCE = "Ein Hund läuft über die Wiese."  # the demo sentence
-PRIMES = {"char_lstm_python": "def ", "char_lstm_shakespeare": "ROMEO:"}
+PRIMES = {"char_lstm_python": "def ", "char_lstm_shakespeare": "ROMEO:", "char_slstm_shakespeare": "ROMEO:"}
 FEATURE = {"char_lstm_python": "indent"}  # the unit to show when a model has one worth seeing
 
 
