@@ -27,8 +27,10 @@ def _entry_point(name: str) -> _Callable[..., _Any]:
 
     entry = _model_entry(name)
     entry_point.__name__ = entry_point.__qualname__ = name
-    entry_point.__doc__ = (f"{entry.description}\n\n``pretrained=True``: the shipped weights (see docs/pretrained.md); "
-                           f"``overrides``: init arguments that replace the registered ones.")
+    entry_point.__doc__ = (
+        f"{entry.description}\n\n``pretrained=True``: the shipped weights (see docs/pretrained.md); "
+        f"``overrides``: init arguments that replace the registered ones."
+    )
     return entry_point
 
 

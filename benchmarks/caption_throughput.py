@@ -60,7 +60,9 @@ def timed(fn, repeats: int, device: torch.device) -> float:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="recipes/caption_attn.yaml", help="a captioning recipe (its model and data init_args are used)")
+    parser.add_argument(
+        "--config", default="recipes/caption_attn.yaml", help="a captioning recipe (its model and data init_args are used)"
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps (and encoder / decoding batches)")
     parser.add_argument("--caption-len", type=int, default=14, help="tokens per training caption, <bos>/<eos> included")
@@ -73,8 +75,12 @@ def main(argv=None) -> dict:
     recipe = yaml.safe_load(Path(args.config).read_text())
     model_args = dict(recipe["model"]["init_args"])
     data_args = dict(recipe["data"]["init_args"])
-    model_args.update(pretrained=False, weights_path=None, tokenizer_json=word_tokenizer_json(int(data_args.get("vocab_size", 10_000))))
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    model_args.update(
+        pretrained=False, weights_path=None, tokenizer_json=word_tokenizer_json(int(data_args.get("vocab_size", 10_000)))
+    )
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    )
     torch.manual_seed(0)
     model = ImageCaptioner(**model_args).to(device)
     model.hparams.max_len = int(data_args.get("max_caption_len", 20)) + 1
@@ -120,11 +126,17 @@ def main(argv=None) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     steps_per_epoch = -(-args.train_items // batch_size)
     result = {
-        "config": args.config, "device": name, "amp_bf16": args.amp, "batch_size": batch_size, "image_size": size,
-        "feature_grid": list(grid.shape[1:]), "caption_len": args.caption_len,
+        "config": args.config,
+        "device": name,
+        "amp_bf16": args.amp,
+        "batch_size": batch_size,
+        "image_size": size,
+        "feature_grid": list(grid.shape[1:]),
+        "caption_len": args.caption_len,
         "encoder_images_per_s": round(batch_size / encoder_s, 1),
         "train_steps_per_s": round(1 / step_s, 2),
-        "decode_images_per_s": round(batch_size / decode_s, 1), "beam_size": beam,
+        "decode_images_per_s": round(batch_size / decode_s, 1),
+        "beam_size": beam,
         "estimate_hours": {
             "feature_cache_once": round(args.cache_images * encoder_s / batch_size / 3600, 3),
             "epoch": round(steps_per_epoch * step_s / 3600, 3),

@@ -45,8 +45,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     texts = reviews(args.clients)
-    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                if line.startswith("Model name")), "unknown")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        "unknown",
+    )
     load = open("/proc/loadavg").read().split()[:3]
     print(f"CPU: {cpu}; load average at the start: {' '.join(load)}")
     with running([args.model]) as url:
@@ -70,9 +76,13 @@ def main() -> None:
     print(f"statuses: {dict((s, statuses.count(s)) for s in sorted(set(statuses)))} of {len(statuses)} requests")
     print("| requests | n | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|")
     for name, values in latencies.items():
-        print(f"| {name} | {len(values)} | {percentile(values, 50) * 1000:.0f} | {percentile(values, 95) * 1000:.0f} | {max(values) * 1000:.0f} |")
-    print(f"a burst of {args.clients}, send to last answer: median {statistics.median(bursts) * 1000:.0f} ms "
-          f"({', '.join(f'{b * 1000:.0f}' for b in bursts)})")
+        print(
+            f"| {name} | {len(values)} | {percentile(values, 50) * 1000:.0f} | {percentile(values, 95) * 1000:.0f} | {max(values) * 1000:.0f} |"
+        )
+    print(
+        f"a burst of {args.clients}, send to last answer: median {statistics.median(bursts) * 1000:.0f} ms "
+        f"({', '.join(f'{b * 1000:.0f}' for b in bursts)})"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import time
 from typing import Callable, Dict, List
 
 import torch
-
 from scan_throughput import step  # benchmarks/ is on sys.path when this file runs
+
 from zoo.families import CELLS
 from zoo.malloc import keep_freed_memory
 from zoo.recurrent import Recurrent
@@ -81,8 +81,11 @@ def main() -> None:
 
         for name in runs:
             tr, inf = statistics.median(train[name]), statistics.median(infer[name])
-            print(f"| {T} | {name} | {tr:.3f} | {BATCH * T / tr:,.0f} | {ratio(train, name)} | "
-                  f"{inf:.3f} | {BATCH * T / inf:,.0f} | {ratio(infer, name)} |", flush=True)
+            print(
+                f"| {T} | {name} | {tr:.3f} | {BATCH * T / tr:,.0f} | {ratio(train, name)} | "
+                f"{inf:.3f} | {BATCH * T / inf:,.0f} | {ratio(infer, name)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ def language_model(name: str, model: Any, path: Path) -> str:
     values = acts[(row["kind"], row["layer"])][:, row["unit"]]
     vmin, vmax = value_range(values, row["kind"])
     shown, shown_values = show_window(text, values, 0, 1200)
-    title = (f"{name}: its own sample (prime {prime!r}, temperature 0.6), coloured by "
-             f"{unit_title(row['kind'], row['layer'], row['unit'])}: follows '{row['feature']}' (held-out r = {row['r_heldout']:.2f})")
+    title = (
+        f"{name}: its own sample (prime {prime!r}, temperature 0.6), coloured by "
+        f"{unit_title(row['kind'], row['layer'], row['unit'])}: follows '{row['feature']}' (held-out r = {row['r_heldout']:.2f})"
+    )
     heatmap_png(shown, shown_values, path, vmin, vmax, title, row["kind"])
     return f"{row['feature']}: {row['kind']} unit {row['unit']}, r = {row['r_heldout']:.2f}"
 
@@ -108,8 +110,13 @@ def question_answerer(name: str, model: Any, path: Path) -> str:
         image = np.asarray(render_shapes(objects, 2, scene, model.image_config().size))
         result = model.predict((image, question))[0]
         title = f"{question} -> {result['answer']} (p = {result['probability']:.2f}; true: {truth})"
-        rows.append(figure_array(attention_figure(model.display_image(image), hop_titles(len(result["attention"])),
-                                                  result["attention"], title=title)))
+        rows.append(
+            figure_array(
+                attention_figure(
+                    model.display_image(image), hop_titles(len(result["attention"])), result["attention"], title=title
+                )
+            )
+        )
         said.append(f"{question} {result['answer']}")
     width = max(r.shape[1] for r in rows)
     canvas = np.full((sum(r.shape[0] for r in rows), width, 3), 255, dtype=np.uint8)

@@ -43,8 +43,13 @@ print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 def peak(setup: str, call: str, home: Path) -> tuple[str, int]:
     """(what happened, peak RSS in MB) of one load in a fresh process."""
-    done = subprocess.run([sys.executable, "-c", RUN.format(setup=setup, call=call)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "ZOO_HOME": str(home)}, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN.format(setup=setup, call=call)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "ZOO_HOME": str(home)},
+        timeout=600,
+    )
     outcome, mb = done.stdout.split()[-2:]
     return outcome, int(mb)
 
@@ -63,10 +68,14 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="zoo-hostile-"))
     torch.manual_seed(0)
-    lm = CharLanguageModel(vocab=list("abcdefgh"), embedding_dim=64, hidden_size=256).save_pretrained(root / "lm", quantize="embeddings")
+    lm = CharLanguageModel(vocab=list("abcdefgh"), embedding_dim=64, hidden_size=256).save_pretrained(
+        root / "lm", quantize="embeddings"
+    )
     key = next(iter(json.loads((lm / "config.json").read_text())["quantized"]))
-    quantized = edit(copy(lm, root / "lm-broadcast"), {
-        key: torch.ones(1, 150_000, dtype=torch.int8), key + ".__int8_scale__": torch.ones(100_000)})
+    quantized = edit(
+        copy(lm, root / "lm-broadcast"),
+        {key: torch.ones(1, 150_000, dtype=torch.int8), key + ".__int8_scale__": torch.ones(100_000)},
+    )
     pieces = train_translation_tokenizer(["ein hund läuft", "a dog runs"] * 3, vocab_size=40, min_frequency=1).to_str()
     mt = Seq2Seq(pieces, pieces, embedding_dim=64, hidden_size=64, log_alignments=0).save_pretrained(root / "mt")
     beam = edit(copy(mt, root / "mt-beam"), init_args={"beam_size": 100_000})
@@ -85,16 +94,46 @@ def main() -> None:
     extract = "from datamodules.download import extract"
     locate = "from zoo.hub import locate"
     cases = [
-        ("quantized folder", load, f"load_pretrained({str(lm)!r})", load, f"load_pretrained({str(quantized)!r})",
-         "int8 weight (1, 150000) with scale (100000,): 60 GB if multiplied out"),
-        ("translator folder", translate, f"load_pretrained({str(mt)!r}).predict('ein hund')", translate,
-         f"load_pretrained({str(beam)!r}).predict('ein hund')", "beam_size: 100000"),
-        ("tar.gz, max_bytes 10 MB", extract, f"extract({str(root / 'lm.tar.gz')!r}, {str(root / 'x1')!r}, max_bytes=10**7)",
-         extract, f"extract({str(pax)!r}, {str(root / 'x2')!r}, max_bytes=10**7)", "300 MB PAX header"),
-        ("tar.gz", extract, f"extract({str(root / 'lm.tar.gz')!r}, {str(root / 'x3')!r})",
-         extract, f"extract({str(gnu)!r}, {str(root / 'x4')!r})", "300 MB GNU long name"),
-        ("pretrained zip", locate, f"locate({str(root / 'lm.zip')!r})", locate, f"locate({str(root / 'bomb.zip')!r})",
-         "513 MB of zeros, no config.json"),
+        (
+            "quantized folder",
+            load,
+            f"load_pretrained({str(lm)!r})",
+            load,
+            f"load_pretrained({str(quantized)!r})",
+            "int8 weight (1, 150000) with scale (100000,): 60 GB if multiplied out",
+        ),
+        (
+            "translator folder",
+            translate,
+            f"load_pretrained({str(mt)!r}).predict('ein hund')",
+            translate,
+            f"load_pretrained({str(beam)!r}).predict('ein hund')",
+            "beam_size: 100000",
+        ),
+        (
+            "tar.gz, max_bytes 10 MB",
+            extract,
+            f"extract({str(root / 'lm.tar.gz')!r}, {str(root / 'x1')!r}, max_bytes=10**7)",
+            extract,
+            f"extract({str(pax)!r}, {str(root / 'x2')!r}, max_bytes=10**7)",
+            "300 MB PAX header",
+        ),
+        (
+            "tar.gz",
+            extract,
+            f"extract({str(root / 'lm.tar.gz')!r}, {str(root / 'x3')!r})",
+            extract,
+            f"extract({str(gnu)!r}, {str(root / 'x4')!r})",
+            "300 MB GNU long name",
+        ),
+        (
+            "pretrained zip",
+            locate,
+            f"locate({str(root / 'lm.zip')!r})",
+            locate,
+            f"locate({str(root / 'bomb.zip')!r})",
+            "513 MB of zeros, no config.json",
+        ),
     ]
     print("| case | honest: outcome, peak MB | hostile | hostile: outcome, peak MB | ratio |")
     print("| --- | --- | --- | --- | --- |")

@@ -29,8 +29,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as cache:
-        kw = dict(root=args.root, cache_dir=cache, tokenizer=args.tokenizer, vocab_size=args.vocab_size,
-                  max_tokens=args.max_tokens, batch_size=args.batch_size)
+        kw = dict(
+            root=args.root,
+            cache_dir=cache,
+            tokenizer=args.tokenizer,
+            vocab_size=args.vocab_size,
+            max_tokens=args.max_tokens,
+            batch_size=args.batch_size,
+        )
         start = time.perf_counter()
         dm = IMDBDataModule(**kw)
         dm.setup()
@@ -44,17 +50,22 @@ def main() -> None:
     random = [p.tolist() for p in torch.randperm(len(train)).split(args.batch_size)]
     evaluation = BucketBatchSampler(None, 2 * args.batch_size, lengths=dm.datasets["test"].lengths, shuffle=False)
     full = train.full_lengths.float()
-    print(json.dumps({
-        "reviews": {k: len(v) for k, v in dm.datasets.items()},
-        "tokenize_and_cache_s": round(cold, 2),
-        "load_from_cache_s": round(warm, 3),
-        "tokens_per_review_mean": round(float(full.mean()), 1),
-        "tokens_per_review_median": float(full.median()),
-        "share_truncated": round(float((full > args.max_tokens).float().mean()), 3),
-        "padding_bucketed_train": round(padding_fraction(list(bucketed), train.lengths), 4),
-        "padding_random_train": round(padding_fraction(random, train.lengths), 4),
-        "padding_sorted_test": round(padding_fraction(list(evaluation), dm.datasets["test"].lengths), 4),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "reviews": {k: len(v) for k, v in dm.datasets.items()},
+                "tokenize_and_cache_s": round(cold, 2),
+                "load_from_cache_s": round(warm, 3),
+                "tokens_per_review_mean": round(float(full.mean()), 1),
+                "tokens_per_review_median": float(full.median()),
+                "share_truncated": round(float((full > args.max_tokens).float().mean()), 3),
+                "padding_bucketed_train": round(padding_fraction(list(bucketed), train.lengths), 4),
+                "padding_random_train": round(padding_fraction(random, train.lengths), 4),
+                "padding_sorted_test": round(padding_fraction(list(evaluation), dm.datasets["test"].lengths), 4),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

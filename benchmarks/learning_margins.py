@@ -39,8 +39,12 @@ def cpu_model() -> str:
 
 
 def run(kernel: str, seed: int, log: Path, tests: List[str]) -> int:
-    env = {**os.environ, "ZOO_TEST_SEED": str(seed), "ZOO_LEARNING_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "ZOO_TEST_SEED": str(seed),
+        "ZOO_LEARNING_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("ATEN_CPU_CAPABILITY", None)
     if kernel != "native":
         env["ATEN_CPU_CAPABILITY"] = kernel
@@ -53,8 +57,10 @@ def table(rows: List[Dict], kernels: List[str], seeds: List[int]) -> str:
     values: Dict[str, Dict[str, List[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         values[row["test"]][row["label"]].append(row["value"])
-    lines = ["| test | " + " | ".join(f"{k}: seeds {seeds[0]}-{seeds[-1]}" for k in kernels) + " | worst |",
-             "|---" * (len(kernels) + 2) + "|"]
+    lines = [
+        "| test | " + " | ".join(f"{k}: seeds {seeds[0]}-{seeds[-1]}" for k in kernels) + " | worst |",
+        "|---" * (len(kernels) + 2) + "|",
+    ]
     for test, by_kernel in sorted(values.items()):
         cells = [", ".join(f"{v:.4g}" for v in by_kernel.get(k, [])) or "-" for k in kernels]
         worst = min(v for vs in by_kernel.values() for v in vs)
@@ -64,10 +70,16 @@ def table(rows: List[Dict], kernels: List[str], seeds: List[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kernels", nargs="+", default=["default", "avx2", "native"],
-                        help="ATEN_CPU_CAPABILITY values (default, avx2, avx512) or native (the variable unset)")
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["default", "avx2", "native"],
+        help="ATEN_CPU_CAPABILITY values (default, avx2, avx512) or native (the variable unset)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--tests", nargs="+", default=["tests"], help="test files or node ids (default: every learning test in tests/)")
+    parser.add_argument(
+        "--tests", nargs="+", default=["tests"], help="test files or node ids (default: every learning test in tests/)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,13 +88,19 @@ def main() -> None:
                 log = Path(tmp) / f"{kernel}-{seed}.jsonl"
                 code = run(kernel, seed, log, args.tests)
                 got = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-                print(f"{kernel:8s} seed {seed}: " + ", ".join(f"{r['value']:.4g}" for r in got)
-                      + ("" if code == 0 else f"  (pytest exit {code}: a threshold failed)"), flush=True)
+                print(
+                    f"{kernel:8s} seed {seed}: "
+                    + ", ".join(f"{r['value']:.4g}" for r in got)
+                    + ("" if code == 0 else f"  (pytest exit {code}: a threshold failed)"),
+                    flush=True,
+                )
                 rows += [{**r, "label": kernel} for r in got]
     print()
     print(table(rows, args.kernels, args.seeds))
-    print(f"\nCPU: {cpu_model()}; native kernel: {sorted({r['kernel'] for r in rows if r['label'] == 'native'})}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(
+        f"\nCPU: {cpu_model()}; native kernel: {sorted({r['kernel'] for r in rows if r['label'] == 'native'})}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
 
 
 if __name__ == "__main__":

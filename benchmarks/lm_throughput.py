@@ -103,9 +103,15 @@ def lightning_fit(dm, cell: str, steps: int, warmup: int) -> float:
     model = CharLanguageModel(cell=cell, lr=2e-3, warmup_steps=10)
     timer = StepTimer(warmup)
     trainer = L.Trainer(
-        max_steps=warmup + steps, limit_val_batches=0, logger=L.pytorch.loggers.CSVLogger("/tmp/zoo-bench"),
-        log_every_n_steps=10, enable_checkpointing=False, callbacks=[timer], enable_model_summary=False,
-        accelerator="cpu", devices=1,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        logger=L.pytorch.loggers.CSVLogger("/tmp/zoo-bench"),
+        log_every_n_steps=10,
+        enable_checkpointing=False,
+        callbacks=[timer],
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
     )
     trainer.fit(model, datamodule=dm)
     return timer.tokens / (timer.end - timer.start)

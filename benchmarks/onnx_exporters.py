@@ -43,17 +43,26 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     words = [f"w{i}" for i in range(3000)]
-    tokenizer = train_tokenizer([" ".join(words[i : i + 50]) for i in range(0, 3000, 50)], vocab_size=4000, min_frequency=1).to_str()
+    tokenizer = train_tokenizer(
+        [" ".join(words[i : i + 50]) for i in range(0, 3000, 50)], vocab_size=4000, min_frequency=1
+    ).to_str()
     torch.manual_seed(0)
-    model = SequenceClassifier(tokenizer, ["neg", "pos"], cell="gru", embedding_dim=128, hidden_size=128,
-                               bidirectional=True, pool="last+max+mean").eval()
+    model = SequenceClassifier(
+        tokenizer, ["neg", "pos"], cell="gru", embedding_dim=128, hidden_size=128, bidirectional=True, pool="last+max+mean"
+    ).eval()
     with tempfile.TemporaryDirectory() as tmp:
         ts_path, dyn_path = Path(tmp) / "ts.onnx", Path(tmp) / "dynamo.onnx"
         graph = export_graphs(model, batch=2, length=6)[0]
         start = time.perf_counter()
-        torch.onnx.export(ClassifierForward(model), (graph.inputs["ids"], graph.inputs["lengths"]), str(ts_path), dynamo=False,
-                          input_names=["ids", "lengths"], output_names=["probs"],
-                          dynamic_axes={"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}})
+        torch.onnx.export(
+            ClassifierForward(model),
+            (graph.inputs["ids"], graph.inputs["lengths"]),
+            str(ts_path),
+            dynamo=False,
+            input_names=["ids", "lengths"],
+            output_names=["probs"],
+            dynamic_axes={"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+        )
         ts_seconds = time.perf_counter() - start
         start = time.perf_counter()
         program = export_program(graph)
@@ -61,8 +70,15 @@ def main() -> None:
         dynamo_seconds = time.perf_counter() - start
         try:
             with torch.no_grad():
-                torch.export.export(ClassifierForward(model), (), graph.inputs, dynamic_shapes={
-                    "ids": {0: torch.export.Dim("batch"), 1: torch.export.Dim("time")}, "lengths": {0: torch.export.Dim("batch")}})
+                torch.export.export(
+                    ClassifierForward(model),
+                    (),
+                    graph.inputs,
+                    dynamic_shapes={
+                        "ids": {0: torch.export.Dim("batch"), 1: torch.export.Dim("time")},
+                        "lengths": {0: torch.export.Dim("batch")},
+                    },
+                )
             native_export = "exports"
         except Exception as error:  # the point of the measurement: what torch.export says
             native_export = f"fails: {type(error).__name__}: {str(error).splitlines()[0][:100]}"
@@ -78,11 +94,13 @@ def main() -> None:
             for _ in range(args.runs):
                 for name, s in sessions.items():
                     start = time.perf_counter()
-                    out = s.run(None, feed)[0]
+                    s.run(None, feed)
                     times[name].append((time.perf_counter() - start) * 1e3)
             for name, s in sessions.items():
                 diff = float(np.abs(s.run(None, feed)[0] - eager).max())
-                print(f"batch {batch:3d} x {args.length} tokens  {name:26s} {statistics.median(times[name]):8.2f} ms   max |diff| {diff:.1e}")
+                print(
+                    f"batch {batch:3d} x {args.length} tokens  {name:26s} {statistics.median(times[name]):8.2f} ms   max |diff| {diff:.1e}"
+                )
 
 
 if __name__ == "__main__":

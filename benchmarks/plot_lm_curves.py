@@ -1,6 +1,6 @@
 """Plot train/val loss curves of char-LM runs from their CSVLogger metrics.csv files.
 
-    python benchmarks/plot_lm_curves.py OUT.png LABEL=runs/char_lm_shakespeare/version_0/metrics.csv [...]
+python benchmarks/plot_lm_curves.py OUT.png LABEL=runs/char_lm_shakespeare/version_0/metrics.csv [...]
 """
 
 import csv

@@ -35,7 +35,9 @@ def main() -> None:
     for label, path in (run.split("=", 1) for run in args.runs):
         points = curve(Path(path))
         best = min(points, key=lambda p: p[1])
-        print(f"{label}: {len(points)} validations; last {points[-1][1]:.4f} at {points[-1][0]:.0f} s; best {best[1]:.4f} at {best[0]:.0f} s")
+        print(
+            f"{label}: {len(points)} validations; last {points[-1][1]:.4f} at {points[-1][0]:.0f} s; best {best[1]:.4f} at {best[0]:.0f} s"
+        )
         ax.plot([s / 60 for s, _ in points], [v for _, v in points], marker="o", ms=3, label=f"{label} ({points[-1][1]:.3f})")
     if args.target:
         ax.axhline(args.target, color="k", ls="--", lw=0.8, label=f"{args.target}")

@@ -100,13 +100,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (0 at long T: the first step is then timed too)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed rounds first (0 at long T: the first step is then timed too)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", nargs="*", default=[], help="models to leave out, e.g. 'minGRU log-space'")
     parser.add_argument("--profile", type=int, default=0, help="print torch.profiler's table of a minGRU step at this T")
-    parser.add_argument("--malloc", choices=["zoo", "system"], default="zoo",
-                        help="zoo: keep freed memory as `zoo` commands do (zoo/malloc.py); system: glibc's defaults")
+    parser.add_argument(
+        "--malloc",
+        choices=["zoo", "system"],
+        default="zoo",
+        help="zoo: keep freed memory as `zoo` commands do (zoo/malloc.py); system: glibc's defaults",
+    )
     args = parser.parse_args()
     kept = args.malloc == "zoo" and keep_freed_memory()
     print(f"malloc: {'freed memory kept (zoo.malloc.keep_freed_memory)' if kept else 'the system defaults'}")
@@ -135,7 +141,9 @@ def main() -> None:
             if name != "nn.GRU" and "nn.GRU" in runs:
                 r = sorted(g / t for g, t in zip(times["nn.GRU"], times[name]))
                 gain = f"{statistics.median(r):.2f}x ({r[0]:.2f}-{r[-1]:.2f})"
-            print(f"| {T} | {name} | {median:.3f} | {BATCH * T / median:,.0f} | {memory[name] / 2**20:,.0f} | {gain} |", flush=True)
+            print(
+                f"| {T} | {name} | {median:.3f} | {BATCH * T / median:,.0f} | {memory[name] / 2**20:,.0f} | {gain} |", flush=True
+            )
 
 
 if __name__ == "__main__":

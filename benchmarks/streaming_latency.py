@@ -74,8 +74,9 @@ def char_lm(steps: int, out: Path) -> Dict[str, float]:
 
 def frame_classifier(steps: int, out: Path) -> Dict[str, float]:
     torch.manual_seed(0)
-    model = FrameClassifier(label_names=[str(i) for i in range(4)], frame_size=32, encoder="zoo_frame_cnn", cell="gru",
-                            hidden_size=64).eval()
+    model = FrameClassifier(
+        label_names=[str(i) for i in range(4)], frame_size=32, encoder="zoo_frame_cnn", cell="gru", hidden_size=64
+    ).eval()
     export(model, out / "frames", formats=("onnx",))
     stream, step = model.stream(), session(out / "frames" / "frame_step.onnx")
     frames = torch.randint(0, 256, (steps + 20, 1, 3, 32, 32), dtype=torch.uint8)
@@ -97,8 +98,16 @@ def translator(steps: int, out: Path, multi30k: Path) -> Dict[str, Dict[str, flo
             lines += f.read().splitlines()
     tokenizer = train_translation_tokenizer(lines, kind="bpe", vocab_size=8000).to_str()
     torch.manual_seed(0)
-    model = Seq2Seq(tokenizer, tokenizer, cell="gru", embedding_dim=256, hidden_size=256, bidirectional=True,
-                    attention="general", tie_embeddings=True).eval()
+    model = Seq2Seq(
+        tokenizer,
+        tokenizer,
+        cell="gru",
+        embedding_dim=256,
+        hidden_size=256,
+        bidirectional=True,
+        attention="general",
+        tie_embeddings=True,
+    ).eval()
     export(model, out / "mt", formats=("onnx",))
     encoder, decoder = session(out / "mt" / "encoder.onnx"), session(out / "mt" / "decoder_step.onnx")
     sentence = "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt."
@@ -117,15 +126,18 @@ def translator(steps: int, out: Path, multi30k: Path) -> Dict[str, Dict[str, flo
         _, inputs["h"], _ = decoder.run(None, {"prev": tokens[t : t + 1], **inputs})
 
     per_token = interleaved(steps, eager, onnx)
-    per_sentence = interleaved(max(steps // 5, 20), lambda t: model.stream(sentence),
-                               lambda t: encoder.run(None, {"src": ids, "src_lengths": lengths}))
+    per_sentence = interleaved(
+        max(steps // 5, 20), lambda t: model.stream(sentence), lambda t: encoder.run(None, {"src": ids, "src_lengths": lengths})
+    )
     return {"decoder step": per_token, f"encoder ({ids.shape[1]} tokens)": per_sentence}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--multi30k", type=Path, required=True, help="Multi30k's folder (train.de.gz, train.en.gz), for the BPE vocabulary")
+    parser.add_argument(
+        "--multi30k", type=Path, required=True, help="Multi30k's folder (train.de.gz, train.en.gz), for the BPE vocabulary"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--beams", type=int, nargs="*", default=[1, 5], help="beam widths to score BLEU with (none: skip)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences of the test set")
     parser.add_argument("--batch_size", type=int, default=100)
-    parser.add_argument("--compare_unbatched", type=int, default=0, help="beam width to time batched vs one sentence at a time (0 = skip)")
+    parser.add_argument(
+        "--compare_unbatched", type=int, default=0, help="beam width to time batched vs one sentence at a time (0 = skip)"
+    )
     parser.add_argument("--length_penalty", type=float, default=None, help="override the model's GNMT alpha")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the translations and scores as JSON here")
@@ -55,16 +57,27 @@ def main() -> None:
     if args.length_penalty is not None:
         model.hparams.length_penalty = args.length_penalty
     tokenize = model.hparams.bleu_tokenize
-    report = {"ckpt": args.ckpt, "model": args.model, "test_set": args.test_set, "sentences": len(sources), "attention": model.hparams.attention,
-              "length_penalty": model.hparams.length_penalty, "runs": {}}
+    report = {
+        "ckpt": args.ckpt,
+        "model": args.model,
+        "test_set": args.test_set,
+        "sentences": len(sources),
+        "attention": model.hparams.attention,
+        "length_penalty": model.hparams.length_penalty,
+        "runs": {},
+    }
     for beam in args.beams:
         start = time.perf_counter()
         hyps = [r["translation"] for r in model.predict(sources, beam_size=beam, batch_size=args.batch_size)]
         seconds = time.perf_counter() - start
         metric = sacrebleu.BLEU(tokenize=tokenize)
         bleu = metric.corpus_score(hyps, [references])
-        report["runs"][f"beam{beam}"] = {"bleu": round(bleu.score, 2), "signature": str(metric.get_signature()),
-                                         "seconds": round(seconds, 1), "translations": hyps}
+        report["runs"][f"beam{beam}"] = {
+            "bleu": round(bleu.score, 2),
+            "signature": str(metric.get_signature()),
+            "seconds": round(seconds, 1),
+            "translations": hyps,
+        }
         print(f"beam {beam}: BLEU {bleu.score:.2f}  ({bleu})  {seconds:.1f} s", flush=True)
     if args.compare_unbatched:
         k = args.compare_unbatched
@@ -80,14 +93,25 @@ def main() -> None:
         alone = [model.predict([s], beam_size=k)[0]["translation"] for s in sources]
         t_alone, cpu_alone = time.perf_counter() - start, time.process_time() - cpu
         same = sum(a == b for a, b in zip(batched, alone))
-        report["speed"] = {"beam": k, "batch_size": args.batch_size, "threads": args.threads,
-                           "batched_s": round(t_batched, 2), "one_at_a_time_s": round(t_alone, 2), "speedup": round(t_alone / t_batched, 2),
-                           "batched_cpu_s": round(cpu_batched, 2), "one_at_a_time_cpu_s": round(cpu_alone, 2),
-                           "speedup_cpu": round(cpu_alone / cpu_batched, 2), "identical_outputs": same}
+        report["speed"] = {
+            "beam": k,
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "batched_s": round(t_batched, 2),
+            "one_at_a_time_s": round(t_alone, 2),
+            "speedup": round(t_alone / t_batched, 2),
+            "batched_cpu_s": round(cpu_batched, 2),
+            "one_at_a_time_cpu_s": round(cpu_alone, 2),
+            "speedup_cpu": round(cpu_alone / cpu_batched, 2),
+            "identical_outputs": same,
+        }
         report["runs"][f"beam{k}_batched"] = {"translations": batched}
-        print(f"beam {k}: batched ({args.batch_size} at a time) {t_batched:.1f} s, one at a time {t_alone:.1f} s: "
-              f"{t_alone / t_batched:.2f}x faster (CPU {cpu_batched:.1f} s vs {cpu_alone:.1f} s: {cpu_alone / cpu_batched:.2f}x); "
-              f"identical outputs {same}/{len(sources)}", flush=True)
+        print(
+            f"beam {k}: batched ({args.batch_size} at a time) {t_batched:.1f} s, one at a time {t_alone:.1f} s: "
+            f"{t_alone / t_batched:.2f}x faster (CPU {cpu_batched:.1f} s vs {cpu_alone:.1f} s: {cpu_alone / cpu_batched:.2f}x); "
+            f"identical outputs {same}/{len(sources)}",
+            flush=True,
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 

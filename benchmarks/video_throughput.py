@@ -83,8 +83,17 @@ def main(argv=None) -> int:
     for path in videos:
         info = probe_video(path)
         seconds, count = best_of(args.repeats, lambda: decode_only(path))
-        rows.append({"video": path.name, "resolution": f"{info.width}x{info.height}", "stage": "decode", "encoder": "-",
-                     "size": "-", "frames": count, "seconds": seconds})
+        rows.append(
+            {
+                "video": path.name,
+                "resolution": f"{info.width}x{info.height}",
+                "stage": "decode",
+                "encoder": "-",
+                "size": "-",
+                "frames": count,
+                "seconds": seconds,
+            }
+        )
         for name in args.encoders:
             model = FrameClassifier(label_names=["a", "b"], encoder=name, trainable=False, recurrent=False).eval()
             size = args.size or model.encoder.data_config()["input_size"][-1]
@@ -92,12 +101,26 @@ def main(argv=None) -> int:
             clip = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
             features(model, clip[: args.batch], args.batch)  # warm-up
             t_feat, _ = best_of(args.repeats, lambda: features(model, clip, args.batch))
-            t_e2e, _ = best_of(args.repeats, lambda: features(
-                model, torch.from_numpy(decode_video(path, size=size, threads=args.threads)[0]).permute(0, 3, 1, 2), args.batch))
+            t_e2e, _ = best_of(
+                args.repeats,
+                lambda: features(
+                    model,
+                    torch.from_numpy(decode_video(path, size=size, threads=args.threads)[0]).permute(0, 3, 1, 2),
+                    args.batch,
+                ),
+            )
             for stage, sec in (("decode+resize", t_dec), ("features", t_feat), ("end-to-end", t_e2e)):
-                rows.append({"video": path.name, "resolution": f"{info.width}x{info.height}", "stage": stage,
-                             "encoder": name if stage != "decode+resize" else "-", "size": size,
-                             "frames": len(frames), "seconds": sec})
+                rows.append(
+                    {
+                        "video": path.name,
+                        "resolution": f"{info.width}x{info.height}",
+                        "stage": stage,
+                        "encoder": name if stage != "decode+resize" else "-",
+                        "size": size,
+                        "frames": len(frames),
+                        "seconds": sec,
+                    }
+                )
     seen = set()
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}\n")
     print("| video | stored | stage | encoder | input | frames | seconds | frames/s |")
@@ -107,8 +130,10 @@ def main(argv=None) -> int:
         if key in seen:
             continue
         seen.add(key)
-        print(f"| {r['video']} | {r['resolution']} | {r['stage']} | {r['encoder']} | {r['size']} | {r['frames']} | "
-              f"{r['seconds']:.2f} | {r['frames'] / r['seconds']:.1f} |")
+        print(
+            f"| {r['video']} | {r['resolution']} | {r['stage']} | {r['encoder']} | {r['size']} | {r['frames']} | "
+            f"{r['seconds']:.2f} | {r['frames'] / r['seconds']:.1f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

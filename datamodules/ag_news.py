@@ -140,7 +140,9 @@ class AGNewsDataModule(TextClassificationDataModule):
         folder = path / "ag_news_csv" if not (path / "train.csv").exists() and (path / "ag_news_csv").is_dir() else path
         missing = [n for n in ("train.csv", "test.csv") if not (folder / n).is_file()]
         if missing:
-            raise MissingDataError(f"AG News folder {folder} lacks {' and '.join(missing)} (expected train.csv, test.csv, classes.txt)")
+            raise MissingDataError(
+                f"AG News folder {folder} lacks {' and '.join(missing)} (expected train.csv, test.csv, classes.txt)"
+            )
         return [folder / n for n in ("train.csv", "test.csv", "classes.txt") if (folder / n).is_file()]
 
     def read(self, files: List[Path]) -> Tuple[Dict[str, RawSplit], List[str]]:
@@ -160,7 +162,10 @@ class AGNewsDataModule(TextClassificationDataModule):
                 raise DataFormatError(f"{archive}: no {' or '.join(missing)} inside (expected ag_news_csv/train.csv, test.csv)")
         else:
             for path in files:
-                contents[path.name if self._mode == "folder" or path.name == "classes.txt" else "single.csv"] = (path.read_bytes(), str(path))
+                contents[path.name if self._mode == "folder" or path.name == "classes.txt" else "single.csv"] = (
+                    path.read_bytes(),
+                    str(path),
+                )
         names = DEFAULT_CLASSES
         if "classes.txt" in contents:
             data, source = contents["classes.txt"]

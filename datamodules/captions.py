@@ -79,7 +79,9 @@ class CaptionRecord:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def clean_records(records: List[CaptionRecord], check_files: bool, missing_images: str, split: str, where: str) -> Tuple[List[CaptionRecord], Dict[str, int]]:
+def clean_records(
+    records: List[CaptionRecord], check_files: bool, missing_images: str, split: str, where: str
+) -> Tuple[List[CaptionRecord], Dict[str, int]]:
     """Drop empty captions, images left without captions, and (``check_files``) images not on disk."""
     kept, counts, missing = [], {"empty_captions": 0, "images_without_captions": 0, "missing_images": 0}, []
     for record in records:
@@ -121,7 +123,9 @@ class CaptionDataset(Dataset):
         self.bad_images, self.extra = bad_images, extra
         self.features: Optional[np.ndarray] = None
         self.valid: Optional[np.ndarray] = None
-        self.index = [(i, j) for i, caps in enumerate(ids) for j in range(len(caps))] if pairs else [(i, 0) for i in range(len(ids))]
+        self.index = (
+            [(i, j) for i, caps in enumerate(ids) for j in range(len(caps))] if pairs else [(i, 0) for i in range(len(ids))]
+        )
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -139,7 +143,8 @@ class CaptionDataset(Dataset):
     def __getitem__(self, k: int) -> Optional[Dict[str, Any]]:
         i, j = self.index[k]
         item: Dict[str, Any] = {
-            "index": i, "image_name": self.records[i].image,
+            "index": i,
+            "image_name": self.records[i].image,
             "ids": torch.tensor([BOS_ID, *self.ids[i][j], EOS_ID], dtype=torch.long),
         }
         if self.features is not None:
@@ -189,7 +194,9 @@ def caption_collate(items: List[Optional[Dict[str, Any]]]) -> Dict[str, Any]:
     for row, x in enumerate(items):
         ids[row, : len(x["ids"])] = x["ids"]
     batch: Dict[str, Any] = {
-        "ids": ids, "lengths": lengths, "index": torch.tensor([x["index"] for x in items], dtype=torch.long),
+        "ids": ids,
+        "lengths": lengths,
+        "index": torch.tensor([x["index"] for x in items], dtype=torch.long),
         "image": [x["image_name"] for x in items],
     }
     if "features" in items[0]:
@@ -267,10 +274,20 @@ class CaptionDataModule(ImageDataModule):
         self.save_hyperparameters()
         # Kept apart from self.hparams: under LightningCLI hparams hold only the subclass's own arguments.
         self.opts = SimpleNamespace(
-            encoder=encoder, image_size=image_size, crop_pct=crop_pct, vocab_size=vocab_size, min_frequency=min_frequency,
-            max_caption_len=max_caption_len, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-            missing_images=missing_images, bad_images=bad_images, feature_cache_dir=feature_cache_dir,
-            limit_images=limit_images, seed=seed,
+            encoder=encoder,
+            image_size=image_size,
+            crop_pct=crop_pct,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            max_caption_len=max_caption_len,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            missing_images=missing_images,
+            bad_images=bad_images,
+            feature_cache_dir=feature_cache_dir,
+            limit_images=limit_images,
+            seed=seed,
         )
         self.tokenizer_json: Optional[str] = None
         self.records: Dict[str, List[CaptionRecord]] = {}
@@ -308,9 +325,13 @@ class CaptionDataModule(ImageDataModule):
                 kept = kept[: int(hp.limit_images[split])]
             self.records[split], self.skipped[split] = kept, counts
             if counts["missing_images"]:
-                warnings.warn(f"{split}: skipped {counts['missing_images']} of {len(records)} images listed in {where} that are not on disk")
+                warnings.warn(
+                    f"{split}: skipped {counts['missing_images']} of {len(records)} images listed in {where} that are not on disk"
+                )
             if counts["empty_captions"] or counts["images_without_captions"]:
-                warnings.warn(f"{split}: skipped {counts['empty_captions']} empty captions ({counts['images_without_captions']} images left without a caption)")
+                warnings.warn(
+                    f"{split}: skipped {counts['empty_captions']} empty captions ({counts['images_without_captions']} images left without a caption)"
+                )
         for split in ("train", "val"):
             if not self.records[split]:
                 listed = len(raw.get(split, []))
@@ -339,13 +360,20 @@ class CaptionDataModule(ImageDataModule):
                     self.skipped[split]["empty_captions"] += len(caps) - len(nonempty)
                     ids[n] = nonempty or caps[:1]
             self.datasets[split] = CaptionDataset(
-                records, ids, lambda i, s=split: self.load_image(s, i), transform, pairs=(split == "train"),
-                bad_images=hp.bad_images, extra=self.item_extra(split),
+                records,
+                ids,
+                lambda i, s=split: self.load_image(s, i),
+                transform,
+                pairs=(split == "train"),
+                bad_images=hp.bad_images,
+                extra=self.item_extra(split),
             )
 
     # -- the feature cache -----------------------------------------------------------------------------------
     def feature_cache_path(self, split: str, encoder_key: str) -> Path:
-        folder = Path(self.opts.feature_cache_dir).expanduser() if self.opts.feature_cache_dir else zoo_home() / "cache" / "features"
+        folder = (
+            Path(self.opts.feature_cache_dir).expanduser() if self.opts.feature_cache_dir else zoo_home() / "cache" / "features"
+        )
         identities = [self.image_identity(split, i) for i in range(len(self.records[split]))]
         payload = {"version": FEATURE_CACHE_VERSION, "images": identities, "encoder": encoder_key, "transform": self.image_config}
         key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -372,10 +400,14 @@ class CaptionDataModule(ImageDataModule):
             if not path.is_file():
                 if not build:
                     raise FileNotFoundError(f"feature cache {path} is missing (rank 0 should have built it)")
-                self._build_features(dataset, encode, path, device, batch_size or self.opts.eval_batch_size or self.opts.batch_size, split, log)
+                self._build_features(
+                    dataset, encode, path, device, batch_size or self.opts.eval_batch_size or self.opts.batch_size, split, log
+                )
             features = np.load(path, mmap_mode="r")
             if features.shape[0] != len(dataset.records):
-                raise ValueError(f"feature cache {path} holds {features.shape[0]} images, the {split} split {len(dataset.records)}; delete it")
+                raise ValueError(
+                    f"feature cache {path} holds {features.shape[0]} images, the {split} split {len(dataset.records)}; delete it"
+                )
             valid_path = path.with_suffix(".valid.npy")
             dataset.valid = np.load(valid_path) if valid_path.is_file() else None
             dataset.features = features
@@ -384,7 +416,13 @@ class CaptionDataModule(ImageDataModule):
 
     def _build_features(self, dataset: CaptionDataset, encode, path: Path, device, batch_size: int, split: str, log) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        loader = DataLoader(_ImagesOnly(dataset), batch_size=batch_size, shuffle=False, collate_fn=_images_collate, num_workers=self.opts.num_workers)
+        loader = DataLoader(
+            _ImagesOnly(dataset),
+            batch_size=batch_size,
+            shuffle=False,
+            collate_fn=_images_collate,
+            num_workers=self.opts.num_workers,
+        )
         n = len(dataset.records)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.npy", dir=path.parent)
         os.close(fd)

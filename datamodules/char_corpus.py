@@ -190,8 +190,15 @@ class CharCorpusDataModule(SplitLoaders, L.LightningDataModule):
 
 
 @torch.no_grad()
-def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, val_fraction: float = 0.1,
-                  max_windows: Optional[int] = None, max_chars: Optional[int] = None) -> Dict[str, float]:
+def score_char_lm(
+    model,
+    corpus: str,
+    batch_size: int = 64,
+    seq_len: int = 128,
+    val_fraction: float = 0.1,
+    max_windows: Optional[int] = None,
+    max_chars: Optional[int] = None,
+) -> Dict[str, float]:
     """Validation loss of a character language model on the last ``val_fraction`` of ``corpus``, read
     exactly as in training (this module's datamodule: ``batch_size`` parallel streams, windows of
     ``seq_len``, state carried from window to window): mean cross-entropy in nats per character over
@@ -201,10 +208,14 @@ def score_char_lm(model, corpus: str, batch_size: int = 64, seq_len: int = 128, 
     (logits, state)`` (the zoo's CharLanguageModel); how the pretrained card's number is measured."""
     import math
 
-    data = CharCorpusDataModule(corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=max_chars)
+    data = CharCorpusDataModule(
+        corpus=corpus, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, max_chars=max_chars
+    )
     data.setup("validate")
     if list(data.vocab) != list(model.vocab):
-        raise DataFormatError(f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})")
+        raise DataFormatError(
+            f"{corpus}: its training-part vocabulary ({len(data.vocab)} characters) differs from the model's ({len(model.vocab)})"
+        )
     loss, count = validation_nll(model, data, max_windows)
     return {"val_loss": loss, "val_bpc": loss / math.log(2), "val_ppl": math.exp(loss), "characters": count}
 

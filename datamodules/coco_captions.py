@@ -18,8 +18,15 @@ from .captions import SPLITS, CaptionDataModule, CaptionRecord
 from .download import DataFormatError, MissingDataError, read_text
 
 __all__ = [
-    "COCOCaptionsDataModule", "FlickrCaptionsDataModule", "karpathy_rows_to_records", "missing_coco_images", "not_all_there", "read_flickr_token",
-    "parquet_split", "read_karpathy_hub", "read_karpathy_json",
+    "COCOCaptionsDataModule",
+    "FlickrCaptionsDataModule",
+    "karpathy_rows_to_records",
+    "missing_coco_images",
+    "not_all_there",
+    "read_flickr_token",
+    "parquet_split",
+    "read_karpathy_hub",
+    "read_karpathy_json",
 ]
 
 
@@ -34,7 +41,9 @@ def _karpathy_caption(sentence: Any, where: str) -> str:
     if raw is None and isinstance(sentence, dict) and isinstance(sentence.get("tokens", []), list):
         raw = " ".join(str(t) for t in sentence.get("tokens", []))
     if not isinstance(raw, str):
-        raise DataFormatError(f"{where}: a sentence must be a string or an object with a 'raw' string or a 'tokens' list, got {sentence!r:.80}")
+        raise DataFormatError(
+            f"{where}: a sentence must be a string or an object with a 'raw' string or a 'tokens' list, got {sentence!r:.80}"
+        )
     return raw
 
 
@@ -67,7 +76,9 @@ def karpathy_rows_to_records(rows: Iterable[Dict[str, Any]], images_root: Path, 
         path = images_root / filepath / _field(row, "filename", (str,), where)
         sentences = _field(row, "sentences", (list, tuple), where)
         image_id = str(row.get("cocoid", row.get("imgid", row["filename"])))
-        splits[split].append(CaptionRecord(str(path), [_karpathy_caption(s, where) for s in sentences], image_id, f"{source} entry {n}"))
+        splits[split].append(
+            CaptionRecord(str(path), [_karpathy_caption(s, where) for s in sentences], image_id, f"{source} entry {n}")
+        )
     return splits
 
 
@@ -130,12 +141,12 @@ def missing_coco_images(root: Path, folders: Iterable[str] = tuple(COCO_FILES)) 
     return lines
 
 
-
 def not_all_there(what: str, root: Path, lines: List[str], offline_recipe: str) -> MissingDataError:
     """The error for a data set whose files are not all under ``root``: ``lines`` (one per missing
     piece: where it goes, how to fetch it, how big it is), then the recipe that needs no download."""
     return MissingDataError(
-        f"{what} are not (all) in {Path(root).resolve()}. Missing:\n" + "\n".join(lines)
+        f"{what} are not (all) in {Path(root).resolve()}. Missing:\n"
+        + "\n".join(lines)
         + f"\nPut them there (or pass --data.root DIR where they are), then run again. For a run without any download use {offline_recipe}."
     )
 
@@ -165,7 +176,9 @@ def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path]
     try:
         from huggingface_hub import snapshot_download
     except ImportError as err:  # pragma: no cover - a dependency of timm
-        raise MissingDataError("reading the Karpathy split from the Hub needs huggingface_hub (pip install huggingface_hub)") from err
+        raise MissingDataError(
+            "reading the Karpathy split from the Hub needs huggingface_hub (pip install huggingface_hub)"
+        ) from err
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -174,9 +187,13 @@ def read_karpathy_hub(repo_id: str, images_root: Path, cache_dir: Optional[Path]
             "or download dataset_coco.json and put it in the COCO root"
         ) from None
     try:
-        folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "*.json"], cache_dir=cache_dir))
+        folder = Path(
+            snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "*.json"], cache_dir=cache_dir)
+        )
     except Exception as err:
-        raise MissingDataError(f"could not download the Karpathy split from the Hub dataset {repo_id} ({type(err).__name__}: {err}); {KARPATHY_JSON_HELP}") from None
+        raise MissingDataError(
+            f"could not download the Karpathy split from the Hub dataset {repo_id} ({type(err).__name__}: {err}); {KARPATHY_JSON_HELP}"
+        ) from None
     rows = []
     for file in sorted(folder.rglob("*.parquet")):
         split_from_name = parquet_split(file.relative_to(folder))
@@ -201,7 +218,13 @@ class COCOCaptionsDataModule(CaptionDataModule):
 
     name = "coco"
 
-    def __init__(self, root: str = "data/coco", karpathy_json: Optional[str] = None, karpathy_hub: Optional[str] = "yerevann/coco-karpathy", **kwargs) -> None:
+    def __init__(
+        self,
+        root: str = "data/coco",
+        karpathy_json: Optional[str] = None,
+        karpathy_hub: Optional[str] = "yerevann/coco-karpathy",
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
         self.karpathy_json = karpathy_json
@@ -218,7 +241,9 @@ class COCOCaptionsDataModule(CaptionDataModule):
             if not self.karpathy_hub:
                 lines.append(f"  - {json_path}: {KARPATHY_JSON_HELP}")
             elif importlib.util.find_spec("pyarrow") is None:
-                lines.append(f"  - {json_path}: {KARPATHY_JSON_HELP} [pyarrow is not installed here, so the Hub mirror {self.karpathy_hub} cannot be read]")
+                lines.append(
+                    f"  - {json_path}: {KARPATHY_JSON_HELP} [pyarrow is not installed here, so the Hub mirror {self.karpathy_hub} cannot be read]"
+                )
         return lines
 
     def read_records(self) -> Dict[str, List[CaptionRecord]]:
@@ -232,7 +257,14 @@ class COCOCaptionsDataModule(CaptionDataModule):
 
 
 # ---- Flickr8k / Flickr30k ---------------------------------------------------------------------------------
-FLICKR_IMAGE_DIRS = ("images", "Flicker8k_Dataset", "Flickr8k_Dataset", "Flickr8k_Dataset/Flicker8k_Dataset", "flickr30k-images", "flickr30k_images")
+FLICKR_IMAGE_DIRS = (
+    "images",
+    "Flicker8k_Dataset",
+    "Flickr8k_Dataset",
+    "Flickr8k_Dataset/Flicker8k_Dataset",
+    "flickr30k-images",
+    "flickr30k_images",
+)
 FLICKR_HELP = {
     "flickr8k": (
         "Flickr8k (about 1 GB of images + 2 MB of captions): e.g. "

@@ -249,14 +249,16 @@ class _LimitedDownloader(pooch.HTTPDownloader):
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                 raise requests.exceptions.ContentDecodingError(
-                    f"the server declares {int(declared):,} bytes (Content-Length), more than the {self.max_bytes:,} expected; nothing was read")
+                    f"the server declares {int(declared):,} bytes (Content-Length), more than the {self.max_bytes:,} expected; nothing was read"
+                )
             written = 0
             with open(output_file, "wb") as out:
                 for chunk in response.iter_content(chunk_size=self.chunk_size):
                     written += len(chunk)
                     if written > self.max_bytes:
                         raise requests.exceptions.ContentDecodingError(
-                            f"the body runs past the {self.max_bytes:,} bytes expected; reading stopped there")
+                            f"the body runs past the {self.max_bytes:,} bytes expected; reading stopped there"
+                        )
                     out.write(chunk)
 
 
@@ -319,8 +321,10 @@ def _long_name(name: str) -> Optional[str]:
 
 
 def _too_many(archive: Path, max_members: int) -> UnsafeArchiveError:
-    return UnsafeArchiveError(f"refusing to extract {archive}: it holds more than {max_members:,} members, the limit; "
-                              "pass max_members= to extract a larger archive you trust")
+    return UnsafeArchiveError(
+        f"refusing to extract {archive}: it holds more than {max_members:,} members, the limit; "
+        "pass max_members= to extract a larger archive you trust"
+    )
 
 
 #: tar members that are headers of the next member, read whole by tarfile before the member exists
@@ -338,8 +342,10 @@ def _counting_tarinfo(archive: Path, budget: Dict[str, int], max_bytes: int) -> 
                 if budget["total"] > max_bytes:
                     raise _too_big(archive, budget["total"], max_bytes)
                 if self.size > MAX_TAR_HEADER:
-                    raise UnsafeArchiveError(f"refusing to extract {archive}: a header block (PAX or GNU long name) of "
-                                             f"{self.size:,} bytes, more than {MAX_TAR_HEADER:,}; real ones are a few hundred")
+                    raise UnsafeArchiveError(
+                        f"refusing to extract {archive}: a header block (PAX or GNU long name) of "
+                        f"{self.size:,} bytes, more than {MAX_TAR_HEADER:,}; real ones are a few hundred"
+                    )
             return super()._proc_member(tar)
 
     return Counted
@@ -348,10 +354,7 @@ def _counting_tarinfo(archive: Path, budget: Dict[str, int], max_bytes: int) -> 
 def _extract_tar(archive: Path, into: Path, max_bytes: int, max_members: int = MAX_EXTRACT_MEMBERS) -> None:
     if not hasattr(tarfile, "data_filter"):
         # Without the filter, tarfile follows absolute paths and `..`: refuse rather than risk it.
-        raise RuntimeError(
-            "safe tar extraction needs a Python with tarfile filters "
-            "(3.10.12+, 3.11.4+, 3.12+)"
-        )
+        raise RuntimeError("safe tar extraction needs a Python with tarfile filters (3.10.12+, 3.11.4+, 3.12+)")
     budget, current = {"total": 0, "members": 0}, "?"
 
     def checked(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:
@@ -378,9 +381,7 @@ def _extract_tar(archive: Path, into: Path, max_bytes: int, max_members: int = M
             tar.extractall(into, filter=checked)
     except tarfile.FilterError as err:
         member = err.tarinfo.name if err.tarinfo is not None else "?"
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive}: unsafe member {member!r} ({err})"
-        ) from err
+        raise UnsafeArchiveError(f"refusing to extract {archive}: unsafe member {member!r} ({err})") from err
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as err:
         # A corrupt or truncated archive; a full disk (another OSError) keeps its own message.
         raise unreadable(archive, "tar archive", err) from None
@@ -438,13 +439,12 @@ def _check_zip_members(archive: Path, infos: Sequence[zipfile.ZipInfo], root: Pa
             reason = "resolves outside the target"
         else:
             continue
-        raise UnsafeArchiveError(
-            f"refusing to extract {archive}: unsafe member {name!r} ({reason})"
-        )
+        raise UnsafeArchiveError(f"refusing to extract {archive}: unsafe member {name!r} ({reason})")
 
 
-def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_BYTES,
-            max_members: int = MAX_EXTRACT_MEMBERS) -> Path:
+def extract(
+    archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_BYTES, max_members: int = MAX_EXTRACT_MEMBERS
+) -> Path:
     """Unpack a tar (.tar, .tar.gz, .tgz) or zip ``archive`` into ``dest``; return ``dest``.
 
     Members that would escape ``dest`` (absolute paths, ``..``, links pointing
@@ -466,10 +466,7 @@ def extract(archive: str | Path, dest: str | Path, max_bytes: int = MAX_EXTRACT_
         return dest
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         # Not ours (no marker), and not empty: never overwrite someone's files.
-        raise FileExistsError(
-            f"{dest} exists but is not a finished extraction (no {EXTRACTED_MARKER}); "
-            "remove it and try again"
-        )
+        raise FileExistsError(f"{dest} exists but is not a finished extraction (no {EXTRACTED_MARKER}); remove it and try again")
     if not archive.is_file():
         # Checked first: past this point a missing file can only be a link inside the archive.
         raise FileNotFoundError(f"archive {archive} does not exist")

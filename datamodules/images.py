@@ -23,7 +23,16 @@ from torch import Tensor
 
 from .errors import DataFormatError, InputError, MissingInputError, summary
 
-__all__ = ["MAX_PIXELS", "CorruptImageError", "ImageConfig", "Normalize", "as_rgb_image", "load_image", "open_image", "set_max_pixels"]
+__all__ = [
+    "MAX_PIXELS",
+    "CorruptImageError",
+    "ImageConfig",
+    "Normalize",
+    "as_rgb_image",
+    "load_image",
+    "open_image",
+    "set_max_pixels",
+]
 
 
 class CorruptImageError(DataFormatError):
@@ -48,8 +57,10 @@ def set_max_pixels(pixels: int) -> None:
 
 
 def too_large(path: str | Path, pixels: int) -> CorruptImageError:
-    return CorruptImageError(f"{path}: the image declares {pixels:,} pixels, over the limit of {MAX_PIXELS:,} (a decompression "
-                             "bomb, or a very large image); raise the limit with --max-pixels N if you trust the file")
+    return CorruptImageError(
+        f"{path}: the image declares {pixels:,} pixels, over the limit of {MAX_PIXELS:,} (a decompression "
+        "bomb, or a very large image); raise the limit with --max-pixels N if you trust the file"
+    )
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -110,6 +121,7 @@ def as_rgb_image(image: Any) -> Image.Image:
         return image.convert("RGB")
     raise InputError(f"an image must be a path, a PIL image or a uint8 (H, W, 3) array, got {type(image).__name__}")
 
+
 @dataclass
 class ImageConfig:
     """The preprocessing of an encoder, as timm's data config gives it: square input of ``size``
@@ -135,7 +147,13 @@ class ImageConfig:
                 pretrained = None
             if pretrained is not None:
                 data = timm.data.resolve_data_config(pretrained_cfg=pretrained.to_dict())
-                config = cls(int(data["input_size"][-1]), float(data.get("crop_pct", 0.875)), tuple(data["mean"]), tuple(data["std"]), str(data.get("interpolation", "bicubic")))
+                config = cls(
+                    int(data["input_size"][-1]),
+                    float(data.get("crop_pct", 0.875)),
+                    tuple(data["mean"]),
+                    tuple(data["std"]),
+                    str(data.get("interpolation", "bicubic")),
+                )
         if size is not None:
             config.size = int(size)
         if crop_pct is not None:
@@ -143,13 +161,23 @@ class ImageConfig:
         return config
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"size": self.size, "crop_pct": self.crop_pct, "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}
+        return {
+            "size": self.size,
+            "crop_pct": self.crop_pct,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+        }
 
     def geometric(self):
         """Resize + centre crop (PIL in, PIL out): what the model sees, before normalization."""
         from torchvision import transforms as T
 
-        mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR, "nearest": T.InterpolationMode.NEAREST}.get(self.interpolation, T.InterpolationMode.BICUBIC)
+        mode = {
+            "bicubic": T.InterpolationMode.BICUBIC,
+            "bilinear": T.InterpolationMode.BILINEAR,
+            "nearest": T.InterpolationMode.NEAREST,
+        }.get(self.interpolation, T.InterpolationMode.BICUBIC)
         return T.Compose([T.Resize(int(math.floor(self.size / self.crop_pct)), interpolation=mode), T.CenterCrop(self.size)])
 
     def transform(self) -> "Normalize":

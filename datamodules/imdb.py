@@ -117,8 +117,7 @@ class IMDBDataModule(TextClassificationDataModule):
             missing = [lab for i, lab in enumerate(LABELS) if not any(r[2] == i for r in rows)]
             if missing:
                 raise MissingDataError(
-                    f"{where}: no reviews in {', '.join(f'aclImdb/{split}/{m}/' for m in missing)} "
-                    f"(expected {LAYOUT})"
+                    f"{where}: no reviews in {', '.join(f'aclImdb/{split}/{m}/' for m in missing)} (expected {LAYOUT})"
                 )
             rows.sort(key=lambda r: (r[2], r[0]))  # neg then pos, by review id: independent of archive order
             splits[split] = RawSplit([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
@@ -129,8 +128,11 @@ def imdb_test_reviews(archive: str | Path, per_label: Optional[int] = None) -> T
     """Raw test reviews and labels (0 = neg, 1 = pos) from an ``aclImdb`` tarball, ordered neg then
     pos by review id (as IMDBDataModule orders them); ``per_label``: only the first of each label.
     What the pretrained IMDB cards are scored on (``zoo models --evaluate NAME --imdb ARCHIVE``)."""
-    rows = [(LABELS.index(label), _order(Path(name).name), data.decode("utf-8"))
-            for split, label, name, data in iter_archive(Path(archive)) if split == "test"]
+    rows = [
+        (LABELS.index(label), _order(Path(name).name), data.decode("utf-8"))
+        for split, label, name, data in iter_archive(Path(archive))
+        if split == "test"
+    ]
     rows.sort(key=lambda r: (r[0], r[1]))
     if per_label is not None:
         rows = [r for lab in range(len(LABELS)) for r in [r for r in rows if r[0] == lab][:per_label]]

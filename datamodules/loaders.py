@@ -31,8 +31,16 @@ from .errors import InputError, MissingDataError
 from .tokenizers import PAD_ID
 
 __all__ = [
-    "IGNORE", "MODES", "BucketBatchSampler", "SplitLoaders", "datamodule_world", "length_bucketed_loader",
-    "pad_clips", "pad_collate", "padding_fraction", "training_position",
+    "IGNORE",
+    "MODES",
+    "BucketBatchSampler",
+    "SplitLoaders",
+    "datamodule_world",
+    "length_bucketed_loader",
+    "pad_clips",
+    "pad_collate",
+    "padding_fraction",
+    "training_position",
 ]
 
 #: Label of a padded or unlabelled step: ignored by the losses and the metrics (``cross_entropy``'s default).
@@ -251,7 +259,9 @@ def training_position(trainer: Optional[L.Trainer]) -> Optional[Tuple[int, int]]
     return (epoch + 1, 0) if done >= trainer.num_training_batches else (epoch, done)
 
 
-def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, collate_fn: Callable, shuffle: bool) -> DataLoader:
+def length_bucketed_loader(
+    datamodule: L.LightningDataModule, dataset: Dataset, collate_fn: Callable, shuffle: bool
+) -> DataLoader:
     """The loader every text datamodule serves: ``dataset`` (with a ``lengths`` tensor) in batches of
     ``hparams.batch_size`` (training) or ``eval_batch_size`` (default 2x), bucketed by length when
     ``hparams.bucket`` (:class:`BucketBatchSampler`, seeded, sharded across DDP ranks). Call it from a
@@ -263,8 +273,15 @@ def length_bucketed_loader(datamodule: L.LightningDataModule, dataset: Dataset, 
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
     world, rank = datamodule_world(datamodule)
     sampler = BucketBatchSampler(
-        None, batch_size, False, lengths=dataset.lengths, shuffle=shuffle, seed=hp.seed,
-        num_replicas=world, rank=rank, bucket_batches=hp.bucket_batches,
+        None,
+        batch_size,
+        False,
+        lengths=dataset.lengths,
+        shuffle=shuffle,
+        seed=hp.seed,
+        num_replicas=world,
+        rank=rank,
+        bucket_batches=hp.bucket_batches,
         resume=datamodule.take_resume() if shuffle else None,
     )
     return DataLoader(dataset, batch_sampler=sampler, **common)
@@ -345,8 +362,15 @@ class SplitLoaders:
         world, rank = datamodule_world(self)
         seed = opts.get("seed", os.environ.get("PL_GLOBAL_SEED", 0))
         sampler = BucketBatchSampler(
-            None, self.loader_batch_size(mode), False, lengths=[0] * len(dataset), seed=int(seed),
-            num_replicas=world, rank=rank, bucket_batches=1, resume=self.take_resume(),
+            None,
+            self.loader_batch_size(mode),
+            False,
+            lengths=[0] * len(dataset),
+            seed=int(seed),
+            num_replicas=world,
+            rank=rank,
+            bucket_batches=1,
+            resume=self.take_resume(),
         )
         return DataLoader(dataset, batch_sampler=sampler, **common)
 

@@ -109,8 +109,16 @@ from .text import TextDataModule
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, encode_texts, load_tokenizer, pack, train_translation_tokenizer
 
 __all__ = [
-    "LANGUAGES", "PUBLISHED", "SHA256", "SPLITS", "TEST_SETS", "URL_TEMPLATE", "Multi30kDataModule",
-    "TranslationPairs", "read_sentences", "translation_collate",
+    "LANGUAGES",
+    "PUBLISHED",
+    "SHA256",
+    "SPLITS",
+    "TEST_SETS",
+    "URL_TEMPLATE",
+    "Multi30kDataModule",
+    "TranslationPairs",
+    "read_sentences",
+    "translation_collate",
 ]
 
 LANGUAGES = ("de", "en", "fr", "cs")
@@ -118,8 +126,12 @@ SPLITS = ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2018_fli
 TEST_SETS = SPLITS[2:]
 #: The languages the Multi30k repository publishes for each split (task 1, ``data/task1/raw``).
 PUBLISHED: Dict[str, Tuple[str, ...]] = {
-    "train": LANGUAGES, "val": LANGUAGES, "test_2016_flickr": LANGUAGES, "test_2018_flickr": LANGUAGES,
-    "test_2017_flickr": ("de", "en", "fr"), "test_2017_mscoco": ("de", "en", "fr"),
+    "train": LANGUAGES,
+    "val": LANGUAGES,
+    "test_2016_flickr": LANGUAGES,
+    "test_2018_flickr": LANGUAGES,
+    "test_2017_flickr": ("de", "en", "fr"),
+    "test_2017_mscoco": ("de", "en", "fr"),
 }
 URL_TEMPLATE = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{split}.{lang}.gz"
 #: sha256 of real copies; files not listed are downloaded unverified, with a warning.
@@ -153,7 +165,9 @@ def read_sentences(path: Path) -> List[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise DataFormatError(f"{path}:{line}: invalid UTF-8 ({err.reason}); expected UTF-8 text, one sentence per line") from None
+        raise DataFormatError(
+            f"{path}:{line}: invalid UTF-8 ({err.reason}); expected UTF-8 text, one sentence per line"
+        ) from None
     # Only "\n" ends a line: str.splitlines would also split on U+2028, U+0085, ..., which may occur
     # inside a sentence, and would misalign the two languages.
     lines = text.split("\n")
@@ -228,8 +242,12 @@ def translation_collate(items: List[Dict]) -> Dict:
         src[row, : len(item["src"])] = item["src"]
         tgt[row, : len(item["tgt"])] = item["tgt"]
     return {
-        "src": src, "src_lengths": src_lengths, "tgt": tgt, "tgt_lengths": tgt_lengths,
-        "src_text": [x["src_text"] for x in items], "tgt_text": [x["tgt_text"] for x in items],
+        "src": src,
+        "src_lengths": src_lengths,
+        "tgt": tgt,
+        "tgt_lengths": tgt_lengths,
+        "src_text": [x["src_text"] for x in items],
+        "tgt_text": [x["tgt_text"] for x in items],
         "index": torch.tensor([x["index"] for x in items], dtype=torch.long),
     }
 
@@ -346,7 +364,9 @@ class Multi30kDataModule(TextDataModule):
             for lang in langs:
                 path = split_file(root, split, lang)
                 if path is None:
-                    hint = "" if lang in PUBLISHED[split] else f"; Multi30k publishes {split} only in {', '.join(PUBLISHED[split])}"
+                    hint = (
+                        "" if lang in PUBLISHED[split] else f"; Multi30k publishes {split} only in {', '.join(PUBLISHED[split])}"
+                    )
                     raise MissingDataError(f"{root / f'{split}.{lang}.gz'} not found (nor {split}.{lang} without .gz){hint}")
                 files[split, lang] = path
         return files
@@ -356,9 +376,16 @@ class Multi30kDataModule(TextDataModule):
     def settings(self) -> Dict:
         hp = self.hparams
         return {
-            "module": type(self).__name__, "format": FORMAT_VERSION, "source_lang": self.source_lang,
-            "target_lang": self.target_lang, "test_set": hp.test_set, "tokenizer": hp.tokenizer, "joint": self.joint,
-            "vocab_size": hp.vocab_size, "min_frequency": hp.min_frequency, "lowercase": hp.lowercase,
+            "module": type(self).__name__,
+            "format": FORMAT_VERSION,
+            "source_lang": self.source_lang,
+            "target_lang": self.target_lang,
+            "test_set": hp.test_set,
+            "tokenizer": hp.tokenizer,
+            "joint": self.joint,
+            "vocab_size": hp.vocab_size,
+            "min_frequency": hp.min_frequency,
+            "lowercase": hp.lowercase,
         }
 
     def _read_pairs(self, split: str) -> Tuple[List[str], List[str], Path, Path]:
@@ -405,20 +432,29 @@ class Multi30kDataModule(TextDataModule):
                         for path, ids in ((src_path, src_ids), (tgt_path, tgt_ids))
                         if (bad := [i + 1 for i, x in enumerate(ids) if not x])
                     ]
-                    notes.append(f"dropped {dropped_empty} of {len(src)} training pairs with an empty sentence "
-                                 f"(or one without tokens after normalization): {'; '.join(where)}")
+                    notes.append(
+                        f"dropped {dropped_empty} of {len(src)} training pairs with an empty sentence "
+                        f"(or one without tokens after normalization): {'; '.join(where)}"
+                    )
                 if not rows:
                     raise DataFormatError(f"{src_path} and {tgt_path}: no training pair left with tokens on both sides")
             src_flat, src_offsets = pack([src_ids[i] for i in rows])
             tgt_flat, tgt_offsets = pack([tgt_ids[i] for i in rows])
             splits[name] = {
-                "src": src_flat, "src_offsets": src_offsets, "tgt": tgt_flat, "tgt_offsets": tgt_offsets,
-                "src_text": [src[i] for i in rows], "tgt_text": [tgt[i] for i in rows],
+                "src": src_flat,
+                "src_offsets": src_offsets,
+                "tgt": tgt_flat,
+                "tgt_offsets": tgt_offsets,
+                "src_text": [src[i] for i in rows],
+                "tgt_text": [tgt[i] for i in rows],
                 "index": torch.tensor(rows, dtype=torch.long),
             }
         return {
-            "source_tokenizer_json": source_tok.to_str(), "target_tokenizer_json": target_tok.to_str(),
-            "notes": notes, "dropped_empty": dropped_empty, "splits": splits,
+            "source_tokenizer_json": source_tok.to_str(),
+            "target_tokenizer_json": target_tok.to_str(),
+            "notes": notes,
+            "dropped_empty": dropped_empty,
+            "splits": splits,
         }
 
     def setup(self, stage: Optional[str] = None) -> None:

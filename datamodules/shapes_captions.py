@@ -21,8 +21,16 @@ from PIL import Image, ImageDraw
 from .captions import CaptionDataModule, CaptionRecord
 
 __all__ = [
-    "SHAPE_COLOURS", "SHAPE_KINDS", "ShapeObject", "ShapesCaptions", "attention_in_box", "caption_word_objects",
-    "grounded_words", "render_shapes", "shapes_caption", "shapes_scene",
+    "SHAPE_COLOURS",
+    "SHAPE_KINDS",
+    "ShapeObject",
+    "ShapesCaptions",
+    "attention_in_box",
+    "caption_word_objects",
+    "grounded_words",
+    "render_shapes",
+    "shapes_caption",
+    "shapes_scene",
 ]
 
 SHAPE_COLOURS: Dict[str, Tuple[int, int, int]] = {
@@ -67,7 +75,9 @@ def shapes_scene(seed: int, index: int, image_size: int = 128, layout: int = 4, 
     return objects
 
 
-def render_shapes(objects: Sequence[ShapeObject], seed: int, index: int, image_size: int = 128, noise: float = 6.0) -> Image.Image:
+def render_shapes(
+    objects: Sequence[ShapeObject], seed: int, index: int, image_size: int = 128, noise: float = 6.0
+) -> Image.Image:
     """Draw the scene: dark background, each shape filled with its colour (+-20 per channel of shade
     variation), light Gaussian pixel noise."""
     rng = np.random.default_rng([seed, index, 1])
@@ -124,7 +134,9 @@ def grounded_words() -> List[str]:
     return [*SHAPE_COLOURS, *SHAPE_KINDS]
 
 
-def attention_in_box(attention: torch.Tensor, owners: Sequence[int], boxes: Sequence[Sequence[float]], size: float) -> List[float]:
+def attention_in_box(
+    attention: torch.Tensor, owners: Sequence[int], boxes: Sequence[Sequence[float]], size: float
+) -> List[float]:
     """For each word that names an object (``owners[t] >= 0``): 1.0 if the argmax of its attention row
     ``attention[t]`` (over a square grid of ``L`` cells, row-major; ``(1, L)`` if ``L`` is not a
     square), taken at the centre of its cell in an image of ``size`` pixels, lies inside the box
@@ -185,9 +197,17 @@ class ShapesCaptions(CaptionDataModule):
         if not 1 <= max_objects <= layout * layout:
             raise ValueError(f"max_objects must be in [1, layout^2 = {layout * layout}], got {max_objects}")
         super().__init__(
-            encoder=encoder, image_size=image_size, crop_pct=1.0, vocab_size=vocab_size, min_frequency=min_frequency,
-            max_caption_len=max_caption_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers, feature_cache_dir=feature_cache_dir, seed=seed,
+            encoder=encoder,
+            image_size=image_size,
+            crop_pct=1.0,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            max_caption_len=max_caption_len,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            feature_cache_dir=feature_cache_dir,
+            seed=seed,
         )
         self.split_seeds = {"train": seed, "val": seed + 1, "test": seed + 2}
         self.split_sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -205,7 +225,15 @@ class ShapesCaptions(CaptionDataModule):
             for i in range(n):
                 objects = shapes_scene(seed, i, **self.scene_args)
                 words, owners = shapes_caption(objects)
-                rows.append(CaptionRecord(f"shapes:{seed}:{i}", [" ".join(words)], f"{seed}:{i}", f"seed {seed} image {i}", {"objects": objects, "owners": owners}))
+                rows.append(
+                    CaptionRecord(
+                        f"shapes:{seed}:{i}",
+                        [" ".join(words)],
+                        f"{seed}:{i}",
+                        f"seed {seed} image {i}",
+                        {"objects": objects, "owners": owners},
+                    )
+                )
             records[split] = rows
         return records
 

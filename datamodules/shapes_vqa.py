@@ -67,7 +67,12 @@ TYPE_ANSWERS: Dict[str, Tuple[str, ...]] = {
 #: worse: shapes and colours were learned later, and relations no better; docs/results.md, VQA.)
 TYPE_CYCLE: Tuple[str, ...] = QUESTION_TYPES
 #: direction -> (same row or column, the step in the other coordinate that leads away from the reference)
-RELATIONS: Dict[str, Tuple[str, int]] = {"left of": ("row", -1), "right of": ("row", 1), "above": ("col", -1), "below": ("col", 1)}
+RELATIONS: Dict[str, Tuple[str, int]] = {
+    "left of": ("row", -1),
+    "right of": ("row", 1),
+    "above": ("col", -1),
+    "below": ("col", 1),
+}
 SHAPES_VQA_VERSION = 1
 _MAX_DRAWS = 4096  # scenes tried per example; the rarest (type, answer) needs a few dozen
 
@@ -128,7 +133,9 @@ def question_type(index: int) -> str:
     return TYPE_CYCLE[index % len(TYPE_CYCLE)]
 
 
-def shapes_question(seed: int, index: int, image_size: int = 64, layout: int = 4, max_objects: int = 5) -> Tuple[List[ShapeObject], int, Tuple[str, str, List[int], List[int]]]:
+def shapes_question(
+    seed: int, index: int, image_size: int = 64, layout: int = 4, max_objects: int = 5
+) -> Tuple[List[ShapeObject], int, Tuple[str, str, List[int], List[int]]]:
     """Example ``index`` of the set drawn with ``seed``: ``(objects, scene index, (question, answer,
     targets, named))``. The scene index is the one to render the image with
     (:func:`~datamodules.shapes_captions.render_shapes`)."""
@@ -144,8 +151,10 @@ def shapes_question(seed: int, index: int, image_size: int = 64, layout: int = 4
         fitting = [q for q in shapes_questions(objects, kind) if q[1] == answer]
         if fitting:
             return objects, scene, fitting[int(rng.integers(len(fitting)))]
-    raise RuntimeError(f"no scene of {_MAX_DRAWS} draws has a {kind} question answered {answer!r} "
-                       f"(layout {layout}, max_objects {max_objects}): allow more objects")
+    raise RuntimeError(
+        f"no scene of {_MAX_DRAWS} draws has a {kind} question answered {answer!r} "
+        f"(layout {layout}, max_objects {max_objects}): allow more objects"
+    )
 
 
 class ShapesVQA(VQADataModule):
@@ -176,9 +185,19 @@ class ShapesVQA(VQADataModule):
     ) -> None:
         if not 2 <= max_objects <= layout * layout:
             raise ValueError(f"max_objects must be in [2, layout^2 = {layout * layout}], got {max_objects}")
-        super().__init__(encoder=encoder, image_size=image_size, crop_pct=1.0, num_answers=len({a for answers in TYPE_ANSWERS.values() for a in answers}),
-                         vocab_size=100, min_frequency=1, max_question_len=12, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            encoder=encoder,
+            image_size=image_size,
+            crop_pct=1.0,
+            num_answers=len({a for answers in TYPE_ANSWERS.values() for a in answers}),
+            vocab_size=100,
+            min_frequency=1,
+            max_question_len=12,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+        )
         self.split_seeds = {"train": seed, "val": seed + 1, "test": seed + 2}
         self.split_sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.scene_args = dict(image_size=image_size, layout=layout, max_objects=max_objects)
@@ -199,8 +218,16 @@ class ShapesVQA(VQADataModule):
             seed, rows = self.split_seeds[split], []
             for i in range(n):
                 objects, scene, (question, answer, targets, named) = shapes_question(seed, i, **self.scene_args)
-                rows.append(VQARecord(scene, question, [answer], question_type(i), f"{seed}:{i}",
-                                      {"objects": objects, "targets": targets, "named": named}))
+                rows.append(
+                    VQARecord(
+                        scene,
+                        question,
+                        [answer],
+                        question_type(i),
+                        f"{seed}:{i}",
+                        {"objects": objects, "targets": targets, "named": named},
+                    )
+                )
             records[split] = rows
         return records
 
@@ -208,8 +235,11 @@ class ShapesVQA(VQADataModule):
         if self.datasets:
             return
         super().setup(stage)
-        print("ShapesVQA: question-only majority rate per type (test): "
-              + ", ".join(f"{t} {v:.3f}" for t, v in self.majority_rates("test").items()), flush=True)
+        print(
+            "ShapesVQA: question-only majority rate per type (test): "
+            + ", ".join(f"{t} {v:.3f}" for t, v in self.majority_rates("test").items()),
+            flush=True,
+        )
 
     def pixels(self, split: str) -> np.ndarray:
         """Every image of ``split`` as uint8 ``(N, S, S, 3)``, drawn on first use and kept (scoring the

@@ -72,7 +72,9 @@ class EncodedTexts(Dataset):
 
     @classmethod
     def from_split(cls, split: Dict[str, Any], **kwargs) -> "EncodedTexts":
-        return cls(split["ids"], split["offsets"], split["labels"], sources=split.get("sources"), texts=split.get("texts"), **kwargs)
+        return cls(
+            split["ids"], split["offsets"], split["labels"], sources=split.get("sources"), texts=split.get("texts"), **kwargs
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -257,9 +259,15 @@ class TextClassificationDataModule(TextDataModule):
     def settings(self) -> Dict[str, Any]:
         hp = self.hparams
         return {
-            "module": type(self).__name__, "tokenizer": hp.tokenizer, "vocab_size": hp.vocab_size,
-            "min_frequency": hp.min_frequency, "lowercase": hp.lowercase, "val_fraction": hp.val_fraction,
-            "seed": hp.seed, "encoding_errors": hp.encoding_errors, **self.read_settings(),
+            "module": type(self).__name__,
+            "tokenizer": hp.tokenizer,
+            "vocab_size": hp.vocab_size,
+            "min_frequency": hp.min_frequency,
+            "lowercase": hp.lowercase,
+            "val_fraction": hp.val_fraction,
+            "seed": hp.seed,
+            "encoding_errors": hp.encoding_errors,
+            **self.read_settings(),
         }
 
     def _build(self) -> Dict[str, Any]:
@@ -274,10 +282,16 @@ class TextClassificationDataModule(TextDataModule):
             ids = encode_texts(tokenizer, split.texts)
             for i, seq in enumerate(ids):
                 if not seq:
-                    raise DataFormatError(f"{split.sources[i]}: no tokens left after normalization (text {split.texts[i][:80]!r})")
+                    raise DataFormatError(
+                        f"{split.sources[i]}: no tokens left after normalization (text {split.texts[i][:80]!r})"
+                    )
             flat, offsets = pack(ids)
-            encoded[name] = {"ids": flat, "offsets": offsets, "labels": torch.tensor(split.labels, dtype=torch.long),
-                             "sources": list(split.sources)}
+            encoded[name] = {
+                "ids": flat,
+                "offsets": offsets,
+                "labels": torch.tensor(split.labels, dtype=torch.long),
+                "sources": list(split.sources),
+            }
             if name == TEXT_SPLIT:
                 encoded[name]["texts"] = list(split.texts)
         return {"tokenizer_json": tokenizer.to_str(), "label_names": list(label_names), "splits": encoded}

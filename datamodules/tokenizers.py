@@ -27,10 +27,31 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from torch import Tensor
 
 __all__ = [
-    "BOS_ID", "CHAR_UNK_ID", "EOS_ID", "PAD_ID", "SPECIAL_TOKENS", "TOKENIZER_KINDS", "TRUNCATION_POLICIES",
-    "UNK_CHAR", "UNK_ID", "build_char_vocab", "build_tokenizer", "build_translation_tokenizer", "decode_chars",
-    "detokenize", "encode_chars", "encode_sentence", "encode_texts", "encode_truncated", "fit_tokenizer", "join_words", "load_tokenizer",
-    "pack", "train_tokenizer", "train_translation_tokenizer", "truncate",
+    "BOS_ID",
+    "CHAR_UNK_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "TOKENIZER_KINDS",
+    "TRUNCATION_POLICIES",
+    "UNK_CHAR",
+    "UNK_ID",
+    "build_char_vocab",
+    "build_tokenizer",
+    "build_translation_tokenizer",
+    "decode_chars",
+    "detokenize",
+    "encode_chars",
+    "encode_sentence",
+    "encode_texts",
+    "encode_truncated",
+    "fit_tokenizer",
+    "join_words",
+    "load_tokenizer",
+    "pack",
+    "train_tokenizer",
+    "train_translation_tokenizer",
+    "truncate",
 ]
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
@@ -80,7 +101,9 @@ def load_tokenizer(tokenizer_json: str) -> Tokenizer:
     """The tokenizer back from its JSON string (as kept in a model's hyperparameters); a string that is
     not a ``tokenizers`` serialization is a ``ValueError`` saying so."""
     if not isinstance(tokenizer_json, str):
-        raise ValueError(f"a tokenizer must be given as its JSON string (tokenizer.to_str()), got a {type(tokenizer_json).__name__}")
+        raise ValueError(
+            f"a tokenizer must be given as its JSON string (tokenizer.to_str()), got a {type(tokenizer_json).__name__}"
+        )
     try:
         return Tokenizer.from_str(tokenizer_json)
     except Exception as err:  # the Rust side raises a bare Exception for any malformed input
@@ -93,7 +116,9 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> List[List[int]]:
     return [e.ids for e in encode(list(texts), add_special_tokens=False)]
 
 
-def encode_truncated(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: Optional[int], policy: str = "head_tail") -> List[List[int]]:
+def encode_truncated(
+    tokenizer: Tokenizer, texts: Sequence[str], max_tokens: Optional[int], policy: str = "head_tail"
+) -> List[List[int]]:
     """``truncate(encode_texts(tokenizer, texts), max_tokens, policy)`` without tokenizing more of a
     long text than the cut keeps: the ids of a text's first ``head`` and last ``tail`` tokens (the
     policy's parts, :func:`truncate`) come from a window at each end, doubled until it holds them, so

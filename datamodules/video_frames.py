@@ -61,7 +61,16 @@ from .errors import DataFormatError, InputError, MissingDataError
 from .loaders import IGNORE, SplitLoaders, pad_clips
 from .video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, count_frames, decode_video, list_frames, load_frame, probe_video
 
-__all__ = ["LAYOUTS", "Clip", "VideoClips", "VideoFramesDataModule", "download_ucf101", "read_labels", "read_ucf101_split", "scan"]
+__all__ = [
+    "LAYOUTS",
+    "Clip",
+    "VideoClips",
+    "VideoFramesDataModule",
+    "download_ucf101",
+    "read_labels",
+    "read_ucf101_split",
+    "scan",
+]
 
 LAYOUTS = ("auto", "frames", "videos", "features", "ucf101")
 
@@ -220,8 +229,7 @@ def check_frame_labels(clips: Iterable[Clip], csv_path: Path) -> None:
         missing = sorted(set(clip.frame_labels) - have)
         if missing:
             raise DataFormatError(
-                f"{csv_path}: labels for frames {missing[:10]} of video {clip.video}, but {clip.path} has no "
-                f"such frames ({span})"
+                f"{csv_path}: labels for frames {missing[:10]} of video {clip.video}, but {clip.path} has no such frames ({span})"
             )
 
 
@@ -499,8 +507,12 @@ class VideoFramesDataModule(SplitLoaders, L.LightningDataModule):
             splits["test"] = splits["val"]
         self.splits = splits
         common = dict(
-            class_index=class_index, num_frames=hp.num_frames, stride=hp.stride, fps=hp.fps,
-            size=hp.size, allow_gaps=hp.allow_gaps,
+            class_index=class_index,
+            num_frames=hp.num_frames,
+            stride=hp.stride,
+            fps=hp.fps,
+            size=hp.size,
+            allow_gaps=hp.allow_gaps,
         )
         self.datasets = {
             "train": VideoClips(splits["train"], sampling=hp.train_sampling, **common),

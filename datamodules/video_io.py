@@ -27,8 +27,18 @@ from .errors import DataFormatError, InputError, MissingInputError, summary
 from .images import open_image
 
 __all__ = [
-    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "VideoDecodeError", "VideoInfo", "count_frames", "decode_video",
-    "extract_frames", "find_videos", "list_frames", "load_frame", "probe_video", "read_clip",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "VideoDecodeError",
+    "VideoInfo",
+    "count_frames",
+    "decode_video",
+    "extract_frames",
+    "find_videos",
+    "list_frames",
+    "load_frame",
+    "probe_video",
+    "read_clip",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -86,8 +96,10 @@ def probe_video(path: str | Path) -> VideoInfo:
                 raise VideoDecodeError(f"{path}: no video stream in the file")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
-            duration = float(stream.duration * stream.time_base) if stream.duration else (
-                container.duration / 1e6 if container.duration else 0.0
+            duration = (
+                float(stream.duration * stream.time_base)
+                if stream.duration
+                else (container.duration / 1e6 if container.duration else 0.0)
             )
             return VideoInfo(path, stream.width, stream.height, int(stream.frames or 0), fps, duration)
     except (av.FFmpegError, UnicodeDecodeError, AttributeError) as e:
@@ -105,8 +117,9 @@ def _video_stream(container: Any, path: Path) -> Any:
     return stream
 
 
-def _sampled(container: Any, stream: Any, fps: Optional[float], start: int = 0, stride: int = 1,
-             counter: Optional[List[int]] = None) -> Iterator[Tuple[int, Any]]:
+def _sampled(
+    container: Any, stream: Any, fps: Optional[float], start: int = 0, stride: int = 1, counter: Optional[List[int]] = None
+) -> Iterator[Tuple[int, Any]]:
     """``(index, frame)`` of the frames kept: from frame ``start`` every ``stride``-th, or, with ``fps``,
     the first frame at or after each of the times ``start/fps_video + k / fps``. ``counter[0]`` counts
     the frames decoded."""
@@ -295,7 +308,7 @@ def extract_frames(
             with av.open(str(video)) as container:
                 stream = _video_stream(container, video)
                 width = height = None
-                for index, frame in _sampled(container, stream, fps):
+                for _, frame in _sampled(container, stream, fps):
                     if width is None:
                         width, height = _scaled(frame.width, frame.height, size)
                     image = frame.to_ndarray(format="rgb24", width=width, height=height)

@@ -70,8 +70,9 @@ def answer_vocabulary(records: Sequence[VQARecord], num_answers: int) -> List[st
 class VQADataset(Dataset):
     """Items of one split; ``image(i)`` gives record ``i``'s normalized image tensor."""
 
-    def __init__(self, records: List[VQARecord], ids: List[List[int]], answer_index: Dict[str, int], image, extra=None,
-                 agreement: int = 3) -> None:
+    def __init__(
+        self, records: List[VQARecord], ids: List[List[int]], answer_index: Dict[str, int], image, extra=None, agreement: int = 3
+    ) -> None:
         self.records, self.ids, self.answer_index, self.image, self.extra = records, ids, answer_index, image, extra
         self.agreement = agreement
 
@@ -84,9 +85,13 @@ class VQADataset(Dataset):
         top = counts.most_common(1)[0][0] if counts else None
         scores = {self.answer_index[a]: min(n / self.agreement, 1.0) for a, n in counts.items() if a in self.answer_index}
         item = {
-            "index": i, "question": record.question, "image": self.image(i),
+            "index": i,
+            "question": record.question,
+            "image": self.image(i),
             "ids": torch.tensor(self.ids[i], dtype=torch.long),
-            "answer": self.answer_index.get(top, IGNORE), "scores": scores, "question_type": record.question_type,
+            "answer": self.answer_index.get(top, IGNORE),
+            "scores": scores,
+            "question_type": record.question_type,
         }
         if self.extra is not None:
             item.update(self.extra(i))
@@ -115,10 +120,14 @@ def vqa_collate(items: List[Dict[str, Any]], num_answers: int, question_types: S
             scores[row, k] = s
     type_index = {t: k for k, t in enumerate(question_types)}
     batch: Dict[str, Any] = {
-        "images": torch.stack([x["image"] for x in items]), "ids": ids, "lengths": lengths,
-        "answer": torch.tensor([x["answer"] for x in items], dtype=torch.long), "answer_scores": scores,
+        "images": torch.stack([x["image"] for x in items]),
+        "ids": ids,
+        "lengths": lengths,
+        "answer": torch.tensor([x["answer"] for x in items], dtype=torch.long),
+        "answer_scores": scores,
         "question_type": torch.tensor([type_index[x["question_type"]] for x in items], dtype=torch.long),
-        "index": torch.tensor([x["index"] for x in items], dtype=torch.long), "question": [x["question"] for x in items],
+        "index": torch.tensor([x["index"] for x in items], dtype=torch.long),
+        "question": [x["question"] for x in items],
     }
     for key in ("target_boxes", "named_boxes"):
         if key in items[0]:
@@ -171,9 +180,15 @@ class VQADataModule(ImageDataModule):
         self.save_hyperparameters()
         # Kept apart from self.hparams: under LightningCLI hparams hold only the subclass's own arguments.
         self.opts = SimpleNamespace(
-            encoder=encoder, num_answers=num_answers, vocab_size=vocab_size, min_frequency=min_frequency,
-            max_question_len=max_question_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers, seed=seed,
+            encoder=encoder,
+            num_answers=num_answers,
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            max_question_len=max_question_len,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
         )
         self.records: Dict[str, List[VQARecord]] = {}
         self.datasets: Dict[str, VQADataset] = {}
@@ -228,5 +243,6 @@ class VQADataModule(ImageDataModule):
                 warnings.warn(f"{split}: skipped {len(ids) - len(keep)} questions with no words after tokenization")
                 records, ids = [records[k] for k in keep], [ids[k] for k in keep]
                 self.records[split] = records
-            self.datasets[split] = VQADataset(records, ids, answer_index, lambda i, s=split: self.image_tensor(s, i), self.item_extra(split),
-                                              self.agreement)
+            self.datasets[split] = VQADataset(
+                records, ids, answer_index, lambda i, s=split: self.image_tensor(s, i), self.item_extra(split), self.agreement
+            )

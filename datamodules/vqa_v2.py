@@ -61,7 +61,9 @@ ANSWER_TYPES = ("yes/no", "number", "other")
 # ---- answer normalization (the official VQA evaluation) ------------------------------------------------
 # vqaEval.py's tables. Its contraction keys with capitals ("Im", "Ive", "Id've") are left out: they can
 # never match, the words are lower-cased first. "somebody'd" -> "somebodyd" is the original's (sic).
-_CONTRACTIONS = dict(pair.split("=") for pair in """
+_CONTRACTIONS = dict(
+    pair.split("=")
+    for pair in """
 aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn't've couldnt've=couldn't've
 didnt=didn't doesnt=doesn't dont=don't hadnt=hadn't hadnt've=hadn't've hadn'tve=hadn't've hasnt=hasn't havent=haven't
 hed=he'd hed've=he'd've he'dve=he'd've hes=he's howd=how'd howll=how'll hows=how's isnt=isn't itd=it'd itd've=it'd've
@@ -79,7 +81,8 @@ wheres=where's whereve=where've whod=who'd whod've=who'd've who'dve=who'd've who
 whyll=why'll whyre=why're whys=why's wont=won't wouldve=would've wouldnt=wouldn't wouldnt've=wouldn't've
 wouldn'tve=wouldn't've yall=y'all yall'll=y'all'll y'allll=y'all'll yall'd've=y'all'd've y'alld've=y'all'd've
 y'all'dve=y'all'd've youd=you'd youd've=you'd've you'dve=you'd've youll=you'll youre=you're youve=you've
-""".split())
+""".split()
+)
 _NUMBERS = {w: str(k) for k, w in enumerate("zero one two three four five six seven eight nine ten".split())} | {"none": "0"}
 _ARTICLES = {"a", "an", "the"}
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
@@ -150,8 +153,16 @@ def read_vqa_v2(questions_json: Path, annotations_json: Path, images_dir: Path, 
             raise DataFormatError(f"{where}: question_id {qid} has no entry in {annotations_json}")
         answers, answer_type = annotations[qid]
         path = Path(images_dir) / f"{prefix}{image_id:012d}.jpg"
-        records.append(VQARecord(str(path), _get(entry, "question", (str,), where), [normalize_answer(a) for a in answers],
-                                 answer_type, qid, {"image_id": image_id}))
+        records.append(
+            VQARecord(
+                str(path),
+                _get(entry, "question", (str,), where),
+                [normalize_answer(a) for a in answers],
+                answer_type,
+                qid,
+                {"image_id": image_id},
+            )
+        )
     return records
 
 
@@ -174,8 +185,10 @@ def fetch_sized(url: str, size: int, folder: Path) -> Path:
         problem = f"its sha256 differs from the one recorded at the first download ({recorded})"
     if problem:
         path.unlink()
-        raise DownloadError(f"refusing {url}: {problem}; it was removed (nothing left at {path}). Download it again, "
-                            "or place a good copy there by hand")
+        raise DownloadError(
+            f"refusing {url}: {problem}; it was removed (nothing left at {path}). Download it again, "
+            "or place a good copy there by hand"
+        )
     if not recorded.is_file():
         digest = pooch.file_hash(str(path), alg="sha256")
         write_atomic(recorded, f"{digest}  {path.name}\n".encode())
@@ -197,8 +210,15 @@ class VQAv2DataModule(VQADataModule):
 
     name = "vqa_v2"
 
-    def __init__(self, root: str = "data/vqa_v2", download: bool = False, val_images: float = 0.05,
-                 limit_questions: Optional[Dict[str, int]] = None, num_answers: int = 3000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str = "data/vqa_v2",
+        download: bool = False,
+        val_images: float = 0.05,
+        limit_questions: Optional[Dict[str, int]] = None,
+        num_answers: int = 3000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(num_answers=num_answers, **kwargs)
         if not 0 < val_images:
             raise ValueError(f"val_images must be a fraction in (0, 1) or a number of images >= 1, got {val_images}")
@@ -236,8 +256,10 @@ class VQAv2DataModule(VQADataModule):
         lines = []
         for (folder, kind), (name, zip_name, size) in VQA_V2_FILES.items():
             if self.json_file(folder, kind) is None:
-                lines.append(f"  - {self.root / name}: wget {VQA_V2_URL}{zip_name}  ({size / 1e6:.1f} MB)  &&  "
-                             f"unzip {zip_name} -d {self.root}   (or pass --data.download true)")
+                lines.append(
+                    f"  - {self.root / name}: wget {VQA_V2_URL}{zip_name}  ({size / 1e6:.1f} MB)  &&  "
+                    f"unzip {zip_name} -d {self.root}   (or pass --data.download true)"
+                )
         return lines + missing_coco_images(self.root)
 
     def prepare_data(self) -> None:
@@ -249,14 +271,22 @@ class VQAv2DataModule(VQADataModule):
 
     def read_records(self) -> Dict[str, List[VQARecord]]:
         self.prepare_data()
-        train = read_vqa_v2(self.json_file("train2014", "questions"), self.json_file("train2014", "annotations"),
-                            self.root / "train2014", "COCO_train2014_")
+        train = read_vqa_v2(
+            self.json_file("train2014", "questions"),
+            self.json_file("train2014", "annotations"),
+            self.root / "train2014",
+            "COCO_train2014_",
+        )
         held_out = _held_out_images(train, self.val_images, self.opts.seed)
         splits = {
             "train": [r for r in train if r.extra["image_id"] not in held_out],
             "val": [r for r in train if r.extra["image_id"] in held_out],
-            "test": read_vqa_v2(self.json_file("val2014", "questions"), self.json_file("val2014", "annotations"),
-                                self.root / "val2014", "COCO_val2014_"),
+            "test": read_vqa_v2(
+                self.json_file("val2014", "questions"),
+                self.json_file("val2014", "annotations"),
+                self.root / "val2014",
+                "COCO_val2014_",
+            ),
         }
         return {split: self._present(split, records) for split, records in splits.items()}
 
@@ -267,8 +297,10 @@ class VQAv2DataModule(VQADataModule):
         kept = [r for r in records if exists.setdefault(r.image, Path(r.image).is_file())]
         if len(kept) < len(records):
             absent = sorted(path for path, ok in exists.items() if not ok)
-            warnings.warn(f"VQA v2 {split}: skipped {len(records) - len(kept)} questions whose image is not on disk "
-                          f"({len(absent)} images, e.g. {absent[:3]})")
+            warnings.warn(
+                f"VQA v2 {split}: skipped {len(records) - len(kept)} questions whose image is not on disk "
+                f"({len(absent)} images, e.g. {absent[:3]})"
+            )
         self.skipped_questions[split] = len(records) - len(kept)
         limit = self.limit_questions.get(split)
         return kept[: int(limit)] if limit is not None else kept

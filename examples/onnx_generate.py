@@ -30,8 +30,11 @@ def session(folder: Path, graph: str) -> ort.InferenceSession:
 
 def zero_state(spec: Dict, names: List[str], batch: int = 1) -> Dict[str, np.ndarray]:
     """Zeros for the state inputs ``h`` (and ``c``): ``graphs.json`` gives their shape, batch axis named."""
-    return {n: np.zeros([batch if isinstance(d, str) else d for d in spec["inputs"][n]["shape"]], np.float32)
-            for n in names if n in spec["inputs"]}
+    return {
+        n: np.zeros([batch if isinstance(d, str) else d for d in spec["inputs"][n]["shape"]], np.float32)
+        for n in names
+        if n in spec["inputs"]
+    }
 
 
 def generate(folder: Path, prime: str, length: int, temperature: float, seed: int) -> Dict:
@@ -73,7 +76,9 @@ def translate(folder: Path, sentence: str) -> Dict:
     ids = source.encode(sentence, add_special_tokens=False).ids or [special["pad"]]
     encoder, decoder = session(folder, "encoder"), session(folder, "decoder_step")
     names = info["graphs"]["encoder"]["outputs"]
-    encoded = dict(zip(names, encoder.run(None, {"src": np.array([ids], np.int64), "src_lengths": np.array([len(ids)], np.int64)})))
+    encoded = dict(
+        zip(names, encoder.run(None, {"src": np.array([ids], np.int64), "src_lengths": np.array([len(ids)], np.int64)}))
+    )
     wanted = {i.name for i in decoder.get_inputs()}
     inputs = {k: v for k, v in encoded.items() if k in wanted}
     max_len = int(info["max_len_a"] * len(ids) + info["max_len_b"])

@@ -66,7 +66,7 @@ def run(name: str, hidden: int, bidirectional: bool, steps: int, task: str, seed
     model = Tagger(hidden, bidirectional)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
     curve, start = [], time.perf_counter()
-    for step in range(steps):
+    for _ in range(steps):
         x, lengths, labels = batch(64, generator, task)
         logits = model(x, lengths)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
@@ -81,8 +81,15 @@ def run(name: str, hidden: int, bidirectional: bool, steps: int, task: str, seed
         real = labels != -100
         accuracy = float((predicted == labels)[real].float().mean())
     return {
-        "model": name, "task": task, "hidden": hidden, "bidirectional": bidirectional, "params": params(model),
-        "accuracy": accuracy, "final_loss": sum(curve[-50:]) / 50, "seconds": time.perf_counter() - start, "curve": curve,
+        "model": name,
+        "task": task,
+        "hidden": hidden,
+        "bidirectional": bidirectional,
+        "params": params(model),
+        "accuracy": accuracy,
+        "final_loss": sum(curve[-50:]) / 50,
+        "seconds": time.perf_counter() - start,
+        "curve": curve,
     }
 
 
@@ -98,7 +105,9 @@ def main() -> None:
         for name, hidden, bidirectional in configs:
             r = run(name, hidden, bidirectional, args.steps, task, args.seed)
             results.append(r)
-            print(f"{task:8s} {name:14s} accuracy {r['accuracy']:.3f} ({r['params']} parameters, {r['seconds']:.1f} s)", flush=True)
+            print(
+                f"{task:8s} {name:14s} accuracy {r['accuracy']:.3f} ({r['params']} parameters, {r['seconds']:.1f} s)", flush=True
+            )
     save_json("bidirectional", {"config": vars(args), "results": results})
     header = ["model", "parameters", "label = previous digit (past)", "label = next digit (future)"]
     table = []

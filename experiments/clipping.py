@@ -61,21 +61,51 @@ def main() -> None:
         finite = np.isfinite(losses)
         val = evaluate_lm(model, data, max_batches=20) if finite.all() else float("nan")
         runs[name] = {
-            "val_loss": val, "losses": losses.tolist(), "grad_norm": norms.tolist(), "grad_norm_weight_hh": hh.tolist(),
-            "max_grad_norm": float(np.nanmax(norms)), "median_grad_norm": float(np.nanmedian(norms)),
-            "steps_norm_over_10": int((norms > 10).sum()), "loss_spikes": int(_spikes(losses)),
-            "final_train_loss": float(np.nanmean(losses[-25:])), "nan": bool(not finite.all()),
+            "val_loss": val,
+            "losses": losses.tolist(),
+            "grad_norm": norms.tolist(),
+            "grad_norm_weight_hh": hh.tolist(),
+            "max_grad_norm": float(np.nanmax(norms)),
+            "median_grad_norm": float(np.nanmedian(norms)),
+            "steps_norm_over_10": int((norms > 10).sum()),
+            "loss_spikes": int(_spikes(losses)),
+            "final_train_loss": float(np.nanmean(losses[-25:])),
+            "nan": bool(not finite.all()),
             "seconds": recorder.seconds,
         }
         r = runs[name]
-        print(f"{name:9s} val {val:.3f}  final train {r['final_train_loss']:.3f}  grad norm max {r['max_grad_norm']:.3g} "
-              f"median {r['median_grad_norm']:.3g}  steps with norm>10: {r['steps_norm_over_10']}  loss spikes: {r['loss_spikes']}", flush=True)
+        print(
+            f"{name:9s} val {val:.3f}  final train {r['final_train_loss']:.3f}  grad norm max {r['max_grad_norm']:.3g} "
+            f"median {r['median_grad_norm']:.3g}  steps with norm>10: {r['steps_norm_over_10']}  loss spikes: {r['loss_spikes']}",
+            flush=True,
+        )
     save_json("clipping", {"config": vars(args), "runs": runs})
-    header = ["run", "val loss (nats/char)", "final train loss", "max grad norm", "median grad norm", "steps with norm > 10", "loss spikes (> +0.5 over the previous 10-step mean)"]
-    print(markdown_table(header, [
-        [name, f"{r['val_loss']:.3f}", f"{r['final_train_loss']:.3f}", f"{r['max_grad_norm']:.3g}", f"{r['median_grad_norm']:.3g}",
-         r["steps_norm_over_10"], r["loss_spikes"]] for name, r in runs.items()
-    ]))
+    header = [
+        "run",
+        "val loss (nats/char)",
+        "final train loss",
+        "max grad norm",
+        "median grad norm",
+        "steps with norm > 10",
+        "loss spikes (> +0.5 over the previous 10-step mean)",
+    ]
+    print(
+        markdown_table(
+            header,
+            [
+                [
+                    name,
+                    f"{r['val_loss']:.3f}",
+                    f"{r['final_train_loss']:.3f}",
+                    f"{r['max_grad_norm']:.3g}",
+                    f"{r['median_grad_norm']:.3g}",
+                    r["steps_norm_over_10"],
+                    r["loss_spikes"],
+                ]
+                for name, r in runs.items()
+            ],
+        )
+    )
     plot(runs, args.clip, args.hidden, args.lr)
 
 
@@ -115,13 +145,26 @@ def _train(data, args, clip, logger):
 
     L.seed_everything(args.seed, verbose=False)
     model = SGDCharLanguageModel(
-        vocab=data.vocab, cell="rnn", hidden_size=args.hidden, embedding_dim=32, lr=args.lr, grad_clip=clip,
+        vocab=data.vocab,
+        cell="rnn",
+        hidden_size=args.hidden,
+        embedding_dim=32,
+        lr=args.lr,
+        grad_clip=clip,
         nonlinearity=args.nonlinearity,
     )
     recorder = LossRecorder()
     trainer = L.Trainer(
-        max_steps=args.steps, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1, callbacks=[recorder, logger],
+        max_steps=args.steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[recorder, logger],
     )
     trainer.fit(model, train_dataloaders=data.train_dataloader())
     return model, recorder

@@ -87,8 +87,15 @@ def train_char_lm(
     model = CharLanguageModel(vocab=data.vocab, **model_args)
     recorder = LossRecorder()
     trainer = L.Trainer(
-        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1,
+        max_steps=steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
         callbacks=[recorder, *(callbacks or [])],
     )
     trainer.fit(model, train_dataloaders=data.train_dataloader())

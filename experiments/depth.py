@@ -13,7 +13,17 @@ from __future__ import annotations
 import argparse
 import math
 
-from experiments.common import IMAGES, char_data, evaluate_lm, markdown_table, params, pyplot, save_json, train_char_lm, use_threads
+from experiments.common import (
+    IMAGES,
+    char_data,
+    evaluate_lm,
+    markdown_table,
+    params,
+    pyplot,
+    save_json,
+    train_char_lm,
+    use_threads,
+)
 
 
 def main() -> None:
@@ -28,24 +38,55 @@ def main() -> None:
     results = []
     for layers in args.layers:
         model, recorder = train_char_lm(
-            data, args.steps, seed=args.seed, cell="lstm", hidden_size=args.hidden, embedding_dim=64,
-            num_layers=layers, dropout=0.0, lr=3e-3, warmup_steps=50, grad_clip=1.0,
+            data,
+            args.steps,
+            seed=args.seed,
+            cell="lstm",
+            hidden_size=args.hidden,
+            embedding_dim=64,
+            num_layers=layers,
+            dropout=0.0,
+            lr=3e-3,
+            warmup_steps=50,
+            grad_clip=1.0,
         )
         val = evaluate_lm(model, data)
         chars = args.steps * 32 * 64
         r = {
-            "layers": layers, "params": params(model), "val_loss": val, "val_bpc": val / math.log(2), "val_ppl": math.exp(val),
-            "train_seconds": recorder.seconds, "chars_per_second": chars / recorder.seconds,
-            "final_train_loss": sum(recorder.losses[-25:]) / 25, "curve": recorder.losses,
+            "layers": layers,
+            "params": params(model),
+            "val_loss": val,
+            "val_bpc": val / math.log(2),
+            "val_ppl": math.exp(val),
+            "train_seconds": recorder.seconds,
+            "chars_per_second": chars / recorder.seconds,
+            "final_train_loss": sum(recorder.losses[-25:]) / 25,
+            "curve": recorder.losses,
         }
         results.append(r)
-        print(f"{layers} layer(s): val loss {val:.3f} ({r['val_bpc']:.3f} bpc), {recorder.seconds:.0f} s, {r['chars_per_second']:.0f} chars/s", flush=True)
+        print(
+            f"{layers} layer(s): val loss {val:.3f} ({r['val_bpc']:.3f} bpc), {recorder.seconds:.0f} s, {r['chars_per_second']:.0f} chars/s",
+            flush=True,
+        )
     save_json("depth", {"config": vars(args), "results": results})
     header = ["layers", "parameters", "val loss (nats/char)", "bits/char", "val perplexity", "train time (s)", "chars/s"]
-    print(markdown_table(header, [
-        [r["layers"], f"{r['params']:,}", f"{r['val_loss']:.3f}", f"{r['val_bpc']:.3f}", f"{r['val_ppl']:.2f}",
-         f"{r['train_seconds']:.0f}", f"{r['chars_per_second']:,.0f}"] for r in results
-    ]))
+    print(
+        markdown_table(
+            header,
+            [
+                [
+                    r["layers"],
+                    f"{r['params']:,}",
+                    f"{r['val_loss']:.3f}",
+                    f"{r['val_bpc']:.3f}",
+                    f"{r['val_ppl']:.2f}",
+                    f"{r['train_seconds']:.0f}",
+                    f"{r['chars_per_second']:,.0f}",
+                ]
+                for r in results
+            ],
+        )
+    )
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     for r in results:

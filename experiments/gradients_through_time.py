@@ -68,20 +68,27 @@ def main() -> None:
                 )
             results[f"{cell} / {condition}"] = entry
             h = np.array(curves["hidden"])
-            print(f"{cell:4s} {condition:8s} ||dL/dh|| at distance 0: {h[0]:.3g}; relative at 10/50/100/199: "
-                  + " ".join(f"{h[d] / h[0]:.2g}" for d in (10, 50, 100, 199))
-                  + (f"; val loss {entry['val_loss']:.3f}" if "val_loss" in entry else ""), flush=True)
+            print(
+                f"{cell:4s} {condition:8s} ||dL/dh|| at distance 0: {h[0]:.3g}; relative at 10/50/100/199: "
+                + " ".join(f"{h[d] / h[0]:.2g}" for d in (10, 50, 100, 199))
+                + (f"; val loss {entry['val_loss']:.3f}" if "val_loss" in entry else ""),
+                flush=True,
+            )
     save_json("gradients_through_time", {"config": vars(args), "distances_reported": DISTANCES, "results": results})
 
     header = ["model", "‖∂L/∂h‖ at 0", *[f"÷ at {d}" for d in DISTANCES], "val loss", "max grad norm in training"]
     rows = []
     for name, entry in results.items():
         h = np.array(entry["curves"]["hidden"])
-        rows.append([
-            name, f"{h[0]:.3g}", *[f"{h[d] / h[0]:.1e}" for d in DISTANCES],
-            f"{entry['val_loss']:.3f}" if "val_loss" in entry else "–",
-            f"{max(entry['grad_norm']):.3g}" if "grad_norm" in entry else "–",
-        ])
+        rows.append(
+            [
+                name,
+                f"{h[0]:.3g}",
+                *[f"{h[d] / h[0]:.1e}" for d in DISTANCES],
+                f"{entry['val_loss']:.3f}" if "val_loss" in entry else "–",
+                f"{max(entry['grad_norm']):.3g}" if "grad_norm" in entry else "–",
+            ]
+        )
     print(markdown_table(header, rows))
 
     plt = pyplot()

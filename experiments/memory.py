@@ -79,7 +79,9 @@ def run(cell: str, gap: int, steps: int, seed: int = 0, hidden: int = 32):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gaps", type=int, nargs="+", default=[5, 10, 20, 50, 100])
-    parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm-torch", "lstm-forget1", "lstm-chrono", "mingru", "minlstm"])
+    parser.add_argument(
+        "--cells", nargs="+", default=["rnn", "gru", "lstm-torch", "lstm-forget1", "lstm-chrono", "mingru", "minlstm"]
+    )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="memory", help="results/<name>.json and img/<name>_gap.png (runs side by side)")
@@ -94,8 +96,11 @@ def main() -> None:
             r = max(tries, key=lambda t: t["accuracy"])
             r["tries"] = [{k: t[k] for k in ("seed", "accuracy", "steps")} for t in tries]
             results.append(r)
-            print(f"{cell:12s} gap {gap:4d}: accuracy {r['accuracy']:.3f} after {r['steps']} steps (seed {r['seed']}, "
-                  f"{len(tries)} tr{'y' if len(tries) == 1 else 'ies'}, {sum(t['seconds'] for t in tries):.1f} s)", flush=True)
+            print(
+                f"{cell:12s} gap {gap:4d}: accuracy {r['accuracy']:.3f} after {r['steps']} steps (seed {r['seed']}, "
+                f"{len(tries)} tr{'y' if len(tries) == 1 else 'ies'}, {sum(t['seconds'] for t in tries):.1f} s)",
+                flush=True,
+            )
     longest = {}
     for cell in args.cells:
         solved = [r["gap"] for r in results if r["cell"] == cell and r["accuracy"] >= 0.9]

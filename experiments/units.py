@@ -92,7 +92,9 @@ def main() -> None:
         values = acts[(row["kind"], row["layer"])][:, row["unit"]]
         start = best_window(features[row["feature"]], text, args.show_chars)
         stem = f"{row['feature']}__{row['kind']}_L{row['layer']}_u{row['unit']}"
-        title = f"{row['kind']} layer {row['layer']} unit {row['unit']} — {row['feature']}, r = {row['r_heldout']:+.2f} (held out)"
+        title = (
+            f"{row['kind']} layer {row['layer']} unit {row['unit']} — {row['feature']}, r = {row['r_heldout']:+.2f} (held out)"
+        )
         _, png = write_unit(text, values, out, stem, row["kind"], title, start, args.show_chars)
         row["image"] = str(png)
         row["window_start"] = start
@@ -105,15 +107,38 @@ def main() -> None:
         row["docs_image"] = f"img/{target.name}"
     hp = dict(model.hparams)
     hp.pop("vocab", None)
-    save_json("units", {"model": args.ckpt or args.model, "hparams": hp, "text": {"start": TEXT_START, "chars": len(text)}, "rows": rows})
-    header = ["feature", "best unit", "r (selection half)", "r (held-out half)", "unit vs 'is a space'",
-              "feature vs 'is a space'", "partial r, 'is a space' fixed", "r among spaces only"]
-    print(markdown_table(header, [
-        [r["feature"], f"{r['kind']} L{r['layer']} #{r['unit']}", f"{r['r_select']:+.3f}", f"{r['r_heldout']:+.3f}",
-         f"{r['r_is_space']:+.3f}", f"{r['feature_r_is_space']:+.3f}", f"{r['r_partial_space']:+.3f}",
-         "–" if r["r_heldout_spaces_only"] is None else f"{r['r_heldout_spaces_only']:+.3f}"]
-        for r in rows
-    ]))
+    save_json(
+        "units",
+        {"model": args.ckpt or args.model, "hparams": hp, "text": {"start": TEXT_START, "chars": len(text)}, "rows": rows},
+    )
+    header = [
+        "feature",
+        "best unit",
+        "r (selection half)",
+        "r (held-out half)",
+        "unit vs 'is a space'",
+        "feature vs 'is a space'",
+        "partial r, 'is a space' fixed",
+        "r among spaces only",
+    ]
+    print(
+        markdown_table(
+            header,
+            [
+                [
+                    r["feature"],
+                    f"{r['kind']} L{r['layer']} #{r['unit']}",
+                    f"{r['r_select']:+.3f}",
+                    f"{r['r_heldout']:+.3f}",
+                    f"{r['r_is_space']:+.3f}",
+                    f"{r['feature_r_is_space']:+.3f}",
+                    f"{r['r_partial_space']:+.3f}",
+                    "–" if r["r_heldout_spaces_only"] is None else f"{r['r_heldout_spaces_only']:+.3f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

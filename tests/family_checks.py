@@ -21,8 +21,11 @@ from zoo.sequences import map_state
 EXACT = dict(atol=1e-5, rtol=1e-5)
 INPUT, HIDDEN = 5, 8
 __all__ = [  # what a family's test file takes with `from tests.family_checks import *`: the shared tests
-    "test_step_equals_sequence", "test_carried_state_equals_one_run", "test_padded_batch_equals_each_sequence_alone",
-    "test_gradients_finite_at_8192_steps", "test_large_inputs_give_finite_gradients_on_both_backends",
+    "test_step_equals_sequence",
+    "test_carried_state_equals_one_run",
+    "test_padded_batch_equals_each_sequence_alone",
+    "test_gradients_finite_at_8192_steps",
+    "test_large_inputs_give_finite_gradients_on_both_backends",
     "test_wrong_input_state_and_backend_are_refused",
 ]
 

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import csv
 import functools
-import threading
 import gzip
 import io
 import json
 import random
 import tarfile
+import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
-
 
 # ---- IMDB (aclImdb) ------------------------------------------------------------------------------
 POS_WORDS = ["great", "wonderful", "loved", "superb", "moving"]
@@ -40,9 +39,14 @@ def review(label: str, rng: random.Random, n: int = 30) -> str:
 def imdb_members(per_class: int = 12, seed: int = 0) -> dict:
     """``{member name: bytes}`` in the aclImdb_v1 layout, with the files a real archive also holds."""
     rng = random.Random(seed)
-    members = {"aclImdb/README": b"Large Movie Review Dataset v1.0\n", "aclImdb/imdb.vocab": b"the\nand\n",
-               "aclImdb/imdbEr.txt": b"0.1\n", "aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0453418/\n",
-               "aclImdb/train/labeledBow.feat": b"9 0:9 1:1\n", "aclImdb/train/unsup/0_0.txt": b"unlabeled review"}
+    members = {
+        "aclImdb/README": b"Large Movie Review Dataset v1.0\n",
+        "aclImdb/imdb.vocab": b"the\nand\n",
+        "aclImdb/imdbEr.txt": b"0.1\n",
+        "aclImdb/train/urls_pos.txt": b"http://www.imdb.com/title/tt0453418/\n",
+        "aclImdb/train/labeledBow.feat": b"9 0:9 1:1\n",
+        "aclImdb/train/unsup/0_0.txt": b"unlabeled review",
+    }
     for split in ("train", "test"):
         for label in ("pos", "neg"):
             for i in range(per_class):
@@ -68,8 +72,12 @@ def write_folder(root: Path, members: dict) -> Path:
 
 
 # ---- AG News ----------------------------------------------------------------------------------
-AG_TEXT = {1: ["Iraq elections", "UN talks on Iran"], 2: ["Yankees win the series", "Olympic gold for sprinter"],
-           3: ["Stocks fall as oil #36;50", "Fed raises rates"], 4: ["New Linux kernel", "NASA probe reaches Mars"]}
+AG_TEXT = {
+    1: ["Iraq elections", "UN talks on Iran"],
+    2: ["Yankees win the series", "Olympic gold for sprinter"],
+    3: ["Stocks fall as oil #36;50", "Fed raises rates"],
+    4: ["New Linux kernel", "NASA probe reaches Mars"],
+}
 
 
 def ag_rows(per_class: int = 10, seed: int = 0):
@@ -78,7 +86,7 @@ def ag_rows(per_class: int = 10, seed: int = 0):
     for i in range(per_class):
         for label, titles in AG_TEXT.items():
             title = rng.choice(titles)
-            rows.append([str(label), f"{title} ({i})", f"AP - {title.lower()}, reports say.\\Details \"quoted\" follow."])
+            rows.append([str(label), f"{title} ({i})", f'AP - {title.lower()}, reports say.\\Details "quoted" follow.'])
     return rows
 
 
@@ -99,10 +107,26 @@ def write_ag_news(root: Path, per_class: int = 10) -> Path:
 
 # ---- Multi30k ---------------------------------------------------------------------------------
 LEXICON = [
-    ("Ein", "A"), ("Mann", "man"), ("Frau", "woman"), ("Hund", "dog"), ("läuft", "runs"), ("springt", "jumps"),
-    ("über", "over"), ("die", "the"), ("grüne", "green"), ("Wiese", "meadow"), ("mit", "with"),
-    ("einem", "a"), ("roten", "red"), ("T-Shirt", "T-shirt"), ("Ball", "ball"), ("im", "in the"),
-    ("Schnee", "snow"), ("Straße", "street"), ("(lächelnd)", "(smiling)"), ("schnell,", "quickly,"),
+    ("Ein", "A"),
+    ("Mann", "man"),
+    ("Frau", "woman"),
+    ("Hund", "dog"),
+    ("läuft", "runs"),
+    ("springt", "jumps"),
+    ("über", "over"),
+    ("die", "the"),
+    ("grüne", "green"),
+    ("Wiese", "meadow"),
+    ("mit", "with"),
+    ("einem", "a"),
+    ("roten", "red"),
+    ("T-Shirt", "T-shirt"),
+    ("Ball", "ball"),
+    ("im", "in the"),
+    ("Schnee", "snow"),
+    ("Straße", "street"),
+    ("(lächelnd)", "(smiling)"),
+    ("schnell,", "quickly,"),
 ]
 
 
@@ -166,7 +190,9 @@ def write_coco(root: Path, per_split: Dict[str, int] = None) -> Path:
             filename = f"COCO_{folder}_{n:012d}.jpg"
             write_jpeg(root / folder / filename, COLOURS[colour])
             sentences = [{"raw": c, "tokens": c.lower().strip(" .").split()} for c in caption_of(colour, n)]
-            rows.append({"filepath": folder, "filename": filename, "split": split, "cocoid": 1000 + n, "imgid": n, "sentences": sentences})
+            rows.append(
+                {"filepath": folder, "filename": filename, "split": split, "cocoid": 1000 + n, "imgid": n, "sentences": sentences}
+            )
             n += 1
     (root / "dataset_coco.json").write_text(json.dumps({"images": rows, "dataset": "coco"}))
     return root
@@ -278,9 +304,7 @@ class StaticServer:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
 
-        self.httpd = ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
-        )
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)

@@ -130,8 +130,12 @@ def toy_task(tmp_path, monkeypatch):
     (tmp_path / "parity_reader.py").write_text(TOY_TASK, encoding="utf-8")
     monkeypatch.setattr(zoo.tasks, "__path__", [*zoo.tasks.__path__, str(tmp_path)])
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.register_model("parity_toy", task="zoo.tasks.parity_reader.ParityReader", init_args={"hidden_size": 8},
-                            description="a GRU reading a bit string: is its number of 1s odd?")
+    registry.register_model(
+        "parity_toy",
+        task="zoo.tasks.parity_reader.ParityReader",
+        init_args={"hidden_size": 8},
+        description="a GRU reading a bit string: is its number of 1s odd?",
+    )
     yield
     sys.modules.pop("zoo.tasks.parity_reader", None)
 
@@ -145,8 +149,9 @@ def test_a_task_added_as_the_guide_says_trains_predicts_scores_and_refuses_expor
     model = create_model("parity_toy")  # through the registry entry, resolved like every zoo task
     assert type(model).__module__ == "zoo.tasks.parity_reader" and not model.built  # built from the data at setup
     data = ParityData()
-    L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False,
-              accelerator="cpu").fit(model, datamodule=data)
+    L.Trainer(fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu").fit(
+        model, datamodule=data
+    )
     assert model.built and model.hparams.symbols == ["0", "1"]
 
     [odd, even] = model.predict(["0111", "0110"])

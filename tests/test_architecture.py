@@ -97,7 +97,11 @@ def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 
 def test_no_module_over_600_lines():
-    long = {str(p.relative_to(REPO)): n for p in modules().values() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in modules().values()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -121,8 +125,20 @@ def test_tasks_import_no_dataset_and_lower_layers_import_no_task():
             assert data <= FORMAT_MODULES, f"{name} imports a dataset module: {sorted(data - FORMAT_MODULES)}"
         if name.startswith("datamodules"):
             assert not [t for t in targets if t.startswith("zoo.")], f"{name} imports the zoo (datamodules never import models)"
-        if name.startswith(("zoo.hub", "zoo.cells", "zoo.kernels", "zoo.recurrent", "zoo.attention", "zoo.decoding",
-                            "zoo.encoders", "zoo.sequences", "zoo.viz", "zoo.metrics")):
+        if name.startswith(
+            (
+                "zoo.hub",
+                "zoo.cells",
+                "zoo.kernels",
+                "zoo.recurrent",
+                "zoo.attention",
+                "zoo.decoding",
+                "zoo.encoders",
+                "zoo.sequences",
+                "zoo.viz",
+                "zoo.metrics",
+            )
+        ):
             upward = [t for t in targets if t.startswith(("zoo.tasks", "zoo.cli"))]
             assert not upward, f"{name} imports a layer above it: {upward}"
 
@@ -143,7 +159,9 @@ def task_classes() -> List[type]:
     found = {c for c in subclasses(TaskModule) if c.__module__ in shipped}
     # A shared base of several tasks (zoo.tasks.image.ImageTask) builds nothing itself: it is no task,
     # and it must have tasks under it.
-    bases = {c for c in found if "build" not in vars(c) and not any("build" in vars(k) for k in c.__mro__[1:] if k is not TaskModule)}
+    bases = {
+        c for c in found if "build" not in vars(c) and not any("build" in vars(k) for k in c.__mro__[1:] if k is not TaskModule)
+    }
     assert all(c.__subclasses__() for c in bases), f"task bases without tasks: {bases}"
     return sorted(found - bases, key=lambda c: c.__name__)
 
@@ -160,8 +178,14 @@ def test_every_task_follows_the_contract():
         assert set(cls.data_hparams) <= set(params), f"{cls.__name__}: data_hparams that are no init arguments"
         assert set(cls.required_data) <= set(cls.data_hparams) and set(cls.must_match) <= set(cls.data_hparams)
         # one vocabulary of argument names across tasks
-        for old, new in {"encoder_layers": "num_layers", "num_classes": "label_names", "classes": "label_names",
-                         "beam": "beam_size", "hidden": "hidden_size", "layers": "num_layers"}.items():
+        for old, new in {
+            "encoder_layers": "num_layers",
+            "num_classes": "label_names",
+            "classes": "label_names",
+            "beam": "beam_size",
+            "hidden": "hidden_size",
+            "layers": "num_layers",
+        }.items():
             assert old not in params, f"{cls.__name__} takes {old!r}: the zoo's name is {new!r}"
         predict = inspect.signature(cls.predict).parameters
         assert list(predict)[:2] == ["self", list(predict)[1]] and len(predict) >= 2

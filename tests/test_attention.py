@@ -102,7 +102,9 @@ def test_additive_matches_its_equation() -> None:
     e = att.v(torch.tanh(att.memory_proj(memory) + att.query_proj(q)[:, None])).squeeze(-1)
     assert torch.allclose(att.scores(q, memory), e)
     general = make("general")
-    assert torch.allclose(general.scores(q, memory), torch.einsum("bq,qm,blm->bl", q, general.memory_proj.weight, memory), atol=1e-5)
+    assert torch.allclose(
+        general.scores(q, memory), torch.einsum("bq,qm,blm->bl", q, general.memory_proj.weight, memory), atol=1e-5
+    )
     dot = MultiplicativeAttention(M, M, "dot", scale=True)
     qm = torch.randn(B, M)
     assert torch.allclose(dot.scores(qm, memory), torch.einsum("bm,blm->bl", qm, memory) / M**0.5, atol=1e-6)

@@ -19,8 +19,8 @@ from datamodules.download import MissingDataError
 from datamodules.images import CorruptImageError, load_image
 from datamodules.shapes_captions import ShapesCaptions, caption_word_objects, shapes_caption, shapes_scene
 from tests.conftest import LEARNING_SEED, learned
-from zoo.metrics import bleu_scores, caption_metrics, cider_d, normalize_caption
 from zoo.attention import doubly_stochastic_penalty, reinforce_loss
+from zoo.metrics import bleu_scores, caption_metrics, cider_d, normalize_caption
 from zoo.tasks.captioner import ImageCaptioner
 from zoo.viz import attention_figure
 
@@ -42,8 +42,19 @@ def tiny_shapes(**kw) -> ShapesCaptions:
 
 def tiny_model(attention: str, tokenizer_json=None, **kw) -> ImageCaptioner:
     torch.manual_seed(0)
-    args = dict(encoder=ENCODER, pretrained=False, attention=attention, feature_dim=16, embedding_dim=8, hidden_size=16,
-                attention_dim=8, dropout=0.0, beam_size=2, log_images=0, tokenizer_json=tokenizer_json)
+    args = dict(
+        encoder=ENCODER,
+        pretrained=False,
+        attention=attention,
+        feature_dim=16,
+        embedding_dim=8,
+        hidden_size=16,
+        attention_dim=8,
+        dropout=0.0,
+        beam_size=2,
+        log_images=0,
+        tokenizer_json=tokenizer_json,
+    )
     args.update(kw)
     return ImageCaptioner(**args)
 
@@ -57,9 +68,16 @@ def shapes_batch():
 
 
 # ---- the model ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("attention,decoder,coordinates", [
-    ("none", "sat", False), ("soft", "sat", False), ("hard", "sat", True), ("soft", "luong", True), ("hard", "luong", False),
-])
+@pytest.mark.parametrize(
+    "attention,decoder,coordinates",
+    [
+        ("none", "sat", False),
+        ("soft", "sat", False),
+        ("hard", "sat", True),
+        ("soft", "luong", True),
+        ("hard", "luong", False),
+    ],
+)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_shapes_of_every_path(shapes_batch, attention, decoder, coordinates, cell) -> None:
     dm, batch = shapes_batch
@@ -353,7 +371,9 @@ def karpathy_fixture(root: Path, images: dict) -> Path:
 
     rows = []
     for n, (name, (split, captions)) in enumerate(images.items()):
-        rows.append({"filename": name, "split": split, "imgid": n, "sentences": [{"raw": c, "tokens": c.split()} for c in captions]})
+        rows.append(
+            {"filename": name, "split": split, "imgid": n, "sentences": [{"raw": c, "tokens": c.split()} for c in captions]}
+        )
     (root / "dataset_flickr8k.json").write_text(json.dumps({"images": rows, "dataset": "flickr8k"}))
     return root
 
@@ -363,14 +383,17 @@ def test_missing_images_empty_captions_and_corrupt_files(tmp_path) -> None:
     for n in range(4):
         write_jpeg(tmp_path / "images" / f"{n}.jpg")
     (tmp_path / "images" / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    karpathy_fixture(tmp_path, {
-        "0.jpg": ("train", ["a red thing .", "", "a thing"]),
-        "1.jpg": ("train", ["a blue thing"]),
-        "absent.jpg": ("train", ["a ghost"]),
-        "2.jpg": ("val", ["   "]),  # only empty captions: the image is skipped
-        "3.jpg": ("val", ["a green thing"]),
-        "bad.jpg": ("test", ["a broken thing"]),
-    })
+    karpathy_fixture(
+        tmp_path,
+        {
+            "0.jpg": ("train", ["a red thing .", "", "a thing"]),
+            "1.jpg": ("train", ["a blue thing"]),
+            "absent.jpg": ("train", ["a ghost"]),
+            "2.jpg": ("val", ["   "]),  # only empty captions: the image is skipped
+            "3.jpg": ("val", ["a green thing"]),
+            "bad.jpg": ("test", ["a broken thing"]),
+        },
+    )
     dm = FlickrCaptionsDataModule(root=str(tmp_path), encoder=ENCODER, image_size=32, min_frequency=1, batch_size=2)
     with pytest.warns(UserWarning, match="skipped 1 of 3 images"):
         dm.setup()
@@ -393,17 +416,44 @@ def test_missing_coco_says_what_where_and_how(tmp_path) -> None:
     with pytest.raises(MissingDataError) as info:
         dm.prepare_data()
     message = str(info.value)
-    for expected in ("train2014", "val2014", "dataset_coco.json", "http://images.cocodataset.org/zips/train2014.zip", "13 GB", "6.2 GB", str(tmp_path / "coco"), "caption_attn_shapes.yaml"):
+    for expected in (
+        "train2014",
+        "val2014",
+        "dataset_coco.json",
+        "http://images.cocodataset.org/zips/train2014.zip",
+        "13 GB",
+        "6.2 GB",
+        str(tmp_path / "coco"),
+        "caption_attn_shapes.yaml",
+    ):
         assert expected in message
 
 
 def test_karpathy_json_reader(tmp_path) -> None:
     import json
 
-    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [
-        {"filepath": "val2014", "filename": "x.jpg", "split": "restval", "cocoid": 7, "sentences": [{"raw": "A cat.", "tokens": ["a", "cat"]}]},
-        {"filepath": "val2014", "filename": "y.jpg", "split": "test", "cocoid": 8, "sentences": [{"tokens": ["a", "dog"]}]},
-    ]}))
+    (tmp_path / "dataset_coco.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "filepath": "val2014",
+                        "filename": "x.jpg",
+                        "split": "restval",
+                        "cocoid": 7,
+                        "sentences": [{"raw": "A cat.", "tokens": ["a", "cat"]}],
+                    },
+                    {
+                        "filepath": "val2014",
+                        "filename": "y.jpg",
+                        "split": "test",
+                        "cocoid": 8,
+                        "sentences": [{"tokens": ["a", "dog"]}],
+                    },
+                ]
+            }
+        )
+    )
     splits = read_karpathy_json(tmp_path / "dataset_coco.json", tmp_path)
     assert splits["train"][0].image == str(tmp_path / "val2014" / "x.jpg") and splits["train"][0].captions == ["A cat."]
     assert splits["test"][0].captions == ["a dog"] and splits["test"][0].image_id == "8"
@@ -436,7 +486,10 @@ def test_hub_mirror_split_comes_from_the_path_inside_the_dataset(tmp_path, monke
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(snapshot))
     splits = coco_captions.read_karpathy_hub("someone/coco-karpathy", tmp_path)
     assert {s: sorted(Path(r.image).name for r in records) for s, records in splits.items()} == {
-        "train": ["restval.jpg", "train.jpg"], "val": ["validation.jpg"], "test": ["test.jpg"]}
+        "train": ["restval.jpg", "train.jpg"],
+        "val": ["validation.jpg"],
+        "test": ["test.jpg"],
+    }
 
 
 # ---- figures, checkpoints, CLI -----------------------------------------------------------------------------
@@ -460,14 +513,29 @@ def test_attention_figure_png(tmp_path) -> None:
 
 def run_cli(args, env_extra=None, timeout=240):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_cli_fast_dev_run_on_shapes(tmp_path) -> None:
     result = run_cli(
-        ["fit", "--config", "recipes/caption_attn_shapes.yaml", "--trainer.fast_dev_run", "true",
-         "--trainer.logger.init_args.save_dir", str(tmp_path), "--data.n_train", "64", "--data.n_val", "16", "--data.n_test", "16"],
+        [
+            "fit",
+            "--config",
+            "recipes/caption_attn_shapes.yaml",
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+            "--data.n_train",
+            "64",
+            "--data.n_val",
+            "16",
+            "--data.n_test",
+            "16",
+        ],
         {"ZOO_HOME": str(tmp_path / "home")},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -494,7 +562,14 @@ def test_real_flickr8k_images_fit_and_caption(tmp_path) -> None:
         (root / f"Flickr_8k.{split}Images.txt").write_text("\n".join(part) + "\n")
     dm = FlickrCaptionsDataModule(root=str(root), encoder=ENCODER, image_size=96, min_frequency=1, batch_size=8)
     model = tiny_model("soft", None, log_images=1, beam_size=2)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, logger=False, enable_progress_bar=False, default_root_dir=tmp_path, limit_val_batches=1)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=1,
+    )
     trainer.fit(model, dm)
     assert len(dm.records["train"]) == 8 and all(Path(r.image).is_file() for r in dm.records["train"])
     assert "val/bleu4" in trainer.callback_metrics and "val/cider" in trainer.callback_metrics

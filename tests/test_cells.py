@@ -72,7 +72,9 @@ def test_min_cells_are_the_papers_equations_and_their_scan_coefficients():
     # Feng et al. 2024, written out: minGRU and minLSTM from x_t only, g(x) = x + 0.5 (x >= 0) else sigmoid(x)
     from zoo.cells import MinGRUCell, MinLSTMCell, g
 
-    torch.testing.assert_close(g(torch.tensor([-2.0, 0.0, 3.0])), torch.tensor([torch.sigmoid(torch.tensor(-2.0)).item(), 0.5, 3.5]))
+    torch.testing.assert_close(
+        g(torch.tensor([-2.0, 0.0, 3.0])), torch.tensor([torch.sigmoid(torch.tensor(-2.0)).item(), 0.5, 3.5])
+    )
     torch.manual_seed(0)
     x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
     gru = MinGRUCell(3, 4).double()
@@ -98,5 +100,7 @@ def test_min_cells_are_the_papers_equations_and_their_scan_coefficients():
 
 
 def test_unknown_cell_lists_every_family():
-    with pytest.raises(ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'mlstm', 'rglru', 'rnn', 's6', 'slstm'\]"):
+    with pytest.raises(
+        ValueError, match=r"expected one of \['gru', 'lstm', 'mingru', 'minlstm', 'mlstm', 'rglru', 'rnn', 's6', 'slstm'\]"
+    ):
         cell_class("min-gru")

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datamodules.download import DataFormatError
 from datamodules.char_corpus import CharCorpusDataModule, StreamWindows, batchify, read_corpus
+from datamodules.download import DataFormatError
 from datamodules.tokenizers import UNK_CHAR, decode_chars, encode_chars
 from tests.conftest import shared_data
 

@@ -103,8 +103,14 @@ def test_fit_from_datamodule_checkpoint_rebuilds_itself(tokenizer_json, tmp_path
     m = SequenceClassifier(embedding_dim=16, hidden_size=16, pool="mean", lr=1e-2, warmup_steps=1, dropout=0.0)
     assert not m.built  # sizes come from the datamodule at setup
     dm = tiny_datamodule(tokenizer_json, batch_size=8)
-    trainer = L.Trainer(max_epochs=12, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_epochs=12,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(m, dm)
     assert {"train/loss", "val/loss", "val/acc", "val/f1"} <= set(trainer.callback_metrics)
     assert m.hparams.tokenizer_json == tokenizer_json and m.hparams.label_names == ["neg", "pos"]
@@ -137,4 +143,6 @@ def test_model_refuses_data_with_another_vocabulary(tokenizer_json, tmp_path):
     with pytest.raises(ValueError, match="tokenizer_json differs"):
         trainer.fit(m, tiny_datamodule(tokenizer_json))
     with pytest.raises(ValueError, match="needs tokenizer_json"):
-        L.Trainer(max_epochs=1, logger=False, default_root_dir=tmp_path).fit(SequenceClassifier(), train_dataloaders=tiny_datamodule(tokenizer_json).train_dataloader())
+        L.Trainer(max_epochs=1, logger=False, default_root_dir=tmp_path).fit(
+            SequenceClassifier(), train_dataloaders=tiny_datamodule(tokenizer_json).train_dataloader()
+        )

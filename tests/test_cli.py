@@ -15,9 +15,20 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow  # end-to-end runs of the `zoo` command in subprocesses: `python -m pytest -m slow`
 
 RECIPE = str(REPO / "recipes" / "char_lm.yaml")
-TINY = ["--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "8",
-        "--data.init_args.batch_size", "4", "--data.init_args.seq_len", "16",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TINY = [
+    "--model.init_args.hidden_size",
+    "16",
+    "--model.init_args.embedding_dim",
+    "8",
+    "--data.init_args.batch_size",
+    "4",
+    "--data.init_args.seq_len",
+    "16",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
 
 
 def worktree_env(**extra: str) -> dict:
@@ -27,13 +38,23 @@ def worktree_env(**extra: str) -> dict:
 
 def zoo(*args, cwd, env=None, timeout=240):
     full_env = worktree_env(WANDB_MODE="offline", PYTHONUNBUFFERED="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_fast_dev_run_then_sample(tiny_corpus, tmp_path):
-    run = zoo("fit", "--config", RECIPE, "--data.init_args.corpus", str(tiny_corpus), *TINY,
-              "--trainer.fast_dev_run", "true", cwd=tmp_path)
+    run = zoo(
+        "fit",
+        "--config",
+        RECIPE,
+        "--data.init_args.corpus",
+        str(tiny_corpus),
+        *TINY,
+        "--trainer.fast_dev_run",
+        "true",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "sample (end of training" in run.stdout
 
@@ -47,10 +68,31 @@ def test_print_config_applies_overrides(tmp_path):
 def test_wandb_without_credentials_logs_offline_and_says_where(tiny_corpus, tmp_path):
     env = {k: v for k, v in worktree_env().items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), PYTHONUNBUFFERED="1")  # no ~/.netrc, no API key, no WANDB_MODE
-    run = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", RECIPE,
-                          "--data.init_args.corpus", str(tiny_corpus), *TINY, "--trainer.max_steps", "2",
-                          "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "2"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zoo.cli",
+            "fit",
+            "--config",
+            RECIPE,
+            "--data.init_args.corpus",
+            str(tiny_corpus),
+            *TINY,
+            "--trainer.max_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.val_check_interval",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "W&B: logged offline to" in run.stdout and "wandb sync" in run.stdout
     run_dirs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
@@ -58,14 +100,38 @@ def test_wandb_without_credentials_logs_offline_and_says_where(tiny_corpus, tmp_
 
 
 def test_sigkill_mid_epoch_then_resume_with_ckpt_path_last(tiny_corpus, tmp_path):
-    args = ["fit", "--config", RECIPE, "--data.init_args.corpus", str(tiny_corpus), *TINY,
-            "--trainer.max_steps", "60", "--trainer.max_epochs", "100", "--trainer.limit_val_batches", "2",
-            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-            "--trainer.callbacks.dirpath", "checkpoints/char_lm", "--trainer.callbacks.save_last", "true",
-            "--trainer.callbacks.save_top_k", "0", "--trainer.callbacks.every_n_train_steps", "5"]
+    args = [
+        "fit",
+        "--config",
+        RECIPE,
+        "--data.init_args.corpus",
+        str(tiny_corpus),
+        *TINY,
+        "--trainer.max_steps",
+        "60",
+        "--trainer.max_epochs",
+        "100",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.dirpath",
+        "checkpoints/char_lm",
+        "--trainer.callbacks.save_last",
+        "true",
+        "--trainer.callbacks.save_top_k",
+        "0",
+        "--trainer.callbacks.every_n_train_steps",
+        "5",
+    ]
     env = worktree_env(WANDB_MODE="offline", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     last = tmp_path / "checkpoints" / "char_lm" / "last.ckpt"
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -85,10 +151,28 @@ def test_sigkill_mid_epoch_then_resume_with_ckpt_path_last(tiny_corpus, tmp_path
 
 
 def test_two_process_cpu_ddp_fit(tiny_corpus, tmp_path):
-    run = zoo("fit", "--config", RECIPE, "--data.init_args.corpus", str(tiny_corpus), *TINY,
-              "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-              "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2", "--trainer.val_check_interval", "3",
-              cwd=tmp_path, timeout=300)
+    run = zoo(
+        "fit",
+        "--config",
+        RECIPE,
+        "--data.init_args.corpus",
+        str(tiny_corpus),
+        *TINY,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.max_steps",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.val_check_interval",
+        "3",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out

@@ -18,12 +18,18 @@ CHAR_LM = str(REPO / "recipes" / "char_lm.yaml")
 
 
 def zoo(*args: str, cwd, env=None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                "WANDB_MODE": "offline", "ZOO_HOME": str(cwd / "zoo_home"), **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "offline",
+        "ZOO_HOME": str(cwd / "zoo_home"),
+        **(env or {}),
+    }
     if "ZOO_DEBUG" not in (env or {}):
         full_env.pop("ZOO_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd, env=full_env, input=stdin,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args], cwd=cwd, env=full_env, input=stdin, capture_output=True, text=True, timeout=240
+    )
 
 
 def test_misspelt_options_name_the_closest_valid_ones_first(tmp_path):
@@ -43,14 +49,33 @@ def test_misspelt_options_name_the_closest_valid_ones_first(tmp_path):
 def test_bad_config_and_missing_corpus_say_which_file(tmp_path, tiny_corpus):
     run = zoo("fit", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert run.returncode == 2 and "nope.yaml" in run.stderr and "does not exist" in run.stderr
-    run = zoo("fit", "--config", CHAR_LM, "--data.init_args.corpus", str(tmp_path / "missing.txt"),
-              "--trainer.fast_dev_run", "true", "--trainer.logger", "false", cwd=tmp_path)
+    run = zoo(
+        "fit",
+        "--config",
+        CHAR_LM,
+        "--data.init_args.corpus",
+        str(tmp_path / "missing.txt"),
+        "--trainer.fast_dev_run",
+        "true",
+        "--trainer.logger",
+        "false",
+        cwd=tmp_path,
+    )
     assert run.returncode == 2 and "missing.txt" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_fit_without_coco_lists_what_is_missing_without_traceback(tmp_path):
-    args = ["fit", "--config", str(REPO / "recipes" / "caption_attn.yaml"), "--data.root", str(tmp_path / "coco"),
-            "--model.pretrained", "false", "--trainer.logger", "false"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "caption_attn.yaml"),
+        "--data.root",
+        str(tmp_path / "coco"),
+        "--model.pretrained",
+        "false",
+        "--trainer.logger",
+        "false",
+    ]
     run = zoo(*args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
@@ -75,8 +100,22 @@ def test_inference_commands_unknown_model_missing_checkpoint_bad_values(tmp_path
 def test_command_table(tmp_path):
     run = zoo("--help", cwd=tmp_path)
     assert run.returncode == 0
-    for name in ("fit", "validate", "test", "predict", "sample", "classify", "translate", "caption", "label-frames",
-                 "visualize", "export", "extract-frames", "frame-features", "models"):
+    for name in (
+        "fit",
+        "validate",
+        "test",
+        "predict",
+        "sample",
+        "classify",
+        "translate",
+        "caption",
+        "label-frames",
+        "visualize",
+        "export",
+        "extract-frames",
+        "frame-features",
+        "models",
+    ):
         assert any(line.split()[:1] == [name] and len(line.split()) > 1 for line in run.stdout.splitlines()), name
     run = zoo("fitt", cwd=tmp_path)
     assert run.returncode == 2 and "did you mean fit" in run.stderr
@@ -85,10 +124,12 @@ def test_command_table(tmp_path):
 
 def test_commands_are_imported_only_when_called():
     """`import zoo.cli` imports no command, and `zoo fit` none of the captioner's or the video's modules."""
-    code = ("import sys, zoo.cli, zoo.cli.fit; "
-            "bad = [m for m in sys.modules if m.startswith(('zoo.tasks.captioner', 'zoo.tasks.frame_classifier', 'timm', "
-            "'datamodules.coco_captions', 'datamodules.video', 'zoo.cli.caption', 'zoo.cli.sample'))]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, zoo.cli, zoo.cli.fit; "
+        "bad = [m for m in sys.modules if m.startswith(('zoo.tasks.captioner', 'zoo.tasks.frame_classifier', 'timm', "
+        "'datamodules.coco_captions', 'datamodules.video', 'zoo.cli.caption', 'zoo.cli.sample'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr

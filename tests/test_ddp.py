@@ -20,16 +20,25 @@ pytestmark = pytest.mark.slow  # each test spawns two training processes
 STEPS = 5
 
 
-def fit_parameters(make_model: Callable[[], L.LightningModule], data: L.LightningDataModule, devices: int,
-                   root: Path) -> Dict[str, torch.Tensor]:
+def fit_parameters(
+    make_model: Callable[[], L.LightningModule], data: L.LightningDataModule, devices: int, root: Path
+) -> Dict[str, torch.Tensor]:
     """The parameters after :data:`STEPS` steps from the same initial weights (seed 0), on ``devices``
     CPU processes (rank 0's copy: DDP keeps them equal)."""
     torch.manual_seed(0)
     model = make_model()
     trainer = L.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto", max_steps=STEPS,
-        limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        max_steps=STEPS,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
     )
     trainer.fit(model, data)  # ddp_spawn loads rank 0's final weights back into `model`
     return {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -61,8 +70,15 @@ def test_classifier_ddp_equals_one_process(tmp_path):
     assert len(ref.datasets["train"]) % 8 == 6  # STEPS reach the last batch, smaller: 3 and 3 per rank
 
     def model() -> SequenceClassifier:
-        return SequenceClassifier(ref.tokenizer_json, ref.label_names, embedding_dim=16, hidden_size=16,
-                                  dropout=0.0, embedding_dropout=0.0, warmup_steps=2)
+        return SequenceClassifier(
+            ref.tokenizer_json,
+            ref.label_names,
+            embedding_dim=16,
+            hidden_size=16,
+            dropout=0.0,
+            embedding_dropout=0.0,
+            warmup_steps=2,
+        )
 
     assert_ddp_equals_one_process(model, data, tmp_path)
 
@@ -81,9 +97,18 @@ def test_translator_ddp_equals_one_process(tmp_path):
 
     ref = data(8)
     batch = next(iter(data(4).train_dataloader()))
+
     def model() -> Seq2Seq:
-        return Seq2Seq(ref.source_tokenizer_json, ref.target_tokenizer_json, embedding_dim=16, hidden_size=16,
-                       dropout=0.0, embedding_dropout=0.0, warmup_steps=2, log_alignments=0)
+        return Seq2Seq(
+            ref.source_tokenizer_json,
+            ref.target_tokenizer_json,
+            embedding_dim=16,
+            hidden_size=16,
+            dropout=0.0,
+            embedding_dropout=0.0,
+            warmup_steps=2,
+            log_alignments=0,
+        )
 
     assert batch["tgt"].shape[0] == 4
     assert_ddp_equals_one_process(model, data, tmp_path)
@@ -103,16 +128,23 @@ def test_frame_classifier_ddp_equals_one_process(tmp_path):
     out = backbone.save_features({"train": shapes.datasets["train"], "val": shapes.datasets["val"]}, tmp_path / "features")
 
     def data(batch_size: int) -> VideoFramesDataModule:
-        dm = VideoFramesDataModule(str(out), labels=str(out / "labels.csv"), num_frames=32, batch_size=batch_size,
-                                   train_sampling="start", eval_sampling="start")
+        dm = VideoFramesDataModule(
+            str(out),
+            labels=str(out / "labels.csv"),
+            num_frames=32,
+            batch_size=batch_size,
+            train_sampling="start",
+            eval_sampling="start",
+        )
         dm.setup()
         return dm
 
     ref = data(8)
 
     def model() -> FrameClassifier:
-        return FrameClassifier(label_names=ref.label_names, encoder=None, feature_dim=ref.feature_dim, hidden_size=8,
-                               warmup_steps=2)
+        return FrameClassifier(
+            label_names=ref.label_names, encoder=None, feature_dim=ref.feature_dim, hidden_size=8, warmup_steps=2
+        )
 
     assert_ddp_equals_one_process(model, data, tmp_path)
 

@@ -187,12 +187,14 @@ def test_a_context_read_once_per_input_equals_a_copy_per_hypothesis(seed: int) -
         return per_hypothesis(tokens, prefix, which.repeat_interleave(beam, 0))
 
     copied = beam_search(per_hypothesis, prefix, batch, BOS, EOS, max_lens, beam_size=beam, alpha=0.7, pad_id=PAD, context=which)
-    once = beam_search(per_input, prefix, batch, BOS, EOS, max_lens, beam_size=beam, alpha=0.7, pad_id=PAD, context=which,
-                       expand_context=False)
+    once = beam_search(
+        per_input, prefix, batch, BOS, EOS, max_lens, beam_size=beam, alpha=0.7, pad_id=PAD, context=which, expand_context=False
+    )
     assert all(n == beam * m for n, m in rows) and rows[0][1] == batch and rows[-1][1] < batch  # inputs left the batch
     for name in ("tokens", "lengths", "scores", "log_probs", "finished"):
         assert torch.equal(getattr(copied, name), getattr(once, name)), name
     assert all(torch.equal(copied.extras[k], once.extras[k]) for k in ("prev", "two"))
+
 
 @pytest.mark.parametrize("seed", range(3))
 def test_logits_normalised_by_the_search_equal_log_probabilities(seed: int) -> None:
@@ -207,7 +209,9 @@ def test_logits_normalised_by_the_search_equal_log_probabilities(seed: int) -> N
         return log_probs + 10 * torch.randn(len(tokens), 1, generator=shift), state, extras
 
     plain = run_beam(model, batch, beam, max_len, alpha=0.7)
-    normalised = beam_search(shifted, model.initial(batch), batch, BOS, EOS, max_len, beam_size=beam, alpha=0.7, pad_id=PAD, logits=True)
+    normalised = beam_search(
+        shifted, model.initial(batch), batch, BOS, EOS, max_len, beam_size=beam, alpha=0.7, pad_id=PAD, logits=True
+    )
     assert torch.equal(plain.tokens, normalised.tokens) and torch.equal(plain.lengths, normalised.lengths)
     torch.testing.assert_close(normalised.scores, plain.scores, atol=1e-5, rtol=0)
     torch.testing.assert_close(normalised.log_probs, plain.log_probs, atol=1e-5, rtol=0)
@@ -270,8 +274,12 @@ def test_tensor_bookkeeping_equals_the_plain_search_with_and_without_shrinking(s
         log_probs, (prefix, _), extras = model.step(tokens, (prefix, which))
         return log_probs, prefix, extras
 
-    plain = beam_search(model.step, (prefix, which), batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD)
-    shrinking = beam_search(step, prefix, batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD, context=which)
+    plain = beam_search(
+        model.step, (prefix, which), batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD
+    )
+    shrinking = beam_search(
+        step, prefix, batch, BOS, EOS, torch.tensor(max_lens), beam_size=beam, alpha=alpha, pad_id=PAD, context=which
+    )
     for out in (plain, shrinking):
         for b, (score, seq, finished) in enumerate(expected):
             assert as_seq(out, b) == seq

@@ -16,14 +16,17 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-REVIEWS = [f"Review {i}: " + ("a wonderful, moving film, the best acting I have seen" if i % 2 else
-                               "a dull, boring mess, the worst film of the year") for i in range(20)]
+REVIEWS = [
+    f"Review {i}: "
+    + ("a wonderful, moving film, the best acting I have seen" if i % 2 else "a dull, boring mess, the worst film of the year")
+    for i in range(20)
+]
 
 
 # ---- bad files, made here --------------------------------------------------------------------
@@ -36,7 +39,11 @@ def truncated_jpeg() -> bytes:
     return data[: len(data) // 2]
 
 
-BAD_FILES = {"notes.png": b"this is text, not an image\n", "photo.jpg": truncated_jpeg(), "clip.mp4": b"not a video at all\n" * 50}
+BAD_FILES = {
+    "notes.png": b"this is text, not an image\n",
+    "photo.jpg": truncated_jpeg(),
+    "clip.mp4": b"not a video at all\n" * 50,
+}
 
 
 # ---- fast: the app through Starlette's test client ---------------------------------------------
@@ -56,7 +63,9 @@ def test_nothing_imports_the_demo():
     from tests.test_architecture import import_graph
 
     graph = import_graph()
-    importers = {m for m, targets in graph.items() if any(t.startswith("zoo.demo") for t in targets) and not m.startswith("zoo.demo")}
+    importers = {
+        m for m, targets in graph.items() if any(t.startswith("zoo.demo") for t in targets) and not m.startswith("zoo.demo")
+    }
     assert importers == set()
     assert "zoo.demo.tabs" in graph["zoo.demo.app"] and "zoo.cli.common" in graph["zoo.demo.tabs"]
 
@@ -65,7 +74,10 @@ def test_card_example_inputs_are_the_commands_inputs():
     from zoo.demo.tabs import example_input
 
     assert example_input('zoo sample char_lstm_shakespeare --prime "ROMEO:" --length 300') == "ROMEO:"
-    assert example_input('zoo answer shapes_vqa_san --draw-example shapes.png "what colour is the circle?" --output fig.png') == "what colour is the circle?"
+    assert (
+        example_input('zoo answer shapes_vqa_san --draw-example shapes.png "what colour is the circle?" --output fig.png')
+        == "what colour is the circle?"
+    )
     assert example_input("zoo caption shapes_caption_soft --draw-example shapes.png --output fig.png") == ""
 
 
@@ -81,17 +93,45 @@ def test_classifier_answers_label_probability_and_word_effects(client):
     assert data["figure"].startswith("data:image/png;base64,")
 
 
-@pytest.mark.parametrize("name, action, kwargs, message", [
-    ("imdb_bigru", "classify", {"json": {"text": ""}}, "the review is empty"),
-    ("imdb_bigru", "classify", {"content": json.dumps({"text": "word " * 1_000_000})}, "this tab takes at most 1,048,576 bytes"),
-    ("imdb_bigru", "classify", {"content": b"{not json"}, "not UTF-8 JSON"),
-    ("shapes_caption_soft", "caption", {"content": BAD_FILES["notes.png"], "headers": {"X-Filename": "notes.png"}}, "notes.png: cannot decode the image"),
-    ("shapes_caption_soft", "caption", {"content": BAD_FILES["photo.jpg"], "headers": {"X-Filename": "photo.jpg"}}, "photo.jpg: cannot decode the image"),
-    ("shapes_caption_soft", "caption", {"content": b"", "headers": {"X-Filename": "empty.png"}}, "empty.png: the file is empty"),
-    ("moving_shapes_gru", "label", {"content": BAD_FILES["clip.mp4"], "headers": {"X-Filename": "clip.mp4"}}, "clip.mp4: cannot decode video"),
-    ("imdb_bigru", "caption", {"json": {}}, "tab 'imdb_bigru' has no action 'caption'"),
-    ("nope", "classify", {"json": {}}, "no tab 'nope'"),
-])
+@pytest.mark.parametrize(
+    "name, action, kwargs, message",
+    [
+        ("imdb_bigru", "classify", {"json": {"text": ""}}, "the review is empty"),
+        (
+            "imdb_bigru",
+            "classify",
+            {"content": json.dumps({"text": "word " * 1_000_000})},
+            "this tab takes at most 1,048,576 bytes",
+        ),
+        ("imdb_bigru", "classify", {"content": b"{not json"}, "not UTF-8 JSON"),
+        (
+            "shapes_caption_soft",
+            "caption",
+            {"content": BAD_FILES["notes.png"], "headers": {"X-Filename": "notes.png"}},
+            "notes.png: cannot decode the image",
+        ),
+        (
+            "shapes_caption_soft",
+            "caption",
+            {"content": BAD_FILES["photo.jpg"], "headers": {"X-Filename": "photo.jpg"}},
+            "photo.jpg: cannot decode the image",
+        ),
+        (
+            "shapes_caption_soft",
+            "caption",
+            {"content": b"", "headers": {"X-Filename": "empty.png"}},
+            "empty.png: the file is empty",
+        ),
+        (
+            "moving_shapes_gru",
+            "label",
+            {"content": BAD_FILES["clip.mp4"], "headers": {"X-Filename": "clip.mp4"}},
+            "clip.mp4: cannot decode video",
+        ),
+        ("imdb_bigru", "caption", {"json": {}}, "tab 'imdb_bigru' has no action 'caption'"),
+        ("nope", "classify", {"json": {}}, "no tab 'nope'"),
+    ],
+)
 def test_a_bad_input_is_a_message_and_the_next_request_is_answered(client, name, action, kwargs, message):
     bad = client.post(f"/api/{name}/{action}", **kwargs)
     assert 400 <= bad.status_code < 500
@@ -103,9 +143,13 @@ def test_a_bad_input_is_a_message_and_the_next_request_is_answered(client, name,
 def test_an_upload_over_the_limit_is_refused_by_size(client):
     from zoo.demo.app import MAX_UPLOAD_BYTES
 
-    big = client.post("/api/shapes_caption_soft/caption", content=b"\xff" * (MAX_UPLOAD_BYTES + 1), headers={"X-Filename": "big.png"})
+    big = client.post(
+        "/api/shapes_caption_soft/caption", content=b"\xff" * (MAX_UPLOAD_BYTES + 1), headers={"X-Filename": "big.png"}
+    )
     assert big.status_code == 413
-    assert big.json()["error"] == f"the input is {MAX_UPLOAD_BYTES + 1:,} bytes; this tab takes at most {MAX_UPLOAD_BYTES:,} bytes"
+    assert (
+        big.json()["error"] == f"the input is {MAX_UPLOAD_BYTES + 1:,} bytes; this tab takes at most {MAX_UPLOAD_BYTES:,} bytes"
+    )
     assert client.post("/api/shapes_caption_soft/caption", params={"example": "1"}).status_code == 200
 
 
@@ -136,7 +180,7 @@ def browser_missing() -> str:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        return "selenium is not installed (pip install -e \".[dev]\")"
+        return 'selenium is not installed (pip install -e ".[dev]")'
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     return f"no browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)" if missing else ""
 
@@ -163,8 +207,14 @@ def browser(demo):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000",
-                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):  # no name resolves: no network
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):  # no name resolves: no network
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_script_timeout(120)
@@ -207,9 +257,14 @@ def error_after(driver, name: str, button: str) -> str:
 
 
 def image_size(driver, image_id: str) -> Tuple[int, int]:
-    wait(driver, lambda d: d.execute_script(f"const i = document.getElementById('{image_id}'); return i.complete && i.naturalWidth > 0"),
-         what=f"the image {image_id}")
-    return tuple(driver.execute_script(f"const i = document.getElementById('{image_id}'); return [i.naturalWidth, i.naturalHeight]"))
+    wait(
+        driver,
+        lambda d: d.execute_script(f"const i = document.getElementById('{image_id}'); return i.complete && i.naturalWidth > 0"),
+        what=f"the image {image_id}",
+    )
+    return tuple(
+        driver.execute_script(f"const i = document.getElementById('{image_id}'); return [i.naturalWidth, i.naturalHeight]")
+    )
 
 
 def type_into(driver, element_id: str, text: str) -> None:
@@ -228,9 +283,16 @@ def screenshot(driver, name: str) -> None:
 
     x, y, width, height = driver.execute_script(
         f"const r = document.getElementById('panel-{name}').getBoundingClientRect();"
-        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]")
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                             "clip": {"x": x, "y": y, "width": width, "height": min(height, 4000), "scale": 1}})
+        "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]"
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": x, "y": y, "width": width, "height": min(height, 4000), "scale": 1},
+        },
+    )
     Path(folder).mkdir(parents=True, exist_ok=True)
     (Path(folder) / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
@@ -258,7 +320,12 @@ def test_every_tab_in_a_real_browser(browser, demo, tmp_path):
         if kind == "char_lm":
             type_into(driver, f"{name}-prime", "The ")
             type_into(driver, f"{name}-length", "120")
-            sample = run(driver, name, f"{name}-sample-run", lambda d: len(element(d, f"{name}-sample").text) >= 4 + 100 and element(d, f"{name}-sample"))
+            sample = run(
+                driver,
+                name,
+                f"{name}-sample-run",
+                lambda d: len(element(d, f"{name}-sample").text) >= 4 + 100 and element(d, f"{name}-sample"),
+            )
             assert sample.text.startswith("The ")
             text = (REPO / "zoo" / "features.py").read_text(encoding="utf-8")[:3000]
             driver.execute_script(f"document.getElementById('{name}-units-text').value = arguments[0]", text)
@@ -312,10 +379,12 @@ def test_bad_inputs_in_the_page_are_messages(browser, tmp_path):
     assert "the review is empty" in error_after(driver, "imdb_bigru", "imdb_bigru-run")
     driver.execute_script("document.getElementById('imdb_bigru-text').value = 'word '.repeat(1000000)")  # 5 MB
     assert "at most 1,048,576 bytes" in error_after(driver, "imdb_bigru", "imdb_bigru-run")
-    for name, filename, message in [("shapes_caption_soft", "notes.png", "notes.png: cannot decode the image"),
-                                    ("shapes_caption_soft", "photo.jpg", "photo.jpg: cannot decode the image"),
-                                    ("shapes_vqa_san", "photo.jpg", "photo.jpg: cannot decode the image"),
-                                    ("moving_shapes_gru", "clip.mp4", "clip.mp4: cannot decode video")]:
+    for name, filename, message in [
+        ("shapes_caption_soft", "notes.png", "notes.png: cannot decode the image"),
+        ("shapes_caption_soft", "photo.jpg", "photo.jpg: cannot decode the image"),
+        ("shapes_vqa_san", "photo.jpg", "photo.jpg: cannot decode the image"),
+        ("moving_shapes_gru", "clip.mp4", "clip.mp4: cannot decode video"),
+    ]:
         path = tmp_path / filename
         path.write_bytes(BAD_FILES[filename])
         open_tab(driver, name)
@@ -347,19 +416,35 @@ def test_the_sample_streams_and_a_busy_port_is_one_line(demo):
 
     where = urlparse(demo)
     connection = http.client.HTTPConnection(where.hostname, where.port, timeout=120)
-    connection.request("POST", "/api/char_lstm_shakespeare/sample", body=json.dumps({"prime": "ROMEO:", "length": 200, "seed": 3}),
-                       headers={"Content-Type": "application/json"})
+    connection.request(
+        "POST",
+        "/api/char_lstm_shakespeare/sample",
+        body=json.dumps({"prime": "ROMEO:", "length": 200, "seed": 3}),
+        headers={"Content-Type": "application/json"},
+    )
     response = connection.getresponse()
     assert response.status == 200 and response.getheader("transfer-encoding") == "chunked"
     first = response.read1()
     rest = response.read()
     assert first.decode() == "ROMEO:" and len((first + rest).decode()) == len("ROMEO:") + 200
-    busy = subprocess.run([sys.executable, "-m", "zoo.cli", "demo", "imdb_bigru", "--port", str(where.port)], cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    busy = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "demo", "imdb_bigru", "--port", str(where.port)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert busy.returncode == 2
     assert busy.stderr.strip().splitlines()[-1].startswith(f"zoo demo: error: cannot listen on 127.0.0.1:{where.port}")
-    unknown = subprocess.run([sys.executable, "-m", "zoo.cli", "demo", "imdb_bigrux"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                             capture_output=True, text=True, timeout=300)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "demo", "imdb_bigrux"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert unknown.returncode == 2 and "unknown model 'imdb_bigrux'" in unknown.stderr and "Traceback" not in unknown.stderr
 
 

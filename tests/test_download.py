@@ -22,7 +22,6 @@ from datamodules.download import (
     fetch,
     zoo_home,
 )
-
 from tests.fixtures import StaticServer as Server  # noqa: E402
 
 PAYLOAD = b"zoo test payload\n" * 1000
@@ -67,8 +66,7 @@ def test_fetch_downloads_and_verifies(server: Server, dl: Path) -> None:
 
 def test_fetch_accepts_prefixed_hash_and_filename(server: Server, dl: Path) -> None:
     url = server.add("data.bin", PAYLOAD)
-    path = fetch(url, "sha256:" + sha(PAYLOAD).upper(), filename="renamed.bin", folder=dl,
-                 progress=False)
+    path = fetch(url, "sha256:" + sha(PAYLOAD).upper(), filename="renamed.bin", folder=dl, progress=False)
     assert path.name == "renamed.bin" and path.read_bytes() == PAYLOAD
 
 
@@ -145,9 +143,7 @@ def test_fetch_server_down_raises_download_error(server: Server, dl: Path) -> No
     assert os.listdir(dl) == []
 
 
-def test_fetch_progress_bar_follows_flag_and_tty(
-    server: Server, dl: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fetch_progress_bar_follows_flag_and_tty(server: Server, dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeTTY(io.StringIO):
         def isatty(self) -> bool:
             return True
@@ -166,8 +162,7 @@ def test_fetch_progress_bar_follows_flag_and_tty(
     assert "100%" not in plain.getvalue()
 
 
-def test_zoo_home_respected(server: Server, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zoo_home_respected(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "custom_home"
     monkeypatch.setenv("ZOO_HOME", str(home))
     assert zoo_home() == home and home.is_dir()
@@ -206,11 +201,7 @@ def make_zip(path: Path, files: dict[str, bytes]) -> Path:
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in root.rglob("*")
-        if p.is_file() and p.name != EXTRACTED_MARKER
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != EXTRACTED_MARKER}
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "tgz", "zip"])
@@ -288,8 +279,7 @@ def test_extract_tar_refuses_unsafe_members(tmp_path: Path, case: str) -> None:
     with pytest.raises(UnsafeArchiveError) as info:
         extract(archive, dest)
     assert str(archive) in str(info.value)
-    bad_member = {"dotdot": "../evil", "absolute": "abs_evil", "symlink_etc": "etc",
-                  "symlink_write_through": "link"}[case]
+    bad_member = {"dotdot": "../evil", "absolute": "abs_evil", "symlink_etc": "etc", "symlink_write_through": "link"}[case]
     assert bad_member in str(info.value)
     assert isinstance(info.value, ValueError)
     # Nothing outside, no dest, no leftover temp folder.
@@ -315,7 +305,7 @@ def test_extract_zip_refuses_symlink_entry(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ok.txt", b"ok")
         info = zipfile.ZipInfo("etc")
-        info.external_attr = (0o120777 << 16)  # S_IFLNK | 0777, as `zip -y` stores it
+        info.external_attr = 0o120777 << 16  # S_IFLNK | 0777, as `zip -y` stores it
         zf.writestr(info, "/etc")
     with pytest.raises(UnsafeArchiveError, match="symlink"):
         extract(archive, tmp_path / "dest")

@@ -18,8 +18,8 @@ from torch import Tensor
 from datamodules.tokenizers import EOS_ID, train_tokenizer
 from tests.test_seq2seq import make as make_translator
 from tests.test_seq2seq import tokenizers  # noqa: F401  (a fixture)
-from zoo.families import CELLS
 from zoo.export import MANIFEST, ExportError, export, graphs
+from zoo.families import CELLS
 from zoo.tasks.classifier import SequenceClassifier
 from zoo.tasks.frame_classifier import FrameClassifier
 from zoo.tasks.language_model import CharLanguageModel
@@ -51,13 +51,27 @@ def assert_exports_equal(model, folder: Path, shapes=SHAPES) -> None:
             if isinstance(expected, Tensor):  # a graph with one output returns it bare
                 expected, pt2_out = (expected,), (pt2_out,)
             for name, want, got_onnx, got_pt2 in zip(graph.outputs, expected, onnx_out, pt2_out):
-                torch.testing.assert_close(torch.from_numpy(got_onnx), want, atol=1e-4, rtol=1e-4, msg=lambda m: f"{graph.name}.onnx {name}, batch {batch}, length {length}: {m}")
-                torch.testing.assert_close(got_pt2, want, atol=1e-4, rtol=1e-4, msg=lambda m: f"{graph.name}.pt2 {name}, batch {batch}, length {length}: {m}")
+                torch.testing.assert_close(
+                    torch.from_numpy(got_onnx),
+                    want,
+                    atol=1e-4,
+                    rtol=1e-4,
+                    msg=lambda m: f"{graph.name}.onnx {name}, batch {batch}, length {length}: {m}",
+                )
+                torch.testing.assert_close(
+                    got_pt2,
+                    want,
+                    atol=1e-4,
+                    rtol=1e-4,
+                    msg=lambda m: f"{graph.name}.pt2 {name}, batch {batch}, length {length}: {m}",
+                )
 
 
 def test_the_core_install_never_imports_onnx():
-    code = ("import sys, zoo, zoo.cli, zoo.export, zoo.tasks.language_model, zoo.cli.export; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxscript', 'onnxruntime')))")
+    code = (
+        "import sys, zoo, zoo.cli, zoo.export, zoo.tasks.language_model, zoo.cli.export; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxscript', 'onnxruntime')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
 
@@ -84,8 +98,15 @@ def test_lm_step(cell, tmp_path):
 def test_classifier_with_lengths(cell, tmp_path):
     texts = ["a great film", "an awful film", "great acting , loved it"]
     torch.manual_seed(0)
-    model = SequenceClassifier(train_tokenizer(texts, vocab_size=50, min_frequency=1).to_str(), ["neg", "pos"], cell=cell,
-                               embedding_dim=6, hidden_size=5, bidirectional=True, pool="last+max+mean+attention").eval()
+    model = SequenceClassifier(
+        train_tokenizer(texts, vocab_size=50, min_frequency=1).to_str(),
+        ["neg", "pos"],
+        cell=cell,
+        embedding_dim=6,
+        hidden_size=5,
+        bidirectional=True,
+        pool="last+max+mean+attention",
+    ).eval()
     assert_exports_equal(model, tmp_path, shapes=((1, 1), (2, 1), (3, 6), (4, 2)))
     assert json.loads((tmp_path / "label_names.json").read_text()) == ["neg", "pos"]
     ids = torch.tensor([model.tokenizer.encode("a great film").ids])
@@ -107,9 +128,19 @@ def test_captioner_encoder_and_step(tmp_path):
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["a red square", "a blue circle left of a square"], vocab_size=30, min_frequency=1).to_str()
-    model = ImageCaptioner(tokenizer_json=tokenizer, encoder="test_resnet", pretrained=False, attention="soft", cell="lstm",
-                           feature_dim=8, embedding_dim=8, hidden_size=8, attention_dim=8, dropout=0.0,
-                           image_config={"size": 64}).eval()
+    model = ImageCaptioner(
+        tokenizer_json=tokenizer,
+        encoder="test_resnet",
+        pretrained=False,
+        attention="soft",
+        cell="lstm",
+        feature_dim=8,
+        embedding_dim=8,
+        hidden_size=8,
+        attention_dim=8,
+        dropout=0.0,
+        image_config={"size": 64},
+    ).eval()
     assert_exports_equal(model, tmp_path, shapes=((1, 1), (3, 1)))
 
 
@@ -117,7 +148,9 @@ def test_captioner_encoder_and_step(tmp_path):
 @pytest.mark.parametrize("overrides", [dict(cell="lstm", num_layers=2), dict(recurrent=False)])
 def test_frame_step(overrides, tmp_path):
     torch.manual_seed(0)
-    model = FrameClassifier(label_names=["a", "b", "c"], encoder="zoo_frame_cnn", hidden_size=8, frame_size=32, **overrides).eval()
+    model = FrameClassifier(
+        label_names=["a", "b", "c"], encoder="zoo_frame_cnn", hidden_size=8, frame_size=32, **overrides
+    ).eval()
     assert_exports_equal(model, tmp_path, shapes=((1, 1), (3, 1)))
 
 
@@ -148,12 +181,33 @@ def test_torch_free_example_generates_and_translates_like_the_model(tokenizers, 
     translator = make_translator(tokenizers, attention="general")
     translator.save_pretrained(tmp_path / "mt")
     for name in ("lm", "mt"):
-        subprocess.run([sys.executable, "-m", "zoo.cli", "export", str(tmp_path / name), "--onnx", str(tmp_path / f"{name}_onnx")],
-                       check=True, cwd=REPO, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "zoo.cli", "export", str(tmp_path / name), "--onnx", str(tmp_path / f"{name}_onnx")],
+            check=True,
+            cwd=REPO,
+            capture_output=True,
+        )
     sentence = "ein mann sieht eine katze."
-    run = subprocess.run([sys.executable, "examples/onnx_generate.py", "--lm", str(tmp_path / "lm_onnx"), "--prime", "ab",
-                          "--length", "12", "--translator", str(tmp_path / "mt_onnx"), sentence, "--json"],
-                         capture_output=True, text=True, cwd=REPO, check=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "examples/onnx_generate.py",
+            "--lm",
+            str(tmp_path / "lm_onnx"),
+            "--prime",
+            "ab",
+            "--length",
+            "12",
+            "--translator",
+            str(tmp_path / "mt_onnx"),
+            sentence,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
     text, translation = [json.loads(line) for line in run.stdout.splitlines()]
     assert text["text"] == lm.generate("ab", 12, temperature=0)
     expected = translator.predict(sentence, beam_size=1)[0]
@@ -162,13 +216,19 @@ def test_torch_free_example_generates_and_translates_like_the_model(tokenizers, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [dict(hops=2, relative=True, shift=1, cell="lstm", bidirectional=True),
-                                       dict(attention="none", cell="gru"), dict(image=False, cell="mingru")])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(hops=2, relative=True, shift=1, cell="lstm", bidirectional=True),
+        dict(attention="none", cell="gru"),
+        dict(image=False, cell="mingru"),
+    ],
+)
 def test_vqa_answer(overrides, tmp_path):
     """The VQA model's one graph (questions and images in, every answer's probability and each hop's
     attention out) equals the eager model, for SAN with its relative and shift hops and both baselines."""
-    from tests.test_vqa import SMALL
     from datamodules.shapes_vqa import ShapesVQA
+    from tests.test_vqa import SMALL
     from zoo.tasks.vqa import VisualQuestionAnswerer
 
     data = ShapesVQA(n_train=48, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8)
@@ -193,8 +253,13 @@ def test_vqa_answer(overrides, tmp_path):
 def test_zoo_export_of_the_shipped_vqa_model(tmp_path):
     """`zoo export shapes_vqa_san --onnx DIR` as a user types it: onnxruntime's answers are the model's."""
     ort = pytest.importorskip("onnxruntime")
-    run = subprocess.run([sys.executable, "-m", "zoo.cli", "export", "shapes_vqa_san", "--onnx", str(tmp_path)],
-                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "export", "shapes_vqa_san", "--onnx", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     from zoo.tasks.base import load_pretrained
 

@@ -52,7 +52,9 @@ def test_tar_header_blocks_count_before_they_are_read(tmp_path: Path, kind: byte
     with pytest.raises(UnsafeArchiveError, match=r"its members hold more than 1,000,000 bytes \(at least 3,145,728\)") as info:
         extract(archive, tmp_path / "out", max_bytes=1_000_000)
     one_line(info.value)
-    with pytest.raises(UnsafeArchiveError, match=r"a header block \(PAX or GNU long name\) of 3,145,728 bytes, more than 1,048,576"):
+    with pytest.raises(
+        UnsafeArchiveError, match=r"a header block \(PAX or GNU long name\) of 3,145,728 bytes, more than 1,048,576"
+    ):
         extract(archive, tmp_path / "out")  # under the default 64 GiB too: no real header is 3 MB
     assert not (tmp_path / "out").exists() and os.listdir(tmp_path) == ["h.tar.gz"]  # no temporary folder left
 
@@ -84,8 +86,13 @@ def test_member_count_limit(tmp_path: Path, make) -> None:
 
 
 @pytest.mark.parametrize("make", [_tar, _zip], ids=["tar", "zip"])
-@pytest.mark.parametrize("name, what", [("d/" + "n" * 300, "a path part longer than 255 bytes"),
-                                        ("/".join(["p" * 200] * 30), "a name of 6,029 bytes, more than 4096")])
+@pytest.mark.parametrize(
+    "name, what",
+    [
+        ("d/" + "n" * 300, "a path part longer than 255 bytes"),
+        ("/".join(["p" * 200] * 30), "a name of 6,029 bytes, more than 4096"),
+    ],
+)
 def test_names_too_long_for_the_file_system_are_one_line(tmp_path: Path, make, name: str, what: str) -> None:
     archive = make(tmp_path / ("n.tar.gz" if make is _tar else "n.zip"), [name])
     with pytest.raises(UnsafeArchiveError, match=f"has {what}") as info:
@@ -188,7 +195,9 @@ def test_a_manifest_size_bounds_the_weights_download(sender: Sender, tmp_path: P
             sender.routes[f"/lm/{name}"] = ((folder / name).read_bytes(), True)
     sender.routes["/lm/config.json"] = ((folder / "config.json").read_bytes(), True)
     sender.routes["/lm/model.safetensors"] = (BIG, False)  # a server that sends more than the manifest says
-    with pytest.raises(RemoteError, match=f"runs past the {config['files']['model.safetensors']['size']:,} bytes expected") as info:
+    with pytest.raises(
+        RemoteError, match=f"runs past the {config['files']['model.safetensors']['size']:,} bytes expected"
+    ) as info:
         locate(sender.url("/lm"))
     one_line(info.value)
     assert not any(p.name.startswith("model.safetensors") for p in isolated_home.rglob("*"))

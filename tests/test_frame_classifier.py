@@ -28,7 +28,9 @@ def frames(batch: int = 2, time: int = 7, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (batch, time, 3, 32, 32), generator=g, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("cell,backend", [("rnn", "native"), ("gru", "native"), ("lstm", "native"), ("gru", "cells"), ("lstm", "cells")])
+@pytest.mark.parametrize(
+    "cell,backend", [("rnn", "native"), ("gru", "native"), ("lstm", "native"), ("gru", "cells"), ("lstm", "cells")]
+)
 def test_unidirectional_output_never_sees_the_future(cell, backend):
     m = model(cell=cell, backend=backend, num_layers=2)
     x = frames()
@@ -57,8 +59,14 @@ def test_bidirectional_and_baseline_dependencies():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"cell": "lstm", "bidirectional": True}, {"recurrent": False}, {"target": "clip"},
-     {"target": "clip", "bidirectional": True, "cell": "lstm"}, {"backend": "cells", "bidirectional": True}],
+    [
+        {},
+        {"cell": "lstm", "bidirectional": True},
+        {"recurrent": False},
+        {"target": "clip"},
+        {"target": "clip", "bidirectional": True, "cell": "lstm"},
+        {"backend": "cells", "bidirectional": True},
+    ],
 )
 def test_padding_never_leaks(overrides):
     m = model(**overrides)
@@ -91,15 +99,21 @@ def test_precomputed_features_and_clip_scores():
 def test_train_save_load_and_features_roundtrip(tmp_path):
     import lightning as L
 
-    from datamodules.moving_shapes import MovingShapesDataModule
     from datamodules.loaders import pad_clips
+    from datamodules.moving_shapes import MovingShapesDataModule
     from datamodules.video_frames import VideoFramesDataModule
     from zoo.tasks.base import load_task
 
     dm = MovingShapesDataModule(memory=4, num_train=8, num_val=4, num_test=4, batch_size=4)
     m = FrameClassifier(encoder="zoo_frame_cnn", hidden_size=8)  # label names and frame size from the datamodule
-    trainer = L.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(m, dm)
     assert m.hparams.label_names == dm.label_names and m.hparams.frame_size == 32
     metrics = trainer.validate(m, dm, verbose=False)[0]
@@ -115,8 +129,7 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
 
     splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
     out = m.save_features(splits, tmp_path / "features")
-    fdm = VideoFramesDataModule(str(out), labels=str(out / "labels.csv"), num_frames=32, batch_size=4,
-                                eval_sampling="start")
+    fdm = VideoFramesDataModule(str(out), labels=str(out / "labels.csv"), num_frames=32, batch_size=4, eval_sampling="start")
     fdm.setup()
     assert fdm.feature_dim == 64 and set(fdm.label_names) <= set(dm.label_names) and len(fdm.splits["val"]) == 4
     batch = next(iter(fdm.val_dataloader()))
@@ -130,9 +143,23 @@ def test_train_save_load_and_features_roundtrip(tmp_path):
 def test_cli_fast_dev_run_on_moving_shapes(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "fit", "--config", "recipes/video_frames_shapes.yaml", "--trainer.fast_dev_run", "true",
-         "--trainer.default_root_dir", str(tmp_path)],  # config.yaml lands there, not in the repository
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "zoo.cli",
+            "fit",
+            "--config",
+            "recipes/video_frames_shapes.yaml",
+            "--trainer.fast_dev_run",
+            "true",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],  # config.yaml lands there, not in the repository
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val/memory_acc" in result.stdout + result.stderr

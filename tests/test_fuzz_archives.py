@@ -57,8 +57,15 @@ def check_outcome(box: Path, archive: Path) -> None:
 
 def tar_of(path: Path, members: list) -> Path:
     """``members``: (name, kind, data-or-link target); kind one of file, dir, sym, hard, chr, blk, fifo."""
-    kinds = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
-             "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE, "fifo": tarfile.FIFOTYPE}
+    kinds = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "sym": tarfile.SYMTYPE,
+        "hard": tarfile.LNKTYPE,
+        "chr": tarfile.CHRTYPE,
+        "blk": tarfile.BLKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+    }
     with tarfile.open(path, "w") as tar:
         for name, kind, payload in members:
             info = tarfile.TarInfo(name)
@@ -97,9 +104,12 @@ TARGETS = st.one_of(NAMES, st.sampled_from(["/etc", "/", "../outside", "../../ou
 
 
 @FUZZ
-@given(links=st.lists(st.tuples(st.sampled_from(["a", "b", "sub/c", "link"]), st.sampled_from(["sym", "hard"]), TARGETS),
-                      min_size=1, max_size=3),
-       then=st.sampled_from(["a/x", "link/x", "b", "sub/c/x"]))
+@given(
+    links=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "sub/c", "link"]), st.sampled_from(["sym", "hard"]), TARGETS), min_size=1, max_size=3
+    ),
+    then=st.sampled_from(["a/x", "link/x", "b", "sub/c/x"]),
+)
 def test_tar_links(tmp_path_factory, links: list, then: str) -> None:
     # A link, then a file written through it: the classic way to escape the target.
     box = sandbox(tmp_path_factory)
@@ -155,8 +165,8 @@ def test_zip_that_lies_about_its_sizes_is_refused(tmp_path_factory) -> None:
         zf.writestr("big", bytes(1 << 20))
     data = bytearray(buffer.getvalue())
     size = (1 << 20).to_bytes(4, "little")
-    for offset in [i for i in range(len(data) - 3) if data[i:i + 4] == size]:
-        data[offset:offset + 4] = (10).to_bytes(4, "little")  # local header and central directory
+    for offset in [i for i in range(len(data) - 3) if data[i : i + 4] == size]:
+        data[offset : offset + 4] = (10).to_bytes(4, "little")  # local header and central directory
     archive.write_bytes(bytes(data))
     with pytest.raises(DataFormatError, match=r"liar\.zip: not a readable zip archive"):
         extract(archive, box / "work" / "dest", max_bytes=100)
@@ -184,8 +194,11 @@ VALID = {kind: valid_archive(kind) for kind in ("zip", "tar.gz")}
 
 
 @FUZZ
-@given(kind=st.sampled_from(sorted(VALID)), cut=st.floats(0, 1, exclude_max=True),
-       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3))
+@given(
+    kind=st.sampled_from(sorted(VALID)),
+    cut=st.floats(0, 1, exclude_max=True),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=3),
+)
 def test_truncated_or_bit_flipped_archives(tmp_path_factory, kind: str, cut: float, flips: list) -> None:
     data = bytearray(VALID[kind])
     for where, bit in flips:

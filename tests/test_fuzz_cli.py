@@ -69,34 +69,55 @@ def assert_failed_inputs(main, argv, errors, capsys) -> List[str]:
 def test_bad_data_files(folders: dict, tmp_path: Path, capsys) -> None:
     bad_text = tmp_path / "sentences.txt"
     bad_text.write_bytes(b"ein hund\n\xff\xfe l\xe4uft\n")
-    lines = assert_failed_inputs(main, ["translate", str(folders["translate"]), "--input", str(bad_text)],
-                                 [rf"^ERROR\t{bad_text}:2: not valid UTF-8 \(byte 0xff at column 1\)$"], capsys)
+    lines = assert_failed_inputs(
+        main,
+        ["translate", str(folders["translate"]), "--input", str(bad_text)],
+        [rf"^ERROR\t{bad_text}:2: not valid UTF-8 \(byte 0xff at column 1\)$"],
+        capsys,
+    )
     assert len(lines) == 2 and not lines[0].startswith("ERROR")  # line 1 translated, line 2 its error
     image = tmp_path / "photo.jpg"
     image.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg" + bytes(20))
-    assert_failed_inputs(main, ["caption", str(folders["caption"]), str(image), "--no-figure"],
-                         [rf"^ERROR\t{image}: cannot decode the image"], capsys)
+    assert_failed_inputs(
+        main,
+        ["caption", str(folders["caption"]), str(image), "--no-figure"],
+        [rf"^ERROR\t{image}: cannot decode the image"],
+        capsys,
+    )
     video = tmp_path / "clip.mp4"
     video.write_bytes(make_video(tmp_path / "real.mp4", frames=4).read_bytes()[:300])  # cut inside the first frames
-    assert_failed_inputs(main, ["label-frames", str(folders["label-frames"]), str(video)],
-                         [rf"^ERROR\t{video}: (cannot decode video|the video holds no decodable frames|no video stream in the file)"], capsys)
+    assert_failed_inputs(
+        main,
+        ["label-frames", str(folders["label-frames"]), str(video)],
+        [rf"^ERROR\t{video}: (cannot decode video|the video holds no decodable frames|no video stream in the file)"],
+        capsys,
+    )
     # --strict: the first bad input ends the command in one line, status 2
-    assert_refused(main, ["caption", str(folders["caption"]), str(image), "--no-figure", "--strict"],
-                   rf"zoo caption: error: {image}: cannot decode the image", capsys)
+    assert_refused(
+        main,
+        ["caption", str(folders["caption"]), str(image), "--no-figure", "--strict"],
+        rf"zoo caption: error: {image}: cannot decode the image",
+        capsys,
+    )
 
 
 def test_a_recipe_that_is_not_utf8(tmp_path: Path, capsys) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_bytes(b"model:\n  class_path: zoo.tasks.language_model.CharLanguageModel\n  # caf\xe9\n")
-    assert_refused(main, ["fit", "--config", str(recipe)],
-                   rf"zoo fit: error: {recipe}:3: invalid UTF-8 \(byte \d+: invalid continuation byte\); expected a UTF-8 YAML recipe", capsys)
+    assert_refused(
+        main,
+        ["fit", "--config", str(recipe)],
+        rf"zoo fit: error: {recipe}:3: invalid UTF-8 \(byte \d+: invalid continuation byte\); expected a UTF-8 YAML recipe",
+        capsys,
+    )
 
 
 def test_invalid_utf8_on_stdin(folders: dict, monkeypatch, capsys) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(b"fine\n\xff\xfe\n"), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
-    assert_failed_inputs(main, ["classify", str(folders["classify"])],
-                         [r"^ERROR\tline 2: not valid UTF-8 \(byte 0xff at column 1\)$"], capsys)
+    assert_failed_inputs(
+        main, ["classify", str(folders["classify"])], [r"^ERROR\tline 2: not valid UTF-8 \(byte 0xff at column 1\)$"], capsys
+    )
 
 
 def test_bad_checkpoints(tmp_path: Path, capsys) -> None:
@@ -107,40 +128,67 @@ def test_bad_checkpoints(tmp_path: Path, capsys) -> None:
         assert_refused(main, argv, rf"zoo {command}: error: {junk}: not a readable checkpoint of tensors and plain data", capsys)
     truncated = tmp_path / "truncated.ckpt"
     buffer = io.BytesIO()
-    torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {}, "state_dict": tiny_lm().state_dict()}, buffer)
+    torch.save(
+        {"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": {}, "state_dict": tiny_lm().state_dict()},
+        buffer,
+    )
     truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    assert_refused(main, ["sample", "--ckpt", str(truncated)], rf"zoo sample: error: {truncated}: not a readable checkpoint", capsys)
+    assert_refused(
+        main, ["sample", "--ckpt", str(truncated)], rf"zoo sample: error: {truncated}: not a readable checkpoint", capsys
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_bad_pretrained_folders(folders: dict, tmp_path: Path, capsys) -> None:
     cut = copy_folder(folders["classify"], tmp_path / "cut")
     (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:100])
-    assert_refused(main, ["classify", str(cut), "a red square"],
-                   rf"zoo classify: error: {cut / 'model.safetensors'}: sha256 [0-9a-f]{{64}} differs from", capsys)
+    assert_refused(
+        main,
+        ["classify", str(cut), "a red square"],
+        rf"zoo classify: error: {cut / 'model.safetensors'}: sha256 [0-9a-f]{{64}} differs from",
+        capsys,
+    )
     huge = copy_folder(folders["sample"], tmp_path / "huge")
     config = json.loads((huge / "config.json").read_text())
     config["init_args"]["hidden_size"] = 10**12
     (huge / "config.json").write_text(json.dumps(config))
-    assert_refused(main, ["sample", str(huge), "--length", "5"],
-                   rf"zoo sample: error: {huge / 'config.json'}: init arg hidden_size=1000000000000 is outside \[1, 65536\]", capsys)
+    assert_refused(
+        main,
+        ["sample", str(huge), "--length", "5"],
+        rf"zoo sample: error: {huge / 'config.json'}: init arg hidden_size=1000000000000 is outside \[1, 65536\]",
+        capsys,
+    )
     typed = copy_folder(folders["translate"], tmp_path / "typed")
     config = json.loads((typed / "config.json").read_text())
     config["init_args"]["source_tokenizer_json"] = '{"not": "a tokenizer"}'
     config.pop("files")  # a consistent hostile folder: no manifest, and the readable copy agrees
     (typed / "source_tokenizer.json").write_text('{"not": "a tokenizer"}')
     (typed / "config.json").write_text(json.dumps(config))
-    assert_refused(main, ["translate", str(typed), "ein hund"],
-                   rf"zoo translate: error: {typed / 'config.json'}: its init args do not build Seq2Seq \(ValueError: not a tokenizer serialization", capsys)
+    assert_refused(
+        main,
+        ["translate", str(typed), "ein hund"],
+        rf"zoo translate: error: {typed / 'config.json'}: its init args do not build Seq2Seq \(ValueError: not a tokenizer serialization",
+        capsys,
+    )
 
 
 @pytest.mark.slow  # spawns the `zoo` command
 def test_a_real_process_prints_one_line(folders: dict, tmp_path: Path) -> None:
     image = tmp_path / "photo.png"
     image.write_bytes(os.urandom(500))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "ZOO_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "ZOO_HOME": str(tmp_path / "home"),
+    }
     env.pop("ZOO_DEBUG", None)
-    run = subprocess.run([sys.executable, "-m", "zoo.cli", "caption", str(folders["caption"]), str(image), "--no-figure"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    run = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "caption", str(folders["caption"]), str(image), "--no-figure"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 3 and "Traceback" not in run.stderr
     assert run.stdout.startswith(f"ERROR\t{image}: cannot decode the image")

@@ -70,8 +70,9 @@ def test_404_then_the_file_appears(server: StaticServer, tmp_path: Path) -> None
     then_it_works(server, "later.bin", tmp_path)
 
 
-@pytest.mark.parametrize("wrong", [PAYLOAD[:-1], PAYLOAD + b"\0", PAYLOAD[:100] + b"X" + PAYLOAD[101:], b""],
-                         ids=["short", "long", "bitflip", "empty"])
+@pytest.mark.parametrize(
+    "wrong", [PAYLOAD[:-1], PAYLOAD + b"\0", PAYLOAD[:100] + b"X" + PAYLOAD[101:], b""], ids=["short", "long", "bitflip", "empty"]
+)
 def test_wrong_size_or_content_is_a_checksum_error(server: StaticServer, tmp_path: Path, wrong: bytes) -> None:
     name = f"wrong-{len(wrong)}-{sha(wrong)[:8]}.bin"
     url = server.add(name, wrong)

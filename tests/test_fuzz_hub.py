@@ -24,9 +24,11 @@ from zoo.tasks.base import load_task
 from zoo.tasks.language_model import CharLanguageModel
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                    max_leaves=8)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,10 @@ def test_truncated_weights(tmp_path_factory, pristine: dict, cut: int, manifest:
 
 
 @FUZZ
-@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=4),
-       in_header=st.booleans())
+@given(
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=4),
+    in_header=st.booleans(),
+)
 def test_bit_flipped_weights(tmp_path_factory, pristine: dict, flips: list, in_header: bool) -> None:
     weights = bytearray(pristine["model.safetensors"])
     header_end = 8 + struct.unpack("<Q", weights[:8])[0]
@@ -90,10 +94,15 @@ def test_bit_flipped_weights(tmp_path_factory, pristine: dict, flips: list, in_h
 
 TENSOR_HEADERS = st.dictionaries(
     st.text(min_size=1, max_size=6),
-    st.fixed_dictionaries({"dtype": st.sampled_from(["F32", "F16", "BF16", "I8", "I64", "BOOL", "F8_E4M3", "X9", ""]),
-                           "shape": st.lists(st.integers(-2, 2**40), max_size=3),
-                           "data_offsets": st.lists(st.integers(-1, 2**40), min_size=0, max_size=3)}),
-    max_size=3)
+    st.fixed_dictionaries(
+        {
+            "dtype": st.sampled_from(["F32", "F16", "BF16", "I8", "I64", "BOOL", "F8_E4M3", "X9", ""]),
+            "shape": st.lists(st.integers(-2, 2**40), max_size=3),
+            "data_offsets": st.lists(st.integers(-1, 2**40), min_size=0, max_size=3),
+        }
+    ),
+    max_size=3,
+)
 
 
 @FUZZ
@@ -112,14 +121,19 @@ def test_weights_missing_a_tensor_are_refused_by_load(tmp_path: Path, pristine: 
     dropped = sorted(state)[0]
     weights = save({k: v for k, v in state.items() if k != dropped})
     folder = make_folder(tmp_path / "m", {**pristine, "model.safetensors": weights}, manifest=False)
-    with pytest.raises(PretrainedError, match=rf"config\.json: the weights do not fit CharLanguageModel\(its saved arguments\): missing \['{dropped}'\]"):
+    with pytest.raises(
+        PretrainedError,
+        match=rf"config\.json: the weights do not fit CharLanguageModel\(its saved arguments\): missing \['{dropped}'\]",
+    ):
         load_pretrained(folder)
 
 
 # ---- config.json -------------------------------------------------------------------------------------------
 @FUZZ
-@given(key=st.sampled_from(["format_version", "task", "init_args", "files", "quantized", "dtype", "params"]),
-       value=st.one_of(JSON, st.just("<missing>")))
+@given(
+    key=st.sampled_from(["format_version", "task", "init_args", "files", "quantized", "dtype", "params"]),
+    value=st.one_of(JSON, st.just("<missing>")),
+)
 def test_config_values_of_the_wrong_type(tmp_path_factory, pristine: dict, key: str, value) -> None:
     config = json.loads(pristine["config.json"])
     if value == "<missing>":
@@ -155,14 +169,21 @@ def test_init_args_of_the_wrong_type_or_size(tmp_path_factory, pristine: dict, k
         assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in tiny_lm().state_dict().items()}
 
 
-@pytest.mark.parametrize("key, value, match", [
-    ("hidden_size", 10**12, r"init arg hidden_size=1000000000000 is outside \[1, 65536\]"),  # the schema's bound (issue 28)
-    ("embedding_dim", 2**31, r"init arg embedding_dim=2147483648 is outside \[1, 65536\]"),
-    ("num_layers", 10**6, r"init arg num_layers=1000000 is outside \[1, 64\]"),
-    ("hidden_size", 60000, r"init arg hidden_size=60000 cannot fit weights that hold [\d,]+ weights in all"),  # within it
-    ("num_layers", 64, r"init arg num_layers=64 cannot fit weights that hold \d+ tensors in all"),
-    ("hidden_size", 1000, r"the weights do not fit CharLanguageModel\(its saved arguments\): shape mismatch"),  # within the bound
-])
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("hidden_size", 10**12, r"init arg hidden_size=1000000000000 is outside \[1, 65536\]"),  # the schema's bound (issue 28)
+        ("embedding_dim", 2**31, r"init arg embedding_dim=2147483648 is outside \[1, 65536\]"),
+        ("num_layers", 10**6, r"init arg num_layers=1000000 is outside \[1, 64\]"),
+        ("hidden_size", 60000, r"init arg hidden_size=60000 cannot fit weights that hold [\d,]+ weights in all"),  # within it
+        ("num_layers", 64, r"init arg num_layers=64 cannot fit weights that hold \d+ tensors in all"),
+        (
+            "hidden_size",
+            1000,
+            r"the weights do not fit CharLanguageModel\(its saved arguments\): shape mismatch",
+        ),  # within the bound
+    ],
+)
 def test_a_huge_size_is_refused_before_allocating(tmp_path: Path, pristine: dict, key: str, value: int, match: str) -> None:
     config = json.loads(pristine["config.json"])
     config["init_args"][key] = value
@@ -176,11 +197,15 @@ def test_a_huge_size_is_refused_before_allocating(tmp_path: Path, pristine: dict
 def test_a_checkpoint_with_hostile_hyper_parameters(tmp_path: Path) -> None:
     # The --ckpt path builds through the same check: wrong types and huge sizes end in one clear error.
     state = tiny_lm().state_dict()
-    for hparams, match in [({"vocab": list("ab"), "hidden_size": "sixteen"}, r"init arg hidden_size='sixteen' must be an integer"),
-                           ({"vocab": list("ab"), "cell": 5}, r"its init args do not build CharLanguageModel \(\w+Error"),
-                           ({"vocab": list("ab"), "hidden_size": 10**12}, r"init arg hidden_size=1000000000000 is outside"),
-                           ({"vocab": list("ab"), "hidden_size": 16}, r"the weights do not fit CharLanguageModel.*shape mismatch")]:
+    for hparams, match in [
+        ({"vocab": list("ab"), "hidden_size": "sixteen"}, r"init arg hidden_size='sixteen' must be an integer"),
+        ({"vocab": list("ab"), "cell": 5}, r"its init args do not build CharLanguageModel \(\w+Error"),
+        ({"vocab": list("ab"), "hidden_size": 10**12}, r"init arg hidden_size=1000000000000 is outside"),
+        ({"vocab": list("ab"), "hidden_size": 16}, r"the weights do not fit CharLanguageModel.*shape mismatch"),
+    ]:
         path = tmp_path / "bad.ckpt"
-        torch.save({"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": hparams, "state_dict": state}, path)
+        torch.save(
+            {"zoo_task": "zoo.tasks.language_model.CharLanguageModel", "hyper_parameters": hparams, "state_dict": state}, path
+        )
         with pytest.raises(PretrainedError, match=rf"{path}: {match}"):
             load_task(path)

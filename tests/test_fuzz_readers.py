@@ -36,8 +36,11 @@ TEN_MB = 10 * 2**20
 HOSTILE = st.one_of(
     st.binary(max_size=600),
     st.text(max_size=300).map(lambda t: t.encode("utf-8")),
-    st.tuples(st.text(max_size=100), st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"]),
-              st.text(max_size=100)).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
+    st.tuples(
+        st.text(max_size=100),
+        st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80"]),
+        st.text(max_size=100),
+    ).map(lambda t: t[0].encode() + t[1] + t[2].encode()),
     st.sampled_from([b"", b"\0", b"\0" * 4096, b"\xef\xbb\xbf", b"\n" * 50, b"\r\n\r", "\u2028é\x00".encode()]),
 )
 
@@ -110,12 +113,17 @@ def test_flickr_token_file(tmp_path_factory, data: bytes) -> None:
         assert all(r.captions for r in splits["train"])
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 KEYS = st.sampled_from(["filepath", "filename", "split", "sentences", "cocoid", "raw", "tokens"])
-ROW_VALUES = st.one_of(JSON, st.sampled_from(["train", "restval", "val", "test", "x.jpg"]),
-                       st.lists(st.one_of(st.text(max_size=10), st.dictionaries(KEYS, JSON, max_size=2)), max_size=3))
+ROW_VALUES = st.one_of(
+    JSON,
+    st.sampled_from(["train", "restval", "val", "test", "x.jpg"]),
+    st.lists(st.one_of(st.text(max_size=10), st.dictionaries(KEYS, JSON, max_size=2)), max_size=3),
+)
 ROWS = st.lists(st.one_of(st.dictionaries(KEYS, ROW_VALUES, max_size=5), JSON), max_size=4)
 
 
@@ -171,7 +179,9 @@ def test_text_classification_with_invalid_utf8_and_nul(tmp_path: Path, errors: s
     review.write_bytes(b"fine words\nthen \xff\xfe\0 bad bytes")
     module = IMDBDataModule(root=str(root), encoding_errors=errors)
     if errors == "strict":
-        with pytest.raises(DataFormatError, match=rf"{review}:2: invalid UTF-8 \(byte 16: invalid start byte\); .*encoding_errors='replace'"):
+        with pytest.raises(
+            DataFormatError, match=rf"{review}:2: invalid UTF-8 \(byte 16: invalid start byte\); .*encoding_errors='replace'"
+        ):
             module.read(module.input_files())
     else:
         assert "fine words\nthen \ufffd\ufffd\0 bad bytes" in module.read(module.input_files())[0]["train"].texts
@@ -185,14 +195,18 @@ def test_ten_megabyte_lines(tmp_path: Path) -> None:
     assert read_corpus(str(tmp_path / "corpus.txt")) == line
     (tmp_path / "train.de").write_text(line + "\n")
     assert multi30k.read_sentences(tmp_path / "train.de") == [line]
-    (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": [{"filepath": "", "filename": "a.jpg", "split": "test", "sentences": [{"raw": line}]}]}))
+    (tmp_path / "dataset_coco.json").write_text(
+        json.dumps({"images": [{"filepath": "", "filename": "a.jpg", "split": "test", "sentences": [{"raw": line}]}]})
+    )
     assert coco_captions.read_karpathy_json(tmp_path / "dataset_coco.json", tmp_path)["test"][0].captions == [line]
     # AG News alone refuses it, clearly: Python's csv reader stops at 128 KiB a field.
     ag = write_ag_news(tmp_path / "ag", per_class=3)
     with open(ag / "train.csv", "a") as f:
         f.write(f'"2","a title","{line}"\n')
     module = AGNewsDataModule(root=str(ag))
-    with pytest.raises(DataFormatError, match=rf"{ag / 'train.csv'}:13: malformed csv \(field larger than field limit \(131072\)\)"):
+    with pytest.raises(
+        DataFormatError, match=rf"{ag / 'train.csv'}:13: malformed csv \(field larger than field limit \(131072\)\)"
+    ):
         module.read(module.input_files())
 
 
@@ -257,8 +271,10 @@ def mutate(data: bytes, cut: float, flips: list) -> bytes:
     return bytes(out[: max(1, int(cut * len(out)))]) if cut < 1 else bytes(out)
 
 
-MUTATIONS = dict(cut=st.one_of(st.just(1.0), st.floats(0, 1, exclude_max=True)),
-                 flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=4))
+MUTATIONS = dict(
+    cut=st.one_of(st.just(1.0), st.floats(0, 1, exclude_max=True)),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), max_size=4),
+)
 
 
 @FUZZ

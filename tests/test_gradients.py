@@ -130,8 +130,14 @@ def test_gradient_norm_logger_logs_pre_clip_norms(tmp_path):
             seen.append(grad_norms(pl_module)["total"])
 
     trainer = L.Trainer(
-        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[logger, Check()], gradient_clip_val=1e-3, default_root_dir=tmp_path,
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[logger, Check()],
+        gradient_clip_val=1e-3,
+        default_root_dir=tmp_path,
     )
     trainer.fit(_TinyTask(), torch.utils.data.DataLoader(data, batch_size=2))
     assert [h["step"] for h in logger.history] == [0, 2]

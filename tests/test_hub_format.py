@@ -12,10 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import assert_refused, VOCAB, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
+from tests.hub_common import VOCAB, assert_refused, folder, isolated_home, outputs, tiny_lm  # noqa: F401  (fixtures)
 from zoo import load_pretrained
 from zoo.hub import (
-    ChecksumMismatchError, FormatVersionError, MissingFileError, PickleRefusedError, PretrainedError, read_folder,
+    ChecksumMismatchError,
+    FormatVersionError,
+    MissingFileError,
+    PickleRefusedError,
+    PretrainedError,
+    read_folder,
     write_folder,
 )
 from zoo.tasks.language_model import CharLanguageModel
@@ -92,8 +97,9 @@ def test_classifier_folder_carries_its_tokenizer_and_labels(tmp_path: Path) -> N
 
     texts = ["a wonderful moving film", "a dull and tedious mess", "wonderful acting", "tedious plot"]
     torch.manual_seed(0)
-    model = SequenceClassifier(train_tokenizer(texts, vocab_size=100, min_frequency=1).to_str(), ["neg", "pos"],
-                               embedding_dim=8, hidden_size=6).eval()
+    model = SequenceClassifier(
+        train_tokenizer(texts, vocab_size=100, min_frequency=1).to_str(), ["neg", "pos"], embedding_dim=8, hidden_size=6
+    ).eval()
     folder = model.save_pretrained(tmp_path / "clf", dtype=torch.float16)
     assert {"tokenizer.json", "label_names.json"} <= {p.name for p in folder.iterdir()}
     assert Tokenizer.from_file(str(folder / "tokenizer.json")).encode("wonderful film").ids  # a real tokenizer file
@@ -137,7 +143,9 @@ def test_int8_linears_quantize_every_linear_weight(tmp_path: Path) -> None:
     for key in linears:
         weight, back = dict(model.named_parameters())[key], dict(loaded.named_parameters())[key]
         assert (back - weight).abs().max() <= weight.abs().max() / 127 + 1e-3
-    with pytest.raises(PretrainedError, match="cannot quantize 'convs': not a key of the state dict \\(nor 'embeddings' or 'linears'\\)"):
+    with pytest.raises(
+        PretrainedError, match="cannot quantize 'convs': not a key of the state dict \\(nor 'embeddings' or 'linears'\\)"
+    ):
         model.save_pretrained(tmp_path / "bad", quantize="convs")
 
 
@@ -223,8 +231,11 @@ def test_incompatible_format_version(folder: Path, version) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["format_version"] = version
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(FormatVersionError, match=f"format_version {version!r}.*reads format_version 1"
-                       + (": it comes from a newer zoo: upgrade" if version == 2 else "")):
+    with pytest.raises(
+        FormatVersionError,
+        match=f"format_version {version!r}.*reads format_version 1"
+        + (": it comes from a newer zoo: upgrade" if version == 2 else ""),
+    ):
         load_pretrained(folder)
 
 
@@ -281,8 +292,14 @@ def test_export_command_turns_a_checkpoint_into_a_folder(tmp_path: Path, capsys)
     model = tiny_lm()
     ckpt = tmp_path / "model.ckpt"
     # What Lightning writes, reduced to the keys load_task reads.
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {**model.hparams, "_class_path": "x"},
-                "zoo_task": "zoo.tasks.language_model.CharLanguageModel"}, ckpt)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": {**model.hparams, "_class_path": "x"},
+            "zoo_task": "zoo.tasks.language_model.CharLanguageModel",
+        },
+        ckpt,
+    )
     assert main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out"), "--fp16"]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     loaded = load_pretrained(tmp_path / "out")
@@ -291,7 +308,10 @@ def test_export_command_turns_a_checkpoint_into_a_folder(tmp_path: Path, capsys)
     # a checkpoint that records no class: --task names it
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
     assert_refused(main, ["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out2")], "no 'zoo_task' entry", capsys)
-    assert main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out2"), "--task", "zoo.tasks.language_model.CharLanguageModel"]) == 0
+    assert (
+        main(["--ckpt", str(ckpt), "--out-dir", str(tmp_path / "out2"), "--task", "zoo.tasks.language_model.CharLanguageModel"])
+        == 0
+    )
     # a pretrained folder (or name) re-exported, here to int8 embeddings
     assert main([str(tmp_path / "out"), "--out-dir", str(tmp_path / "out3"), "--int8", "embeddings"]) == 0
     assert "quantized" in json.loads((tmp_path / "out3" / "config.json").read_text())
@@ -304,5 +324,10 @@ def test_export_of_a_malicious_pickle_fails_cleanly(tmp_path: Path, capsys) -> N
 
     marker = tmp_path / "unpickled"
     (tmp_path / "evil.ckpt").write_bytes(evil_pickle(marker))
-    assert_refused(main, ["--ckpt", str(tmp_path / "evil.ckpt"), "--out-dir", str(tmp_path / "out")], "evil.ckpt: not a readable checkpoint of tensors and plain data", capsys)
+    assert_refused(
+        main,
+        ["--ckpt", str(tmp_path / "evil.ckpt"), "--out-dir", str(tmp_path / "out")],
+        "evil.ckpt: not a readable checkpoint of tensors and plain data",
+        capsys,
+    )
     assert not marker.exists() and not (tmp_path / "out").exists()

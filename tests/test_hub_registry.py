@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hub_common import assert_refused, VOCAB, folder, isolated_home  # noqa: F401  (fixtures)
+from tests.hub_common import VOCAB, assert_refused, folder, isolated_home  # noqa: F401  (fixtures)
 from zoo import create_model, list_models, load_pretrained
 from zoo.hub import NoWeightsError, PretrainedError, UnknownModelError, model_entry, model_rows, models_markdown
 from zoo.tasks.language_model import CharLanguageModel
@@ -53,8 +53,11 @@ def test_create_model_builds_the_config_with_overrides() -> None:
 
 
 def test_unknown_name_suggests_the_closest() -> None:
-    for call in (lambda: create_model("char_lstm_shakspeare"), lambda: load_pretrained("char_lstm_shakspeare"),
-                 lambda: create_model("char_lstm_shakspeare", pretrained=True)):
+    for call in (
+        lambda: create_model("char_lstm_shakspeare"),
+        lambda: load_pretrained("char_lstm_shakspeare"),
+        lambda: create_model("char_lstm_shakspeare", pretrained=True),
+    ):
         with pytest.raises(UnknownModelError, match="Did you mean 'char_lstm_shakespeare'"):
             call()
     with pytest.raises(KeyError):  # also a KeyError (and a ValueError): what the CLI catches
@@ -66,8 +69,12 @@ def test_registered_without_weights_says_so(monkeypatch) -> None:
     from zoo.hub import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.register_model("tiny_unshipped", task="zoo.tasks.language_model.CharLanguageModel",
-                            init_args={"vocab": VOCAB, "hidden_size": 8}, description="a name without weights")
+    registry.register_model(
+        "tiny_unshipped",
+        task="zoo.tasks.language_model.CharLanguageModel",
+        init_args={"vocab": VOCAB, "hidden_size": 8},
+        description="a name without weights",
+    )
     assert model_entry("tiny_unshipped").weights == "none" and "tiny_unshipped" not in list_models(pretrained=True)
     with pytest.raises(NoWeightsError, match=r"no pretrained weights for 'tiny_unshipped'.*create_model\('tiny_unshipped'\)"):
         create_model("tiny_unshipped", pretrained=True)
@@ -80,7 +87,9 @@ def test_docs_table_is_generated_from_the_registry() -> None:
 
     page = REPO / "docs" / "pretrained.md"
     generated = page.read_text(encoding="utf-8").split(BEGIN)[1].split(END)[0]
-    assert generated == models_markdown(pictures_beside(page)), "docs/pretrained.md is stale: zoo models --update-docs docs/pretrained.md"
+    assert generated == models_markdown(pictures_beside(page)), (
+        "docs/pretrained.md is stale: zoo models --update-docs docs/pretrained.md"
+    )
     for name in pictures_beside(page):  # every picture present is shown
         assert f"![{name}](img/pretrained/{name}.png)" in generated
 
@@ -126,9 +135,8 @@ def test_zoo_models_lists_prints_markdown_and_updates_docs(tmp_path: Path, capsy
 
 
 def test_zoo_models_evaluates_a_folder(folder: Path, tiny_corpus: Path, capsys) -> None:
-    from zoo.cli.models import main
-
     from datamodules.char_corpus import CharCorpusDataModule
+    from zoo.cli.models import main
 
     data = CharCorpusDataModule(corpus=str(tiny_corpus), max_chars=None)
     data.setup("validate")
@@ -171,22 +179,36 @@ def _imports(path: Path, package: str) -> list[str]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([node.module] if node.module else []))
             found += [base] + [f"{base}.{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__"):
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module",
+            "__import__",
+        ):
             found += [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
     return found
 
 
 def test_the_hub_never_imports_tasks_or_cli() -> None:
     files = sorted((REPO / "zoo" / "hub").glob("*.py"))
-    assert {f.name for f in files} >= {"__init__.py", "errors.py", "registry.py", "models.py", "format.py", "sources.py", "cards.py"}
+    assert {f.name for f in files} >= {
+        "__init__.py",
+        "errors.py",
+        "registry.py",
+        "models.py",
+        "format.py",
+        "sources.py",
+        "cards.py",
+    }
     for path in files:
         for module in _imports(path, "zoo.hub"):
-            assert not module.startswith(("zoo.tasks", "zoo.cli")) and module not in ("zoo.tasks", "zoo.cli"), f"{path.name} imports {module}"
+            assert not module.startswith(("zoo.tasks", "zoo.cli")) and module not in ("zoo.tasks", "zoo.cli"), (
+                f"{path.name} imports {module}"
+            )
         assert len(path.read_text(encoding="utf-8").splitlines()) < 450, f"{path.name} is over 450 lines"
     # and in a fresh interpreter: importing the whole hub loads no task module
     code = "import sys, zoo.hub; print(sorted(m for m in sys.modules if m.startswith(('zoo.tasks', 'zoo.cli'))))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    ).stdout
     assert out.strip() == "[]"
 
 

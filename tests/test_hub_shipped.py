@@ -143,8 +143,10 @@ def test_hubconf_exposes_every_registered_model() -> None:
 def test_torch_hub_load_local_classifies_a_review() -> None:
     model = torch.hub.load(str(REPO), "imdb_bigru", source="local", pretrained=True)
     assert type(model).__name__ == "SequenceClassifier" and not model.training
-    reviews = ["One of the best films of the year: moving, funny and beautifully acted.",
-               "A dull, lifeless mess. I want my two hours back."]
+    reviews = [
+        "One of the best films of the year: moving, funny and beautifully acted.",
+        "A dull, lifeless mess. I want my two hours back.",
+    ]
     assert [r["label"] for r in model.predict(reviews)] == ["pos", "neg"]
     fresh = torch.hub.load(str(REPO), "moving_shapes_gru", source="local", pretrained=False, hidden_size=8)
     assert fresh.hparams.hidden_size == 8
@@ -159,8 +161,23 @@ def test_the_wheel_carries_every_shipped_model(tmp_path: Path) -> None:
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-                           "--no-index", "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("zoo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -142,17 +142,32 @@ class FakeHub:
                     return self.send(404, head=head)
                 repo, rev, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
                 if repo not in fake.repos:
-                    return self.send(404, headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}, head=head)
+                    return self.send(
+                        404, headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}, head=head
+                    )
                 commit = fake.repos[repo]["refs"].get(rev, rev)
                 files = fake.repos[repo]["commits"].get(commit)
                 if files is None:
-                    return self.send(404, headers={"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"}, head=head)
+                    return self.send(
+                        404, headers={"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"}, head=head
+                    )
                 if name not in files:
-                    return self.send(404, headers={"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found",
-                                                   "X-Repo-Commit": commit}, head=head)
+                    return self.send(
+                        404,
+                        headers={"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found", "X-Repo-Commit": commit},
+                        head=head,
+                    )
                 data = files[name]
-                self.send(200, data, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                                      "Content-Type": "application/octet-stream"}, head=head)
+                self.send(
+                    200,
+                    data,
+                    {
+                        "X-Repo-Commit": commit,
+                        "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                        "Content-Type": "application/octet-stream",
+                    },
+                    head=head,
+                )
 
             def do_POST(self) -> None:
                 path = unquote(urlparse(self.path).path)
@@ -166,7 +181,9 @@ class FakeHub:
                     return self.send_json({"url": f"http://{self.headers['Host']}/{repo}", "name": repo})
                 if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "preupload":
                     files = json.loads(body)["files"]
-                    return self.send_json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    return self.send_json(
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
                 if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] == "commit":
                     repo, rev = "/".join(parts[2:4]), parts[5]
                     state = fake.repos[repo]
@@ -175,10 +192,14 @@ class FakeHub:
                         item = json.loads(line)
                         if item["key"] == "file":
                             files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    commit = hashlib.sha1(repr(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()).hexdigest()
+                    commit = hashlib.sha1(
+                        repr(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()
+                    ).hexdigest()
                     state["commits"][commit] = files
                     state["refs"][rev] = commit
-                    return self.send_json({"commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{commit}", "commitOid": commit})
+                    return self.send_json(
+                        {"commitUrl": f"http://{self.headers['Host']}/{repo}/commit/{commit}", "commitOid": commit}
+                    )
                 self.send(404)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from datamodules.ag_news import AGNewsDataModule, clean
-from datamodules.imdb import IMDBDataModule
 from datamodules.download import DataFormatError
+from datamodules.imdb import IMDBDataModule
 from datamodules.loaders import padding_fraction
 from tests.fixtures import ag_rows, imdb_members, write_csv, write_folder, write_tar
 
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMDB_DEV = SHARED / "imdb" / "aclImdb_dev.tar.gz"
 AG_SAMPLE = SHARED / "ag_news" / "sample.csv"
+
 
 def imdb(root, tmp_path, **kw) -> IMDBDataModule:
     kw.setdefault("min_frequency", 1)
@@ -81,6 +82,7 @@ def test_imdb_truncation_of_a_100000_word_review(tmp_path):
     item = ds[i]
     assert len(item["ids"]) == 40 and ds.lengths[i] == 40
     from datamodules.tokenizers import load_tokenizer
+
     words = load_tokenizer(dm.tokenizer_json).decode(item["ids"].tolist()).split()
     assert words[:5] == ["i", "loved", "it", ".", "great"] and words[-6:] == ["the", "end", ",", "awful", "ending", "."]
 
@@ -94,6 +96,7 @@ def test_imdb_bad_input(tmp_path):
     assert not list((tmp_path / "cache").glob("*"))  # nothing cached, not even half
     dm = imdb(archive, tmp_path, encoding_errors="replace")
     from datamodules.tokenizers import load_tokenizer
+
     assert any("\ufffd" in t for t in load_tokenizer(dm.tokenizer_json).get_vocab())  # bad bytes, replaced
 
     members = imdb_members()
@@ -151,19 +154,23 @@ def test_ag_news_folder_single_csv_and_tarball(tmp_path):
 
 
 def test_ag_news_text_rule():
-    assert clean('Oil hits #36;50 \\ a &lt;b&gt;record&lt;/b&gt; high') == "Oil hits $50 a <b>record</b> high"
+    assert clean("Oil hits #36;50 \\ a &lt;b&gt;record&lt;/b&gt; high") == "Oil hits $50 a <b>record</b> high"
     from datamodules.ag_news import join
+
     assert join(" Title ", "First\\line") == "Title\nFirst line"
 
 
-@pytest.mark.parametrize("row,error", [
-    (["1", "only two"], r"bad\.csv:3: expected 3 columns"),
-    (["1", "a", "b", "c"], r"bad\.csv:3: expected 3 columns"),
-    (["5", "title", "text"], r"bad\.csv:3: class must be an integer in 1\.\.4, got '5'"),
-    (["0", "title", "text"], r"bad\.csv:3: class must be"),
-    (["World", "title", "text"], r"bad\.csv:3: class must be"),
-    (["2", "", " "], r"bad\.csv:3: empty title and description"),
-])
+@pytest.mark.parametrize(
+    "row,error",
+    [
+        (["1", "only two"], r"bad\.csv:3: expected 3 columns"),
+        (["1", "a", "b", "c"], r"bad\.csv:3: expected 3 columns"),
+        (["5", "title", "text"], r"bad\.csv:3: class must be an integer in 1\.\.4, got '5'"),
+        (["0", "title", "text"], r"bad\.csv:3: class must be"),
+        (["World", "title", "text"], r"bad\.csv:3: class must be"),
+        (["2", "", " "], r"bad\.csv:3: empty title and description"),
+    ],
+)
 def test_ag_news_bad_rows_name_file_and_line(tmp_path, row, error):
     rows = ag_rows(2)
     rows.insert(2, row)
@@ -202,6 +209,7 @@ def test_real_imdb_dev_tarball(tmp_path_factory, monkeypatch):
     assert dm.datasets["val"].labels.bincount().tolist() == [1250, 1250]
     vocab = len(__import__("json").loads(dm.tokenizer_json)["model"]["vocab"])
     assert vocab == 30_000
+
     def boom(*args, **kwargs):
         raise AssertionError("a cached IMDB was read and tokenized again")
 
@@ -233,8 +241,9 @@ needs_ag = pytest.mark.skipif(not AG_SAMPLE.is_file(), reason=f"{AG_SAMPLE} not 
 def zoo(tmp_path, *args):
     """``python -m zoo.cli ...`` run in tmp_path (the recipe's checkpoints/ and runs/ land there)."""
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -246,12 +255,32 @@ def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
     """AG News and Multi30k declare only their own arguments and the defaults they change; the rest
     pass through **kwargs, which the CLI follows: --print_config shows every parent option and
     --data.init_args.X overrides one."""
-    out = zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / recipe), "--data.init_args.bucket_batches", "7",
-              "--data.init_args.num_workers", "1", "--print_config").stdout
+    out = zoo(
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "recipes" / recipe),
+        "--data.init_args.bucket_batches",
+        "7",
+        "--data.init_args.num_workers",
+        "1",
+        "--print_config",
+    ).stdout
     data = out[out.index("\ndata:") :]
     data = (data[: data.index("\noptimizer:")] if "\noptimizer:" in data else data) + "\n"
-    for option in (own, "root", "tokenizer", "vocab_size", "min_frequency", "lowercase", "batch_size", "eval_batch_size",
-                   "bucket", "seed", "cache_dir"):
+    for option in (
+        own,
+        "root",
+        "tokenizer",
+        "vocab_size",
+        "min_frequency",
+        "lowercase",
+        "batch_size",
+        "eval_batch_size",
+        "bucket",
+        "seed",
+        "cache_dir",
+    ):
         assert f"\n    {option}: " in data, (option, data)
     assert "\n    bucket_batches: 7\n" in data and "\n    num_workers: 1\n" in data
 
@@ -260,9 +289,20 @@ def test_variants_show_and_accept_every_parent_option(tmp_path, recipe, own):
 @needs_cli
 @needs_ag
 def test_cli_fast_dev_run_agnews(tmp_path):
-    zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--trainer.fast_dev_run", "true",
-        "--trainer.enable_progress_bar", "false", "--data.init_args.root", str(AG_SAMPLE),
-        "--data.init_args.cache_dir", str(tmp_path / "cache"))
+    zoo(
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "agnews_gru.yaml"),
+        "--trainer.fast_dev_run",
+        "true",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.root",
+        str(AG_SAMPLE),
+        "--data.init_args.cache_dir",
+        str(tmp_path / "cache"),
+    )
 
 
 @pytest.mark.slow
@@ -271,9 +311,20 @@ def test_cli_fast_dev_run_agnews(tmp_path):
 def test_cli_fit_then_test_from_checkpoint(tmp_path):
     """A short real fit (loggers on: Lightning merges the model's and datamodule's hyperparameters), then
     ``zoo test`` from the checkpoint it wrote."""
-    common = ["--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--trainer.enable_progress_bar", "false",
-              "--data.root", str(AG_SAMPLE), "--data.cache_dir", str(tmp_path / "cache"),
-              "--model.hidden_size", "16", "--model.embedding_dim", "16"]
+    common = [
+        "--config",
+        str(REPO / "recipes" / "agnews_gru.yaml"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.root",
+        str(AG_SAMPLE),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--model.hidden_size",
+        "16",
+        "--model.embedding_dim",
+        "16",
+    ]
     zoo(tmp_path, "fit", *common, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "2")
     ckpt = tmp_path / "checkpoints" / "agnews_gru" / "last.ckpt"
     assert ckpt.is_file() and list((tmp_path / "runs" / "agnews_gru").rglob("hparams.yaml"))

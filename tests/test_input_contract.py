@@ -38,11 +38,14 @@ FAST = settings(max_examples=4, deadline=None, suppress_health_check=[HealthChec
 # ---- files a user might have ---------------------------------------------------------------------
 def bomb_png(path: Path, side: int = 30_000) -> Path:
     """A PNG whose header declares ``side`` x ``side`` pixels, in a few hundred bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -65,9 +68,19 @@ def files(tmp_path_factory) -> Dict[str, Path]:
     video = make_video(root / "video.mp4", frames=6, width=32, height=32)
     (root / "cut.mp4").write_bytes(video.read_bytes()[:300])
     (root / "empty").mkdir()
-    return {"good.png": good, "bomb.png": bomb_png(root / "bomb.png"), "cut.jpg": root / "cut.jpg", "text.jpg": root / "text.jpg",
-            "noise.png": root / "noise.png", "missing.png": root / "missing.png", "clip": clip, "video.mp4": video,
-            "cut.mp4": root / "cut.mp4", "empty": root / "empty", "missing.mp4": root / "missing.mp4"}
+    return {
+        "good.png": good,
+        "bomb.png": bomb_png(root / "bomb.png"),
+        "cut.jpg": root / "cut.jpg",
+        "text.jpg": root / "text.jpg",
+        "noise.png": root / "noise.png",
+        "missing.png": root / "missing.png",
+        "clip": clip,
+        "video.mp4": video,
+        "cut.mp4": root / "cut.mp4",
+        "empty": root / "empty",
+        "missing.mp4": root / "missing.mp4",
+    }
 
 
 MODELS: Dict[Tuple[str, str], Any] = {}
@@ -125,8 +138,13 @@ LINE_COMMANDS = {  # argv (stdin read as lines), good lines
     "sample": (["sample", "char_lstm_shakespeare", "--prime", "-", "--length", "6", "--seed", "0"], ["ROMEO:", "JULIET:"]),
     "answer": (["answer", "shapes_vqa_san", "GOOD"], ["what colour is the circle?", "is there a square?", "???"]),
 }
-BAD_LINES = {b"\xff\xfe": "not valid UTF-8 (byte 0xff at column 1)", b"caf\xc3": "not valid UTF-8 (byte 0xc3 at column 4)",
-             b"ok \xed\xa0\x80": "not valid UTF-8 (byte 0xed at column 4)", b"": "blank line", b"  \t": "blank line"}
+BAD_LINES = {
+    b"\xff\xfe": "not valid UTF-8 (byte 0xff at column 1)",
+    b"caf\xc3": "not valid UTF-8 (byte 0xc3 at column 4)",
+    b"ok \xed\xa0\x80": "not valid UTF-8 (byte 0xed at column 4)",
+    b"": "blank line",
+    b"  \t": "blank line",
+}
 ALONE: Dict[Tuple[str, ...], Dict[str, Any]] = {}
 
 
@@ -140,7 +158,9 @@ def alone(argv: List[str], line: bytes) -> Dict[str, Any]:
 
 
 def lines_of(good: List[str]):
-    return st.lists(st.one_of(st.sampled_from([g.encode() for g in good]), st.sampled_from(sorted(BAD_LINES))), min_size=1, max_size=5)
+    return st.lists(
+        st.one_of(st.sampled_from([g.encode() for g in good]), st.sampled_from(sorted(BAD_LINES))), min_size=1, max_size=5
+    )
 
 
 @pytest.mark.parametrize("command", sorted(LINE_COMMANDS))
@@ -166,11 +186,22 @@ def test_every_line_of_stdin_gets_its_record(command: str, files, loaded_once) -
 
 
 FILE_COMMANDS = {  # argv, good files, bad files (the error each must name)
-    "caption": (["caption", "shapes_caption_soft", "--beam_size", "1", "--no-figure"], ["good.png"],
-                {"bomb.png": "over the limit of 89,478,485", "cut.jpg": "cannot decode the image", "text.jpg": "cannot decode the image",
-                 "noise.png": "cannot decode the image", "missing.png": "no such image file"}),
-    "label-frames": (["label-frames", "moving_shapes_gru"], ["clip", "video.mp4"],
-                     {"cut.mp4": "", "empty": "holds no images", "missing.mp4": "neither a video file nor a frame folder"}),
+    "caption": (
+        ["caption", "shapes_caption_soft", "--beam_size", "1", "--no-figure"],
+        ["good.png"],
+        {
+            "bomb.png": "over the limit of 89,478,485",
+            "cut.jpg": "cannot decode the image",
+            "text.jpg": "cannot decode the image",
+            "noise.png": "cannot decode the image",
+            "missing.png": "no such image file",
+        },
+    ),
+    "label-frames": (
+        ["label-frames", "moving_shapes_gru"],
+        ["clip", "video.mp4"],
+        {"cut.mp4": "", "empty": "holds no images", "missing.mp4": "neither a video file nor a frame folder"},
+    ),
 }
 
 
@@ -198,7 +229,11 @@ def test_every_file_gets_its_record(command: str, files, loaded_once) -> None:
 def test_strict_skip_blank_and_encoding(loaded_once, tmp_path: Path) -> None:
     argv = ["classify", "imdb_bigru"]
     status, out, err = run([*argv, "--strict"], b"great film\n\xff\nawful film\n")
-    assert status == 2 and len(out) == 1 and err.strip().endswith("zoo classify: error: line 2: not valid UTF-8 (byte 0xff at column 1)")
+    assert (
+        status == 2
+        and len(out) == 1
+        and err.strip().endswith("zoo classify: error: line 2: not valid UTF-8 (byte 0xff at column 1)")
+    )
     status, out, _ = run([*argv, "--skip-blank", "--json"], b"great film\n\n  \nawful film\n")
     assert status == 0 and [json.loads(r)["line"] for r in out] == [1, 4]  # skipped because asked, never silently
     status, out, _ = run([*argv, "--encoding", "latin-1", "--json"], "très bon film\n".encode("latin-1"))
@@ -226,7 +261,9 @@ def test_output_is_written_whole_and_an_interrupt_leaves_whole_lines(loaded_once
 
     monkeypatch.setattr(Records, "write", interrupted)
     again = tmp_path / "again.txt"
-    status, _, err = run(["sample", "char_lstm_shakespeare", "--prime", "-", "--length", "3", "--json", "--output", str(again)], b"A\nB\nC\nD\n")
+    status, _, err = run(
+        ["sample", "char_lstm_shakespeare", "--prime", "-", "--length", "3", "--json", "--output", str(again)], b"A\nB\nC\nD\n"
+    )
     assert status == common.INTERRUPTED and not again.exists()
     partial = tmp_path / "again.txt.partial"
     assert [json.loads(line)["prime"] for line in partial.read_text().splitlines()] == ["A", "B"]  # the cut third line is gone
@@ -240,7 +277,9 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None
 
     bomb = bomb_png(tmp_path / "bomb.png")
     for side in (30_000, 10_000):  # above twice Pillow's limit (Pillow's own error) and between (its warning)
-        with pytest.raises(CorruptImageError, match=rf"bomb.png: the image declares {side * side:,} pixels, over the limit of 89,478,485"):
+        with pytest.raises(
+            CorruptImageError, match=rf"bomb.png: the image declares {side * side:,} pixels, over the limit of 89,478,485"
+        ):
             load_image(bomb_png(bomb, side))
     before = images.MAX_PIXELS
     try:
@@ -264,8 +303,10 @@ def test_upstream_messages_are_summarised_in_whole_sentences(tmp_path: Path) -> 
     with pytest.raises(Exception) as caught:
         torch.load(tmp_path / "evil.ckpt", weights_only=True)
     told = summary(caught.value)  # torch 2.x words it in one of two ways
-    assert told in ("UnpicklingError: Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
-                    "UnpicklingError: Unsupported global: GLOBAL posix.system was not an allowed global by default."), told
+    assert told in (
+        "UnpicklingError: Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+        "UnpicklingError: Unsupported global: GLOBAL posix.system was not an allowed global by default.",
+    ), told
     assert "trust" not in told and "\n" not in told  # the cause, not torch's paragraph of advice
     long = ValueError("First sentence here. " + "Second one is long. " * 20)
     assert summary(long) == "ValueError: First sentence here. " + " ".join(["Second one is long."] * 7) + " ..."
@@ -279,8 +320,20 @@ def test_only_the_zoos_user_errors_end_in_one_line() -> None:
     from zoo.export import ExportError
     from zoo.hub.errors import CheckpointError, PickleRefusedError, TaskNameError, UnknownModelError
 
-    for cls in (ChecksumError, DataFormatError, DownloadError, MissingDataError, UnsafeArchiveError, CorruptImageError,
-                VideoDecodeError, ExportError, CheckpointError, PickleRefusedError, TaskNameError, UnknownModelError):
+    for cls in (
+        ChecksumError,
+        DataFormatError,
+        DownloadError,
+        MissingDataError,
+        UnsafeArchiveError,
+        CorruptImageError,
+        VideoDecodeError,
+        ExportError,
+        CheckpointError,
+        PickleRefusedError,
+        TaskNameError,
+        UnknownModelError,
+    ):
         assert issubclass(cls, UserError), cls
     assert common.guarded("zoo x", lambda: (_ for _ in ()).throw(DataFormatError("f.txt:1: bad"))) == 2
     with pytest.raises(ValueError, match="a bug"):  # a plain ValueError is a bug: its traceback shows
@@ -288,8 +341,15 @@ def test_only_the_zoos_user_errors_end_in_one_line() -> None:
 
 
 @FAST
-@given(st.lists(st.sampled_from("the a film great <br /> <p class=x y> ＜i＞ </i> < b > Σ é e\u0301 don't !! a<b \n".split(" ")),
-                min_size=0, max_size=600), st.sampled_from(["head", "tail", "head_tail"]), st.integers(1, 12))
+@given(
+    st.lists(
+        st.sampled_from("the a film great <br /> <p class=x y> ＜i＞ </i> < b > Σ é e\u0301 don't !! a<b \n".split(" ")),
+        min_size=0,
+        max_size=600,
+    ),
+    st.sampled_from(["head", "tail", "head_tail"]),
+    st.integers(1, 12),
+)
 def test_long_texts_are_cut_before_tokenizing_to_the_same_ids(words: List[str], policy: str, max_tokens: int) -> None:
     tokenizer = TOKENIZER
     text = " ".join(words)
@@ -328,20 +388,33 @@ def test_old_spellings_still_work_and_name_the_new_flag(tmp_path: Path, files, l
 
     assert export(["char_lstm_shakespeare", "--out", str(tmp_path / "lm")]) == 0
     assert (tmp_path / "lm" / "config.json").is_file()
-    assert "zoo export: warning: --out is deprecated and will be removed in the next release; use --out-dir" in capsys.readouterr().err
-    status, out, err = run(["caption", "shapes_caption_soft", str(files["good.png"]), "--beam_size", "1", "--output", str(tmp_path / "fig.png")])
+    assert (
+        "zoo export: warning: --out is deprecated and will be removed in the next release; use --out-dir"
+        in capsys.readouterr().err
+    )
+    status, out, err = run(
+        ["caption", "shapes_caption_soft", str(files["good.png"]), "--beam_size", "1", "--output", str(tmp_path / "fig.png")]
+    )
     assert status == 0 and (tmp_path / "fig.png").stat().st_size > 1000 and out[0].endswith(str(tmp_path / "fig.png"))
-    assert f"--output {tmp_path / 'fig.png'} for the figure is deprecated" in err and f"use --figure {tmp_path / 'fig.png'}" in err
+    assert (
+        f"--output {tmp_path / 'fig.png'} for the figure is deprecated" in err and f"use --figure {tmp_path / 'fig.png'}" in err
+    )
     text = tmp_path / "t.txt"
     text.write_text("def f(x):\n    return x\n" * 20)
-    status, _, err = run(["visualize", "char_lstm_python", str(text), "--unit", "1", "--output", str(tmp_path / "viz"), "--show_chars", "40"])
+    status, _, err = run(
+        ["visualize", "char_lstm_python", str(text), "--unit", "1", "--output", str(tmp_path / "viz"), "--show_chars", "40"]
+    )
     assert status == 0 and (tmp_path / "viz" / "hidden_L0_u1.png").is_file() and "use --out-dir" in err
 
 
 # ---- the commands as a user types them (real processes) -------------------------------------------------
 def shell(command: str, cwd: Path, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "ZOO_HOME": str(cwd / "home")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "ZOO_HOME": str(cwd / "home"),
+    }
     env.pop("ZOO_DEBUG", None)
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **popen)
 
@@ -349,8 +422,11 @@ def shell(command: str, cwd: Path, **popen) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_as_typed_bad_lines_on_stdin(tmp_path: Path) -> None:
     assert shutil.which("zoo", path=str(Path(sys.executable).parent)), "the zoo command is installed beside python"
-    for command in ("zoo classify imdb_bigru --json", "zoo translate multi30k_de_en_attn_gru --json",
-                    "zoo sample char_lstm_shakespeare --prime - --length 20 --json"):
+    for command in (
+        "zoo classify imdb_bigru --json",
+        "zoo translate multi30k_de_en_attn_gru --json",
+        "zoo sample char_lstm_shakespeare --prime - --length 20 --json",
+    ):
         done = shell(f"printf 'great film\\n\\xff\\xfe\\n\\nawful film\\n' | {command}", tmp_path)
         records = [json.loads(line) for line in done.stdout.splitlines()]
         assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
@@ -374,8 +450,26 @@ def test_as_typed_caption_good_bomb_and_cut(tmp_path: Path, files) -> None:
 @pytest.mark.slow
 def test_as_typed_ctrl_c_leaves_whole_records_in_the_partial_file(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "ZOO_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "sample", "char_lstm_shakespeare", "--prime", "-", "--length", "50",
-                                "--output", "out.txt"], cwd=tmp_path, env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zoo.cli",
+            "sample",
+            "char_lstm_shakespeare",
+            "--prime",
+            "-",
+            "--length",
+            "50",
+            "--output",
+            "out.txt",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     process.stdin.write("ROMEO:\nJULIET:\n")  # two primes, then the user presses Ctrl-C while it waits for more
     process.stdin.flush()
     partial = tmp_path / "out.txt.partial"

@@ -30,7 +30,9 @@ def test_lstm_pointwise_and_its_backward_equal_the_cell_equations():
     torch.manual_seed(0)
     B, H = 3, 5
     gates, c = f64((B, 4 * H), (B, H))
-    (h_ref, c_ref), _ = LSTMCell.recur(gates, (torch.zeros(B, H, dtype=torch.float64), c), torch.zeros(4 * H, H, dtype=torch.float64), None)
+    (h_ref, c_ref), _ = LSTMCell.recur(
+        gates, (torch.zeros(B, H, dtype=torch.float64), c), torch.zeros(4 * H, H, dtype=torch.float64), None
+    )
     act, c_new, tanh_c, h_new = (torch.empty_like(t) for t in (gates, c, c, c))
     with torch.no_grad():
         kernels.lstm_pointwise(gates, c, act, c_new, tanh_c, h_new)
@@ -88,7 +90,11 @@ def test_kernel_paths_equal_equations_and_native(cell, nonlinearity, padded):
     x = torch.randn(3, 8, 4, requires_grad=True)
     lengths = torch.tensor([8, 5, 1]) if padded else None
     shape = (4, 3, 6)
-    state = tuple(torch.randn(*shape, requires_grad=True) for _ in range(2)) if cell == "lstm" else torch.randn(*shape, requires_grad=True)
+    state = (
+        tuple(torch.randn(*shape, requires_grad=True) for _ in range(2))
+        if cell == "lstm"
+        else torch.randn(*shape, requires_grad=True)
+    )
     inputs = [x, *(state if cell == "lstm" else (state,)), *rnn.parameters()]
 
     def run(**kw):

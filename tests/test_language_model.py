@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from datamodules.char_corpus import CharCorpusDataModule
+from zoo.sequences import hidden_of
 from zoo.tasks.base import load_task
 from zoo.tasks.language_model import CharLanguageModel
-from zoo.sequences import hidden_of
 
 VOCAB = ["<unk>"] + list("abcdefgh \n")
 
@@ -70,8 +70,15 @@ def test_generate_is_reproducible_and_greedy_equals_top1():
 def test_vocab_lands_in_the_checkpoint_and_rebuilds_the_model(tiny_corpus, tmp_path):
     dm = CharCorpusDataModule(str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
     model = CharLanguageModel(hidden_size=16, embedding_dim=8)  # vocab comes from the data at setup
-    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=2)
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=2,
+    )
     trainer.fit(model, dm)
     # val/ppl is exp(mean nats per character over the whole split), the state carried from window to
     # window of each stream as in validation itself: by hand here
@@ -97,8 +104,14 @@ def test_vocab_lands_in_the_checkpoint_and_rebuilds_the_model(tiny_corpus, tmp_p
 def test_vocab_mismatch_is_a_clear_error(tiny_corpus, tmp_path):
     dm = CharCorpusDataModule(str(tiny_corpus), batch_size=4, seq_len=16, max_chars=None)
     model = CharLanguageModel(vocab=VOCAB, hidden_size=8)
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(ValueError, match="vocab differs from the datamodule"):
         trainer.fit(model, dm)
 
@@ -124,8 +137,14 @@ def test_predict_on_primes_and_predict_step_on_the_corpus(tiny_corpus, tmp_path)
     assert model.predict("The qu", length=5, temperature=0)[0] == out[0]
 
     writer = PredictionWriter(str(tmp_path / "lm.jsonl"))
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[writer],
-                        limit_predict_batches=3, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[writer],
+        limit_predict_batches=3,
+        default_root_dir=tmp_path,
+    )
     trainer.predict(model, dm, return_predictions=False)
     lines = [json.loads(x) for x in (tmp_path / "lm.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3 * 2 and [x["window"] for x in lines[:4]] == [0, 0, 1, 1]

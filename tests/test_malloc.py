@@ -16,8 +16,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 def run(code: str, **env: str) -> str:
     import os
 
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True,
-                          env={**os.environ, **env}).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    ).stdout.strip()
 
 
 def test_large_blocks_come_from_the_heap_after_keep_freed_memory():

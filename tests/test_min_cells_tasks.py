@@ -66,26 +66,68 @@ def test_classifier_with_padding(cell):
 
 def run_zoo(tmp_path, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args, "--trainer.enable_progress_bar", "false"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args, "--trainer.enable_progress_bar", "false"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.mark.slow
 def test_zoo_fit_char_lm_with_mingru(tiny_corpus, tmp_path):
-    run = run_zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "char_lm.yaml"), "--model.init_args.cell", "mingru",
-                  "--data.init_args.corpus", str(tiny_corpus), "--model.init_args.hidden_size", "16",
-                  "--data.init_args.batch_size", "4", "--data.init_args.seq_len", "16", "--trainer.fast_dev_run", "true")
+    run = run_zoo(
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "char_lm.yaml"),
+        "--model.init_args.cell",
+        "mingru",
+        "--data.init_args.corpus",
+        str(tiny_corpus),
+        "--model.init_args.hidden_size",
+        "16",
+        "--data.init_args.batch_size",
+        "4",
+        "--data.init_args.seq_len",
+        "16",
+        "--trainer.fast_dev_run",
+        "true",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "sample (end of training" in run.stdout
-    bad = run_zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "char_lm.yaml"), "--model.init_args.cell", "mingur",
-                  "--data.init_args.corpus", str(tiny_corpus), "--trainer.fast_dev_run", "true")
+    bad = run_zoo(
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "char_lm.yaml"),
+        "--model.init_args.cell",
+        "mingur",
+        "--data.init_args.corpus",
+        str(tiny_corpus),
+        "--trainer.fast_dev_run",
+        "true",
+    )
     assert bad.returncode == 2 and "'mingru', 'minlstm'" in bad.stderr, bad.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_zoo_fit_classifier_with_minlstm(tmp_path):
     sample = shared_data("ag_news", "sample.csv")
-    run = run_zoo(tmp_path, "fit", "--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--model.init_args.cell", "minlstm",
-                  "--trainer.fast_dev_run", "true", "--data.init_args.root", str(sample),
-                  "--data.init_args.cache_dir", str(tmp_path / "cache"))
+    run = run_zoo(
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "agnews_gru.yaml"),
+        "--model.init_args.cell",
+        "minlstm",
+        "--trainer.fast_dev_run",
+        "true",
+        "--data.init_args.root",
+        str(sample),
+        "--data.init_args.cache_dir",
+        str(tmp_path / "cache"),
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]

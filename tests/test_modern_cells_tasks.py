@@ -7,8 +7,12 @@ import pytest
 import torch
 
 from datamodules.tokenizers import train_tokenizer
-from tests.test_seq2seq import batch_of, make, toy_pairs
-from tests.test_seq2seq import tokenizers  # noqa: F401  (a fixture)
+from tests.test_seq2seq import (
+    batch_of,
+    make,
+    tokenizers,  # noqa: F401  (a fixture)
+    toy_pairs,
+)
 from zoo.families import MODERN_CELLS
 from zoo.gradients import lm_gradient_through_time
 from zoo.tasks.classifier import SequenceClassifier

@@ -18,15 +18,22 @@ import pytest
 import torch
 
 import datamodules.multi30k as m30k
-from datamodules.download import ChecksumError
-from datamodules.download import DataFormatError
+from datamodules.download import ChecksumError, DataFormatError
 from datamodules.multi30k import Multi30kDataModule, read_sentences, translation_collate
 from datamodules.tokenizers import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, detokenize, encode_sentence, join_words, train_translation_tokenizer,
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    detokenize,
+    encode_sentence,
+    join_words,
+    train_translation_tokenizer,
 )
 from tests.conftest import shared_data
 from tests.fixtures import corpus, fixture_files, gz, sentence_pair, write_files
 from tests.test_download import Server
+
 
 # German/English word pairs: a fixture sentence is a random walk over them, so the two sides align.
 def lines_of(data: bytes) -> List[str]:
@@ -207,8 +214,9 @@ def test_plain_text_files_and_line_handling(tmp_path):
         (root / name[: -len(".gz")]).write_bytes(gzip.decompress(data))
     # No final newline, CRLF line ends, stray spaces, and a U+2028 inside a sentence: whitespace to the
     # sentence, but not a line break (the two languages stay aligned).
-    (root / "val.en").write_bytes((b"\r\n".join(l.encode() for l in lines_of(files["val.en.gz"])[:-1])
-                                   + b"\r\n  A  man\xe2\x80\xa8runs.  "))
+    (root / "val.en").write_bytes(
+        (b"\r\n".join(l.encode() for l in lines_of(files["val.en.gz"])[:-1]) + b"\r\n  A  man\xe2\x80\xa8runs.  ")
+    )
     dm = make(root, tmp_path)
     val = dm.datasets["val"].split
     assert len(val["tgt_text"]) == 15 and val["tgt_text"][-1] == "A man runs."
@@ -278,8 +286,11 @@ def test_empty_lines(tmp_path):
     vde[2], ven[4] = "", ""
     files["val.de.gz"], files["val.en.gz"] = gz(vde), gz(ven)
     root = write_files(tmp_path / "m", files)
-    with pytest.warns(UserWarning, match=r"dropped 3 of 120 training pairs.*train\.de\.gz: 1 empty line\(s\) \(line 4\).*"
-                                         r"train\.en\.gz: 2 empty line\(s\) \(line 11, 12\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"dropped 3 of 120 training pairs.*train\.de\.gz: 1 empty line\(s\) \(line 4\).*"
+        r"train\.en\.gz: 2 empty line\(s\) \(line 11, 12\)",
+    ):
         dm = make(root, tmp_path)
     assert len(dm.datasets["train"]) == 117 and dm.dropped["empty"] == 3
     assert not {3, 10, 11} & set(dm.datasets["train"].index.tolist())
@@ -359,6 +370,7 @@ def test_real_multi30k_de_en(tmp_path, monkeypatch):
         assert detokenize(tok, item["src"]) == unicodedata.normalize("NFKC", item["src_text"])
         assert detokenize(tok, item["tgt"]) == unicodedata.normalize("NFKC", item["tgt_text"])
         assert item["src"].tolist() == encode_sentence(tok, item["src_text"])
+
     def boom(*args, **kwargs):
         raise AssertionError("re-read or re-tokenized on a cache hit")
 

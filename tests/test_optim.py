@@ -58,8 +58,16 @@ def test_configure_optimizers_follows_the_hyper_parameters(tokenizer_json, tmp_p
     torch.manual_seed(0)
     model = SequenceClassifier(embedding_dim=8, hidden_size=6, lr=0.01, warmup_steps=2, min_lr_ratio=0.2, weight_decay=0.05)
     record = RecordRates()
-    trainer = L.Trainer(max_steps=8, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[record])
+    trainer = L.Trainer(
+        max_steps=8,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+        callbacks=[record],
+    )
     trainer.fit(model, tiny_datamodule(tokenizer_json, batch_size=4))
     expected = [0.005, 0.01] + [0.01 * (0.2 + 0.4 * (1 + math.cos(math.pi * (s - 2) / 6))) for s in range(2, 8)]
     assert [r[0] for r in record.rates] == pytest.approx(expected)

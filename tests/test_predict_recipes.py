@@ -151,16 +151,29 @@ def _pretrained_weights(hf_home: Path, name: str) -> None:
 
 
 def _env(zoo_home: Path, hf_home: Path = None) -> Dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), ZOO_HOME=str(zoo_home), WANDB_MODE="offline", WANDB_SILENT="true",
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        ZOO_HOME=str(zoo_home),
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+    )
     if hf_home is not None:
         env["HF_HOME"] = str(hf_home)
     return env
 
 
 def _zoo(args: List[str], cwd: Path, zoo_home: Path, hf_home: Path = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd, env=_env(zoo_home, hf_home),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args],
+        cwd=cwd,
+        env=_env(zoo_home, hf_home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"zoo {' '.join(args)}:\n" + result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -190,7 +203,9 @@ def test_zoo_predict_writes_json_lines(recipe: Path, tmp_path: Path, hf_home: Pa
     cwd, zoo_home = tmp_path / "run", tmp_path / "zoo_home"
     cwd.mkdir()
     data_flags = DATA[data_class](cwd, zoo_home, config["data"].get("init_args") or {})
-    result = _zoo(["predict", "--config", str(recipe), "--trainer.limit_predict_batches", "2", *data_flags], cwd, zoo_home, hf_home)
+    result = _zoo(
+        ["predict", "--config", str(recipe), "--trainer.limit_predict_batches", "2", *data_flags], cwd, zoo_home, hf_home
+    )
     for item in _written(result, cwd):
         assert isinstance(item, dict), str(item)[:200]
         missing = TASK_KEYS[model_class] - set(item)
@@ -201,8 +216,22 @@ def test_a_writer_the_user_gives_replaces_the_default(tmp_path: Path) -> None:
     """``--trainer.callbacks+ PredictionWriter`` on a recipe without one: the user's file, and no second
     writer (no ``predictions/char_lm.jsonl``)."""
     output = tmp_path / "mine.jsonl"
-    result = _zoo(["predict", "--config", str(REPO / "recipes" / "char_lm.yaml"), "--trainer.limit_predict_batches", "1",
-                   "--data.max_chars", "20000", "--trainer.callbacks+", "zoo.callbacks.PredictionWriter",
-                   "--trainer.callbacks.output", str(output)], tmp_path, tmp_path / "zoo_home")
+    result = _zoo(
+        [
+            "predict",
+            "--config",
+            str(REPO / "recipes" / "char_lm.yaml"),
+            "--trainer.limit_predict_batches",
+            "1",
+            "--data.max_chars",
+            "20000",
+            "--trainer.callbacks+",
+            "zoo.callbacks.PredictionWriter",
+            "--trainer.callbacks.output",
+            str(output),
+        ],
+        tmp_path,
+        tmp_path / "zoo_home",
+    )
     assert _written(result, tmp_path) and output.is_file()
     assert not (tmp_path / "predictions").exists()

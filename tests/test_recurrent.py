@@ -120,18 +120,19 @@ def lstm_biases(rnn):
     H = rnn.hidden_size
     return [
         (getattr(layer, "bias_ih" + s) + getattr(layer, "bias_hh" + s)).detach().split(H)
-        for layer in rnn.layers for s in ("_l0", "_l0_reverse")[: rnn.num_directions]
+        for layer in rnn.layers
+        for s in ("_l0", "_l0_reverse")[: rnn.num_directions]
     ]
 
 
 def test_lstm_init_sets_the_gate_biases_for_both_backends():
     torch.manual_seed(0)
     forget1 = Recurrent(3, 8, "lstm", num_layers=2, bidirectional=True, lstm_init="forget1")
-    for i, f, g, o in lstm_biases(forget1):
+    for i, f, _, _ in lstm_biases(forget1):
         torch.testing.assert_close(f, torch.ones(8))
         assert i.abs().max() <= 2 / 8**0.5  # torch's draw, two uniforms in +-1/sqrt(hidden)
     chrono = Recurrent(3, 8, "lstm", num_layers=2, bidirectional=True, lstm_init="chrono")
-    for i, f, g, o in lstm_biases(chrono):
+    for i, f, _, _ in lstm_biases(chrono):
         assert (f >= 0).all() and (f <= torch.log(torch.tensor(CHRONO_MAX_STEPS - 1.0))).all()
         assert f.std() > 0.5  # a spread of time scales over the units
         torch.testing.assert_close(i, -f)
@@ -166,8 +167,12 @@ def test_loaded_weights_do_not_depend_on_the_initialisation():
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)  # derandomized: the same cases on every run and CPU
-@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), pad=st.integers(0, 3),
-       cell=st.sampled_from(["rnn", "gru", "lstm"]), bi=st.booleans())
+@given(
+    lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    pad=st.integers(0, 3),
+    cell=st.sampled_from(["rnn", "gru", "lstm"]),
+    bi=st.booleans(),
+)
 def test_any_batch_gives_each_sequence_what_it_gives_alone(lengths, pad, cell, bi):
     """Property: whatever the lengths, the order and the garbage after each end, a sequence's outputs
     (to its length) and final state in a batch equal those of the sequence run alone."""

@@ -77,18 +77,29 @@ def test_atomic_checkpoint_write_leaves_the_old_file_whole_when_interrupted(tmp_
 
 # ---- `zoo fit` killed and resumed, against the uninterrupted run --------------------------------------
 def fit_config(model: dict, data: dict, logs: Path, checkpoints: Path, max_epochs: int, kill: Optional[dict] = None) -> dict:
-    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                  "init_args": {"dirpath": str(checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": 1}}]
+    callbacks = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"dirpath": str(checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": 1},
+        }
+    ]
     if kill is not None:
         callbacks.append({"class_path": "tests.kill_hooks.KillAt", "init_args": kill})
     return {
         "seed_everything": 7,
         "trainer": {
-            "accelerator": "cpu", "devices": 1, "max_epochs": max_epochs, "log_every_n_steps": 1,
-            "limit_val_batches": 3, "enable_progress_bar": False, "enable_model_summary": False,
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": max_epochs,
+            "log_every_n_steps": 1,
+            "limit_val_batches": 3,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
             # flushed every step: a killed run's losses are on disk up to the kill
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": str(logs), "name": "run", "flush_logs_every_n_steps": 1}},
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(logs), "name": "run", "flush_logs_every_n_steps": 1},
+            },
             "callbacks": callbacks,
         },
         "model": model,
@@ -99,10 +110,20 @@ def fit_config(model: dict, data: dict, logs: Path, checkpoints: Path, max_epoch
 def zoo_fit(tmp_path: Path, name: str, config: dict, *extra: str) -> subprocess.CompletedProcess:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(path), *extra],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "fit", "--config", str(path), *extra],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def train_losses(logs: Path) -> Dict[int, float]:
@@ -124,8 +145,12 @@ def killed_and_resumed(tmp_path: Path, model: dict, data: dict, max_epochs: int,
     segments = []
     for i, kill in enumerate([*kills, None]):
         logs = tmp_path / f"logs_segment{i}"
-        run = zoo_fit(tmp_path, f"segment{i}", fit_config(model, data, logs, checkpoints, max_epochs, kill),
-                      *(["--ckpt_path", "last"] if i else []))
+        run = zoo_fit(
+            tmp_path,
+            f"segment{i}",
+            fit_config(model, data, logs, checkpoints, max_epochs, kill),
+            *(["--ckpt_path", "last"] if i else []),
+        )
         if kill is None:
             assert run.returncode == 0, run.stderr[-3000:]
         else:
@@ -149,10 +174,14 @@ def test_char_lm_killed_mid_epoch_and_while_checkpointing_resumes_exactly(tmp_pa
     """The LM's streams continue where they stopped, from the carried state, with the same dropout masks:
     killed while writing the checkpoint of step 11 (last.ckpt still holds step 10, whole), resumed, then
     killed mid-epoch in the second epoch at step 40, resumed to the end."""
-    model = {"class_path": "zoo.tasks.language_model.CharLanguageModel",
-             "init_args": {"cell": "lstm", "embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.2, "warmup_steps": 3}}
-    data = {"class_path": "datamodules.char_corpus.CharCorpusDataModule",
-            "init_args": {"corpus": str(tiny_corpus), "batch_size": 4, "seq_len": 32, "max_chars": 4000}}
+    model = {
+        "class_path": "zoo.tasks.language_model.CharLanguageModel",
+        "init_args": {"cell": "lstm", "embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.2, "warmup_steps": 3},
+    }
+    data = {
+        "class_path": "datamodules.char_corpus.CharCorpusDataModule",
+        "init_args": {"corpus": str(tiny_corpus), "batch_size": 4, "seq_len": 32, "max_chars": 4000},
+    }
     full = zoo_fit(tmp_path, "full", fit_config(model, data, tmp_path / "logs_full", tmp_path / "full_ckpt", 2))
     assert full.returncode == 0, full.stderr[-3000:]
     uninterrupted = train_losses(tmp_path / "logs_full")
@@ -168,11 +197,20 @@ def test_classifier_killed_mid_epoch_and_during_validation_resumes_exactly(tmp_p
     epoch 1's, not epoch 0's), with the same dropout masks: killed mid-epoch at step 13, resumed, killed
     during the validation after step 18 (the end of epoch 1), resumed to the end."""
     archive = write_tar(tmp_path / "aclImdb_v1.tar.gz", imdb_members(per_class=20))
-    model = {"class_path": "zoo.tasks.classifier.SequenceClassifier",
-             "init_args": {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.3, "embedding_dropout": 0.2, "warmup_steps": 3}}
-    data = {"class_path": "datamodules.imdb.IMDBDataModule",
-            "init_args": {"root": str(archive), "cache_dir": str(tmp_path / "cache"), "batch_size": 4, "min_frequency": 1,
-                          "bucket_batches": 2}}
+    model = {
+        "class_path": "zoo.tasks.classifier.SequenceClassifier",
+        "init_args": {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.3, "embedding_dropout": 0.2, "warmup_steps": 3},
+    }
+    data = {
+        "class_path": "datamodules.imdb.IMDBDataModule",
+        "init_args": {
+            "root": str(archive),
+            "cache_dir": str(tmp_path / "cache"),
+            "batch_size": 4,
+            "min_frequency": 1,
+            "bucket_batches": 2,
+        },
+    }
     full = zoo_fit(tmp_path, "full", fit_config(model, data, tmp_path / "logs_full", tmp_path / "full_ckpt", 3))
     assert full.returncode == 0, full.stderr[-3000:]
     uninterrupted = train_losses(tmp_path / "logs_full")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.family_checks import *  # the shared tests, run here for rglru
+from tests.family_checks import *  # noqa: F403  the shared tests, run here for rglru
 from tests.family_checks import family_fixture, make
 from zoo import rglru
 from zoo.rglru import RGLRUCell
@@ -57,7 +57,9 @@ def test_rglru_sqrt_has_a_bounded_derivative_and_the_exact_value():
     y = rglru.SqrtBoundedGradient.apply(x)
     torch.testing.assert_close(y, x.sqrt())
     (grad,) = torch.autograd.grad(y.sum(), x)
-    torch.testing.assert_close(grad, torch.tensor([rglru.MAX_SQRT_GRADIENT, rglru.MAX_SQRT_GRADIENT, 1.0, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(
+        grad, torch.tensor([rglru.MAX_SQRT_GRADIENT, rglru.MAX_SQRT_GRADIENT, 1.0, 0.25], dtype=torch.float64)
+    )
 
 
 def test_rglru_returns_its_decay_and_input_gates():

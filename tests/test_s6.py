@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.family_checks import *  # the shared tests, run here for s6
+from tests.family_checks import *  # noqa: F403  the shared tests, run here for s6
 from tests.family_checks import EXACT, family_fixture, make
 from zoo import selective_scan
 from zoo.ssm import S6Cell
@@ -98,7 +98,9 @@ def test_s6_returns_its_step_sizes_as_gates():
 def copy_into_mambapy(cell: S6Cell):
     """A mambapy MambaBlock whose S6 (``ssm``) holds the cell's weights (its in_proj, conv and gate are not used)."""
     mamba = pytest.importorskip("mambapy.mamba")
-    config = mamba.MambaConfig(d_model=cell.hidden_size, n_layers=1, dt_rank=cell.dt_rank, d_state=cell.state_size, expand_factor=1)
+    config = mamba.MambaConfig(
+        d_model=cell.hidden_size, n_layers=1, dt_rank=cell.dt_rank, d_state=cell.state_size, expand_factor=1
+    )
     block = mamba.MambaBlock(config)
     with torch.no_grad():
         block.x_proj.weight.copy_(cell.weight_dbc)

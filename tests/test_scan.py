@@ -24,19 +24,26 @@ def test_linear_scan_equals_the_recurrence_with_gradients(T):
     torch.manual_seed(T)
     B, H = 3, 4
     a = torch.rand(B, T, H, dtype=torch.float64, requires_grad=True)
-    b, h0 = torch.randn(B, T, H, dtype=torch.float64, requires_grad=True), torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    b, h0 = (
+        torch.randn(B, T, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
+    )
     weights = torch.randn(B, T, H, dtype=torch.float64)
     ours, ref = scan.linear_scan(a, b, h0), sequential(a, b, h0)
     torch.testing.assert_close(ours, ref, **TOL[torch.float64])
-    for g_ours, g_ref in zip(torch.autograd.grad((ours * weights).sum(), (a, b, h0)),
-                             torch.autograd.grad((ref * weights).sum(), (a, b, h0))):
+    for g_ours, g_ref in zip(
+        torch.autograd.grad((ours * weights).sum(), (a, b, h0)), torch.autograd.grad((ref * weights).sum(), (a, b, h0))
+    ):
         torch.testing.assert_close(g_ours, g_ref, **TOL[torch.float64])
 
 
 def test_linear_scan_gradcheck_and_reverse():
     torch.manual_seed(0)
     a = torch.rand(2, 7, 3, dtype=torch.float64, requires_grad=True)
-    b, h0 = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True), torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    b, h0 = (
+        torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 3, dtype=torch.float64, requires_grad=True),
+    )
     assert torch.autograd.gradcheck(scan.linear_scan, (a, b, h0))
     backwards = scan.scan_chunked(a.detach(), b.detach(), h0.detach(), reverse=True)
     expected = sequential(a.detach().flip(1), b.detach().flip(1), h0.detach()).flip(1)

@@ -25,8 +25,10 @@ class WordForWord:
     def predict(self, sentences, beam_size=None, batch_size=64):
         self.beams.append(beam_size)
         table = dict(LEXICON)
-        return [{"translation": " ".join(table.get(w.rstrip(".!?"), w) + w[len(w.rstrip(".!?")):] for w in s.split())}
-                for s in sentences]
+        return [
+            {"translation": " ".join(table.get(w.rstrip(".!?"), w) + w[len(w.rstrip(".!?")) :] for w in s.split())}
+            for s in sentences
+        ]
 
 
 def test_translator_reads_the_split_and_scores_each_beam(tmp_path: Path) -> None:
@@ -81,8 +83,15 @@ def trained_classifier(data, steps: int = 3):
     from zoo.tasks.classifier import SequenceClassifier
 
     model = SequenceClassifier(cell="gru", embedding_dim=8, hidden_size=8, pool="attention")
-    L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, limit_val_batches=1, accelerator="cpu").fit(model, datamodule=data)
+    L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+        accelerator="cpu",
+    ).fit(model, datamodule=data)
     return model.eval()
 
 
@@ -91,8 +100,9 @@ def test_any_classifier_is_scored_on_any_classification_datamodule(tmp_path: Pat
     from datamodules.ag_news import AGNewsDataModule, join
     from zoo.metrics import score_classifier
 
-    data = AGNewsDataModule(root=str(write_ag_news(tmp_path / "ag")), cache_dir=str(tmp_path / "cache"), batch_size=4,
-                            min_frequency=1)
+    data = AGNewsDataModule(
+        root=str(write_ag_news(tmp_path / "ag")), cache_dir=str(tmp_path / "cache"), batch_size=4, min_frequency=1
+    )
     model = trained_classifier(data)
     texts, labels = data.test_examples()
     assert len(texts) == 12 and sorted(set(labels)) == [0, 1, 2, 3]
@@ -115,12 +125,23 @@ def test_a_checkpoint_brings_back_its_datamodule(tmp_path: Path) -> None:
 
     root = write_csv(tmp_path / "slice.csv", ag_rows(10))
     path = tmp_path / "x.ckpt"
-    torch.save({"datamodule_hyper_parameters": {"_class_path": "datamodules.ag_news.AGNewsDataModule", "root": str(root),
-                                                "min_frequency": 1, "_instantiator": "lightning.pytorch.cli.instantiate_module"}}, path)
+    torch.save(
+        {
+            "datamodule_hyper_parameters": {
+                "_class_path": "datamodules.ag_news.AGNewsDataModule",
+                "root": str(root),
+                "min_frequency": 1,
+                "_instantiator": "lightning.pytorch.cli.instantiate_module",
+            }
+        },
+        path,
+    )
     data = checkpoint_datamodule(path)
     assert type(data).__name__ == "AGNewsDataModule" and data.hparams.root == str(root)
     torch.save({"datamodule_hyper_parameters": {"_class_path": "os.system", "command": "true"}}, path)
-    with pytest.raises(TaskNameError, match=r"x\.ckpt \(its datamodule\): refusing task 'os.system': it is not under datamodules\."):
+    with pytest.raises(
+        TaskNameError, match=r"x\.ckpt \(its datamodule\): refusing task 'os.system': it is not under datamodules\."
+    ):
         checkpoint_datamodule(path)
     torch.save({"state_dict": {}}, path)
     assert checkpoint_datamodule(path) is None  # recorded none: the task's scorer and data options then
@@ -129,14 +150,30 @@ def test_a_checkpoint_brings_back_its_datamodule(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_zoo_models_evaluate_ckpt_of_the_agnews_recipe(tmp_path: Path) -> None:
     """`zoo fit --config recipes/agnews_gru.yaml` for a few steps, then `zoo models --evaluate --ckpt`, as a user types them."""
+    from tests.conftest import REPO
     from tests.test_cli import zoo
 
-    from tests.conftest import REPO
-
     root = write_csv(tmp_path / "slice.csv", ag_rows(10))
-    fit = zoo("fit", "--config", str(REPO / "recipes" / "agnews_gru.yaml"), "--data.root", str(root),
-              "--data.min_frequency", "1", "--data.val_fraction", "0.25", "--data.cache_dir", str(tmp_path / "cache"), "--trainer.max_steps", "2",
-              "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    fit = zoo(
+        "fit",
+        "--config",
+        str(REPO / "recipes" / "agnews_gru.yaml"),
+        "--data.root",
+        str(root),
+        "--data.min_frequency",
+        "1",
+        "--data.val_fraction",
+        "0.25",
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     assert fit.returncode == 0, fit.stderr[-3000:]
     run = zoo("models", "--evaluate", "--ckpt", "checkpoints/agnews_gru/last.ckpt", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -27,8 +27,16 @@ def tokenizer_json() -> str:
 @pytest.mark.parametrize("attention,beam", [("general", 2), ("general", 5), ("additive", 3), ("none", 4)])
 def test_batched_beam_search_equals_one_sentence_at_a_time(tokenizer_json: str, attention: str, beam: int) -> None:
     torch.manual_seed(beam)
-    model = Seq2Seq(tokenizer_json, tokenizer_json, embedding_dim=16, hidden_size=12, attention=attention,
-                    max_len_a=1.0, max_len_b=2, length_penalty=1.0).eval()
+    model = Seq2Seq(
+        tokenizer_json,
+        tokenizer_json,
+        embedding_dim=16,
+        hidden_size=12,
+        attention=attention,
+        max_len_a=1.0,
+        max_len_b=2,
+        length_penalty=1.0,
+    ).eval()
     texts = sentences(12, seed=beam)
     batched = model.predict(texts, beam_size=beam, batch_size=12)
     alone = [model.predict([t], beam_size=beam)[0] for t in texts]

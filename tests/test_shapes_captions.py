@@ -18,10 +18,14 @@ def zoo_home(tmp_path, monkeypatch):
 def test_attention_in_box_by_hand() -> None:
     # 2 x 2 grid over a 64 px image: cell centres at 16 and 48; object 0 in the top-left quarter.
     boxes = [(0.0, 0.0, 30.0, 30.0), (34.0, 34.0, 64.0, 64.0)]
-    attention = torch.tensor([[0.1, 0.1, 0.1, 0.7],   # "a": not grounded
-                              [0.7, 0.1, 0.1, 0.1],   # "red" -> object 0, argmax top-left: inside
-                              [0.1, 0.1, 0.1, 0.7],   # "circle" -> object 0, argmax bottom-right: outside
-                              [0.0, 0.0, 0.0, 1.0]])  # "blue" -> object 2, which the image lacks
+    attention = torch.tensor(
+        [
+            [0.1, 0.1, 0.1, 0.7],  # "a": not grounded
+            [0.7, 0.1, 0.1, 0.1],  # "red" -> object 0, argmax top-left: inside
+            [0.1, 0.1, 0.1, 0.7],  # "circle" -> object 0, argmax bottom-right: outside
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )  # "blue" -> object 2, which the image lacks
     assert attention_in_box(attention, [-1, 0, 0, 2], boxes, 64.0) == [1.0, 0.0, 0.0]
     # not a square number of locations: one row of L cells
     row = torch.tensor([[0.0, 1.0, 0.0]])

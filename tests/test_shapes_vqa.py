@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from datamodules.shapes_captions import SHAPE_COLOURS, SHAPE_KINDS
-from datamodules.shapes_vqa import (QUESTION_TYPES, RELATIONS, TYPE_ANSWERS, TYPE_CYCLE, ShapesVQA, question_type, shapes_question,
-                                    shapes_questions)
+from datamodules.shapes_vqa import (
+    QUESTION_TYPES,
+    RELATIONS,
+    TYPE_ANSWERS,
+    TYPE_CYCLE,
+    ShapesVQA,
+    question_type,
+    shapes_question,
+    shapes_questions,
+)
 
 
 def true_answer(objects, question: str) -> str:
@@ -68,7 +76,11 @@ def test_ambiguous_questions_are_never_asked():
     from datamodules.shapes_captions import ShapeObject
 
     box = (0.0, 0.0, 10.0, 10.0)
-    two_circles = [ShapeObject("red", "circle", 0, 0, box), ShapeObject("red", "circle", 0, 2, box), ShapeObject("blue", "square", 0, 1, box)]
+    two_circles = [
+        ShapeObject("red", "circle", 0, 0, box),
+        ShapeObject("red", "circle", 0, 2, box),
+        ShapeObject("blue", "square", 0, 1, box),
+    ]
     assert not any(q.startswith("what colour is the circle") for q, *_ in shapes_questions(two_circles, "colour"))
     assert not any("the red circle" in q for q, *_ in shapes_questions(two_circles, "relation"))
     # the blue square has a circle on each side: the nearest one in that direction is the answer
@@ -92,7 +104,9 @@ def test_datamodule_batches(shapes_vqa):
     batch = next(iter(dm.val_dataloader()))
     assert batch["images"].shape == (8, 3, 64, 64) and batch["ids"].shape[0] == 8
     # one true answer: its score is 1, every other 0, and it is the training target
-    assert torch.equal(batch["answer_scores"].argmax(1), batch["answer"]) and torch.equal(batch["answer_scores"].sum(1), torch.ones(8))
+    assert torch.equal(batch["answer_scores"].argmax(1), batch["answer"]) and torch.equal(
+        batch["answer_scores"].sum(1), torch.ones(8)
+    )
     assert batch["target_boxes"].shape[-1] == 4
     relation = batch["question_type"] == QUESTION_TYPES.index("relation")
     assert batch["named_boxes_mask"][relation].sum(1).eq(1).all()  # a relation names exactly one object
@@ -140,16 +154,22 @@ def test_attention_in_box_measures(shapes_vqa):
     # per type: each question's hit under its own type, the types together the whole
     per_type = {k: v for k, v in misses.items() if k.startswith("attn_in_box_")}
     assert sum(len(v) for v in per_type.values()) == len(misses["attn_in_box"])
-    mixed = [on_target[b] if int(batch["question_type"][b]) == 0 else elsewhere[b] for b in range(B)]  # only colour questions right
+    mixed = [
+        on_target[b] if int(batch["question_type"][b]) == 0 else elsewhere[b] for b in range(B)
+    ]  # only colour questions right
     result = dm.evaluation_measures(batch, mixed)
     assert result["attn_in_box_colour"] and all(v == 1.0 for v in result["attn_in_box_colour"])
-    assert all(v == 0.0 for k, values in result.items() if k.startswith("attn_in_box_") and k != "attn_in_box_colour" for v in values)
+    assert all(
+        v == 0.0 for k, values in result.items() if k.startswith("attn_in_box_") and k != "attn_in_box_colour" for v in values
+    )
 
 
 def test_bad_settings():
     with pytest.raises(ValueError, match="max_objects"):
         ShapesVQA(max_objects=1)
-    assert set(SHAPE_COLOURS) == set(TYPE_ANSWERS["colour"]) and set(SHAPE_KINDS) == set(TYPE_ANSWERS["relation"]) == set(TYPE_ANSWERS["shape"])
+    assert set(SHAPE_COLOURS) == set(TYPE_ANSWERS["colour"]) and set(SHAPE_KINDS) == set(TYPE_ANSWERS["relation"]) == set(
+        TYPE_ANSWERS["shape"]
+    )
 
 
 def test_the_drawn_example_is_the_first_held_out_image(tmp_path, capsys):

@@ -69,8 +69,17 @@ def tokenizer_json():
 @pytest.mark.parametrize("cell,backend", families_and_backends())
 def test_classifier_running_label_equals_each_prefix(tokenizer_json, cell, backend, pool):
     torch.manual_seed(0)
-    model = SequenceClassifier(tokenizer_json, ["neg", "pos", "meh"], cell=cell, backend=backend, pool=pool,
-                               embedding_dim=8, hidden_size=6, num_layers=2, bidirectional=False).eval()
+    model = SequenceClassifier(
+        tokenizer_json,
+        ["neg", "pos", "meh"],
+        cell=cell,
+        backend=backend,
+        pool=pool,
+        embedding_dim=8,
+        hidden_size=6,
+        num_layers=2,
+        bidirectional=False,
+    ).eval()
     ids = torch.randint(4, model.tokenizer.get_vocab_size(), (2, 9), generator=torch.Generator().manual_seed(1))
     stream = model.stream()
     running = torch.stack([stream.step(ids[:, t]) for t in range(ids.shape[1])], 1)
@@ -83,9 +92,13 @@ def test_classifier_reads_text_and_refuses_bidirectional(tokenizer_json):
     model = SequenceClassifier(tokenizer_json, ["neg", "pos"], embedding_dim=8, hidden_size=6, bidirectional=False, pool="mean")
     probs = model.stream().read("a great film")
     assert probs.shape == (3, 2)
-    torch.testing.assert_close(probs[-1], torch.softmax(model(torch.tensor([model.tokenizer.encode("a great film").ids])), -1)[0], **EXACT)
+    torch.testing.assert_close(
+        probs[-1], torch.softmax(model(torch.tensor([model.tokenizer.encode("a great film").ids])), -1)[0], **EXACT
+    )
     bi = SequenceClassifier(tokenizer_json, ["neg", "pos"], embedding_dim=8, hidden_size=6, bidirectional=True)
-    with pytest.raises(ValueError, match="bidirectional and cannot stream: its backward direction reads each sequence from its last step"):
+    with pytest.raises(
+        ValueError, match="bidirectional and cannot stream: its backward direction reads each sequence from its last step"
+    ):
         bi.stream()
 
 
@@ -119,7 +132,10 @@ def test_frame_stream_clip_targets_and_the_baseline(overrides):
 
 def test_predict_online_equals_predict_and_bidirectional_is_refused():
     model = frame_model()
-    clips = [torch.randint(0, 256, (n, 32, 32, 3), generator=torch.Generator().manual_seed(n), dtype=torch.uint8).numpy() for n in (4, 7)]
+    clips = [
+        torch.randint(0, 256, (n, 32, 32, 3), generator=torch.Generator().manual_seed(n), dtype=torch.uint8).numpy()
+        for n in (4, 7)
+    ]
     offline, online = model.predict(clips), model.predict_online(clips)
     assert [r["labels"] for r in online] == [r["labels"] for r in offline]
     for a, b in zip(online, offline):

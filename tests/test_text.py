@@ -15,7 +15,15 @@ from datamodules.download import cached
 from datamodules.loaders import BucketBatchSampler, pad_collate, padding_fraction
 from datamodules.text import EncodedTexts, stratified_split
 from datamodules.tokenizers import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, encode_texts, load_tokenizer, pack, train_tokenizer, truncate,
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    encode_texts,
+    load_tokenizer,
+    pack,
+    train_tokenizer,
+    truncate,
 )
 
 TEXTS = [
@@ -135,10 +143,15 @@ def test_lightning_injected_distributed_sampler_keeps_our_batches():
 
     ds = make_dataset(LENGTHS)
     with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
-        loader = DataLoader(ds, batch_sampler=BucketBatchSampler(
-            None, 32, False, lengths=ds.lengths, seed=3, num_replicas=2, rank=1), collate_fn=pad_collate)
+        loader = DataLoader(
+            ds,
+            batch_sampler=BucketBatchSampler(None, 32, False, lengths=ds.lengths, seed=3, num_replicas=2, rank=1),
+            collate_fn=pad_collate,
+        )
     ours = list(loader.batch_sampler)
-    injected = _update_dataloader(loader, DistributedSampler(ds, num_replicas=2, rank=1, shuffle=True), mode=RunningStage.TRAINING)
+    injected = _update_dataloader(
+        loader, DistributedSampler(ds, num_replicas=2, rank=1, shuffle=True), mode=RunningStage.TRAINING
+    )
     assert isinstance(injected.batch_sampler, BucketBatchSampler)
     assert (injected.batch_sampler.num_replicas, injected.batch_sampler.rank) == (2, 1)
     assert list(injected.batch_sampler) == ours
@@ -172,8 +185,14 @@ def test_lightning_leaves_sampler_alone_without_ddp(tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), 0.1)
 
-    L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, default_root_dir=tmp_path).fit(Probe())
+    L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(Probe())
     assert [s[:2] for s in seen] == [("BucketBatchSampler", 0), ("BucketBatchSampler", 1)]
     assert seen[0][2] != seen[1][2]
 
@@ -216,7 +235,7 @@ def test_cache_failed_build_leaves_nothing_and_corrupt_entry_is_rebuilt(tmp_path
     assert [p.name for p in (tmp_path / "c").iterdir()] == [entry.name]
 
 
-DDP_SCRIPT = r'''
+DDP_SCRIPT = r"""
 import json, sys
 import lightning as L, torch
 from datamodules.loaders import BucketBatchSampler, pad_collate
@@ -252,7 +271,7 @@ class Probe(L.LightningModule):
 L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, logger=False, enable_checkpointing=False,
           enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=sys.argv[2] == "1",
           default_root_dir=sys.argv[1]).fit(Probe())
-'''
+"""
 
 
 @pytest.mark.slow
@@ -266,8 +285,13 @@ def test_real_cpu_ddp_two_processes(tmp_path, use_distributed_sampler):
     script = tmp_path / "ddp_probe.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path), "1" if use_distributed_sampler else "0"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "1" if use_distributed_sampler else "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     seen = {(r, e): json.loads((tmp_path / f"rank{r}-epoch{e}.json").read_text()) for r in (0, 1) for e in (0, 1)}
     for (rank, epoch), s in seen.items():

@@ -106,8 +106,7 @@ def test_clips_of_different_lengths_are_padded(tmp_path):
     root = tmp_path / "frames"
     make_frames(root / "jump" / "x", range(1, 7))
     make_frames(root / "sit" / "y", range(0, 3))
-    dm = VideoFramesDataModule(str(root), num_frames=4, stride=1, size=16, batch_size=4, val_fraction=0.5,
-                               train_sampling="start")
+    dm = VideoFramesDataModule(str(root), num_frames=4, stride=1, size=16, batch_size=4, val_fraction=0.5, train_sampling="start")
     dm.setup()
     batch = pad_clips([dm.datasets["train"][0], dm.datasets["val"][0]])
     assert sorted(batch["lengths"].tolist()) == [3, 4]

@@ -30,7 +30,9 @@ def _rgb(hex_color):
 
 def test_html_colours_follow_the_values():
     page = heatmap_html("a<b\n", [1.0, -1.0, 0.0, 1.0], vmin=-1, vmax=1, title="u")
-    spans = re.findall(r'<span style="background-color:(#[0-9a-f]{6});color:(#[0-9a-f]{6})" title="([-\d.]+)">(.*?)</span>', page, re.S)
+    spans = re.findall(
+        r'<span style="background-color:(#[0-9a-f]{6});color:(#[0-9a-f]{6})" title="([-\d.]+)">(.*?)</span>', page, re.S
+    )
     assert [s[3] for s in spans] == ["a", "&lt;", "b", "\u21b5\n"]  # escaped; the newline is visible
     assert spans[0][0] == RED_END and spans[1][0] == BLUE_END
     r, g, b = _rgb(spans[2][0])
@@ -84,7 +86,7 @@ def test_text_features_on_python():
 
 def test_correlation_finds_a_hand_made_unit():
     rng = np.random.default_rng(0)
-    text = ('def f(x):\n    return "abc" + x  # add\n' * 50)
+    text = 'def f(x):\n    return "abc" + x  # add\n' * 50
     F = text_features(text)
     n = len(text)
     acts = rng.normal(0, 1, (n, 20))
@@ -111,8 +113,13 @@ def tiny_checkpoint(tmp_path_factory):
     data = CharCorpusDataModule(corpus=str(text), batch_size=2, seq_len=32, max_chars=None)
     model = CharLanguageModel(cell="lstm", hidden_size=12, embedding_dim=8, warmup_steps=1)
     trainer = L.Trainer(
-        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, default_root_dir=root,
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=root,
     )
     trainer.fit(model, data)
     ckpt = root / "tiny.ckpt"
@@ -125,7 +132,26 @@ def test_visualize_command_one_unit(tiny_checkpoint, tmp_path, capsys):
 
     ckpt, text = tiny_checkpoint
     out = tmp_path / "viz"
-    assert main(["visualize", "--ckpt", str(ckpt), "--text", str(text), "--unit", "3", "--kind", "cell", "--out-dir", str(out), "--show_chars", "200"]) == 0
+    assert (
+        main(
+            [
+                "visualize",
+                "--ckpt",
+                str(ckpt),
+                "--text",
+                str(text),
+                "--unit",
+                "3",
+                "--kind",
+                "cell",
+                "--out-dir",
+                str(out),
+                "--show_chars",
+                "200",
+            ]
+        )
+        == 0
+    )
     page = (out / "cell_L0_u3.html").read_text()
     assert page.count("<span style=") == 200 + 3  # 200 characters + the legend's 3 swatches
     assert (out / "cell_L0_u3.png").stat().st_size > 1000
@@ -166,7 +192,9 @@ def test_visualize_command_discovers_units(tiny_checkpoint, tmp_path, capsys):
 def test_gradient_curve_plot(tmp_path):
     from zoo.viz import plot_gradient_curves
 
-    path = plot_gradient_curves({"rnn": np.logspace(0, -8, 50), "lstm": np.linspace(1, 0.5, 50)}, tmp_path / "g.png", relative=True)
+    path = plot_gradient_curves(
+        {"rnn": np.logspace(0, -8, 50), "lstm": np.linspace(1, 0.5, 50)}, tmp_path / "g.png", relative=True
+    )
     image = (matplotlib.image.imread(path)[..., :3] * 255).round()
     assert image.shape == (400, 650, 3)  # figsize 6.5 x 4 inches at 100 dpi
     for colour in ((31, 119, 180), (255, 127, 14)):  # matplotlib's first two line colours: both curves are drawn

@@ -12,8 +12,18 @@ from datamodules.shapes_vqa import ShapesVQA
 from zoo.encoders import grid_coordinates
 from zoo.tasks.vqa import VisualQuestionAnswerer
 
-SMALL = dict(encoder="test_resnet", pretrained=False, embedding_dim=8, hidden_size=16, feature_dim=16, feature_layers=1,
-             attention_dim=8, classifier_hidden=16, dropout=0.0, log_images=0)
+SMALL = dict(
+    encoder="test_resnet",
+    pretrained=False,
+    embedding_dim=8,
+    hidden_size=16,
+    feature_dim=16,
+    feature_layers=1,
+    attention_dim=8,
+    classifier_hidden=16,
+    dropout=0.0,
+    log_images=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +53,10 @@ def test_stacked_attention_is_the_papers_equations(data):
         u = model.encode_question(batch["ids"], batch["lengths"])
         v = model.image_grid(batch["images"])
         for k, layer in enumerate(model.hops):
-            h_A = torch.tanh(layer.memory_proj(v) + layer.query_proj(u)[:, None])     # tanh(W_I v_i + W_Q u + b_A)
-            p = torch.softmax(layer.v(h_A).squeeze(-1), -1)                         # softmax_i(w_P^T h_A,i)
+            h_A = torch.tanh(layer.memory_proj(v) + layer.query_proj(u)[:, None])  # tanh(W_I v_i + W_Q u + b_A)
+            p = torch.softmax(layer.v(h_A).squeeze(-1), -1)  # softmax_i(w_P^T h_A,i)
             torch.testing.assert_close(hops[:, k], p)
-            u = (p[..., None] * v).sum(1) + u                                        # u^k = sum_i p_i v_i + u^{k-1}
+            u = (p[..., None] * v).sum(1) + u  # u^k = sum_i p_i v_i + u^{k-1}
         torch.testing.assert_close(logits, model.classifier(u))
     assert hops.shape == (8, 3, 4) and torch.allclose(hops.sum(-1), torch.ones(8, 3))
 
@@ -58,12 +68,12 @@ def test_relative_hops_score_places_from_where_the_hop_before_looked(data):
         logits, hops = model(batch)
         u = model.encode_question(batch["ids"], batch["lengths"])
         v = model.image_grid(batch["images"])
-        places = grid_coordinates(v.shape[1], v)                                         # (x_i, y_i)
+        places = grid_coordinates(v.shape[1], v)  # (x_i, y_i)
         first, second = model.hops
         p1 = torch.softmax(first.v(torch.tanh(first.memory_proj(v) + first.query_proj(u)[:, None])).squeeze(-1), -1)
         u = (p1[..., None] * v).sum(1) + u
-        looked = (p1[..., None] * places).sum(1, keepdim=True)                           # c^1 = sum_i p^1_i (x_i, y_i)
-        keys = torch.cat([v, places - looked], -1)                                       # [v_i; (x_i, y_i) - c^1]
+        looked = (p1[..., None] * places).sum(1, keepdim=True)  # c^1 = sum_i p^1_i (x_i, y_i)
+        keys = torch.cat([v, places - looked], -1)  # [v_i; (x_i, y_i) - c^1]
         p2 = torch.softmax(second.v(torch.tanh(second.memory_proj(keys) + second.query_proj(u)[:, None])).squeeze(-1), -1)
         torch.testing.assert_close(hops, torch.stack([p1, p2], 1))
         torch.testing.assert_close(logits, model.classifier((p2[..., None] * v).sum(1) + u))
@@ -87,7 +97,7 @@ def test_cells_in_boxes_follow_the_attention_in_box_rule():
             expected = any(attention_in_box(one_hot, [0], [box], 64.0)[0] for box in real)
             assert bool(cells[b, i]) == expected, (b, i)
     assert cells[0].tolist() == [c in (0, 1, 4, 5, 10, 11, 14, 15) for c in range(16)]  # two boxes: top-left and bottom-right
-    assert cells[1].tolist() == [c in (5, 9, 13) for c in range(16)]                      # the masked box (all) adds nothing
+    assert cells[1].tolist() == [c in (5, 9, 13) for c in range(16)]  # the masked box (all) adds nothing
 
 
 def test_attention_supervision_loss_by_hand():
@@ -138,7 +148,9 @@ def test_supervise_types_teaches_only_the_named_types(data):
     model = built(data, hops=1, attention_supervision=1.0, supervise_types=["colour", "relation"]).train()
     with torch.no_grad():
         _, hops = model(batch)
-        chosen = torch.isin(batch["question_type"], torch.tensor([data.question_types.index("colour"), data.question_types.index("relation")]))
+        chosen = torch.isin(
+            batch["question_type"], torch.tensor([data.question_types.index("colour"), data.question_types.index("relation")])
+        )
         assert chosen.any() and not chosen.all()
         region = cells_in_boxes(batch["target_boxes"], batch["target_boxes_mask"], 4, 64.0) & chosen[:, None]
         expected = attention_supervision_loss(hops[:, -1], region)
@@ -185,9 +197,11 @@ def test_shift_hops_add_the_question_chosen_offset_score(data):
         first, second = model.hops
         p1 = torch.softmax(first.scores(u, v), -1)
         u = (p1[..., None] * v).sum(1) + u
-        kernel = model.shifts[0](u)                                            # (B, 9): offsets in [-1, 1]^2
+        kernel = model.shifts[0](u)  # (B, 9): offsets in [-1, 1]^2
         offsets = grid_offsets(4, 1)
-        bias = torch.stack([torch.stack([sum(p1[b, j] * kernel[b, offsets[i, j]] for j in range(4)) for i in range(4)]) for b in range(8)])
+        bias = torch.stack(
+            [torch.stack([sum(p1[b, j] * kernel[b, offsets[i, j]] for j in range(4)) for i in range(4)]) for b in range(8)]
+        )
         p2 = torch.softmax(second.scores(u, v) + bias, -1)
         torch.testing.assert_close(hops, torch.stack([p1, p2], 1))
         torch.testing.assert_close(logits, model.classifier((p2[..., None] * v).sum(1) + u))
@@ -239,8 +253,15 @@ def test_gradients_reach_every_part(data):
 def test_fit_and_test_log_accuracy_per_type_and_attention(data):
     model = built(data)
     model.train()
-    trainer = L.Trainer(max_steps=2, limit_val_batches=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, data)
     [result] = trainer.test(model, data, verbose=False)
     for key in ("test/acc", "test/acc_colour", "test/acc_relation", "test/acc_count", "test/acc_exist", "test/attn_in_box"):
@@ -305,5 +326,8 @@ def test_declared_sizes_are_checked_before_building(tmp_path, key, value, bound)
     config = json.loads((folder / "config.json").read_text())
     config["init_args"][key] = value
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(PretrainedError, match=rf"config\.json: init arg {key}={value} (cannot fit weights that hold [\d,]+ {bound} in all|is outside \[1, \d+\])"):
+    with pytest.raises(
+        PretrainedError,
+        match=rf"config\.json: init arg {key}={value} (cannot fit weights that hold [\d,]+ {bound} in all|is outside \[1, \d+\])",
+    ):
         load_pretrained(folder)

@@ -37,21 +37,37 @@ def _official(split: str, images, questions) -> dict:
         for k, (question, answer_type, answers) in enumerate(questions):
             qid = image_id * 10 + k
             qs.append({"image_id": image_id, "question": question, "question_id": qid})
-            anns.append({"question_type": question.split()[0], "multiple_choice_answer": answers[0], "image_id": image_id,
-                         "answer_type": answer_type, "question_id": qid,
-                         "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": n + 1} for n, a in enumerate(answers)]})
+            anns.append(
+                {
+                    "question_type": question.split()[0],
+                    "multiple_choice_answer": answers[0],
+                    "image_id": image_id,
+                    "answer_type": answer_type,
+                    "question_id": qid,
+                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": n + 1} for n, a in enumerate(answers)],
+                }
+            )
     name_q, _, _ = VQA_V2_FILES[split, "questions"]
     name_a, _, _ = VQA_V2_FILES[split, "annotations"]
     return {
-        name_q: {"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": split, "license": {}, "questions": qs},
+        name_q: {
+            "info": {},
+            "task_type": "Open-Ended",
+            "data_type": "mscoco",
+            "data_subtype": split,
+            "license": {},
+            "questions": qs,
+        },
         name_a: {"info": {}, "license": {}, "data_subtype": split, "annotations": anns},
     }
 
 
 def vqa_json() -> dict:
     test_questions = [("what is on the table?", "other", ["Pizza"] * 4 + ["the pizza"] * 2 + ["food"] * 4)]
-    return {**_official("train2014", TRAIN_IMAGES, PER_IMAGE),
-            **_official("val2014", (*TEST_IMAGES, ABSENT_TEST_IMAGE), test_questions)}
+    return {
+        **_official("train2014", TRAIN_IMAGES, PER_IMAGE),
+        **_official("val2014", (*TEST_IMAGES, ABSENT_TEST_IMAGE), test_questions),
+    }
 
 
 def write_images(root: Path) -> None:
@@ -94,9 +110,20 @@ def set_up(dm: VQAv2DataModule) -> VQAv2DataModule:
 
 def test_normalize_answer_as_the_official_evaluation() -> None:
     cases = {
-        "Two": "2", "none": "0", "the dog.": "dog", "A Red one": "red 1", "dont know": "don't know",
-        "yes!": "yes", "3.5": "3.5", "1,000": "1000", "red, white": "red white", "T-shirt": "t shirt",
-        "  left\tside\n": "left side", "isnt it": "isn't it", "Im": "im", "an apple": "apple",
+        "Two": "2",
+        "none": "0",
+        "the dog.": "dog",
+        "A Red one": "red 1",
+        "dont know": "don't know",
+        "yes!": "yes",
+        "3.5": "3.5",
+        "1,000": "1000",
+        "red, white": "red white",
+        "T-shirt": "t shirt",
+        "  left\tside\n": "left side",
+        "isnt it": "isn't it",
+        "Im": "im",
+        "an apple": "apple",
     }
     assert {a: normalize_answer(a) for a in cases} == cases
 
@@ -128,13 +155,13 @@ def test_answer_vocabulary_and_vqa_scores_of_a_batch(vqa_root) -> None:
     for row, question in enumerate(batch["question"]):
         scores = batch["answer_scores"][row]
         expected = torch.zeros(6)
-        if question.startswith("what colour"):   # red 6 humans, blue 3, "red 1" 1 -> min(n/3, 1)
+        if question.startswith("what colour"):  # red 6 humans, blue 3, "red 1" 1 -> min(n/3, 1)
             expected[[index["red"], index["blue"], index["red 1"]]] = torch.tensor([1.0, 1.0, 1 / 3])
             assert batch["answer"][row] == index["red"]
-        elif question.startswith("how many"):    # 2: 7 humans, 3: 2, 0: outside the vocabulary
+        elif question.startswith("how many"):  # 2: 7 humans, 3: 2, 0: outside the vocabulary
             expected[[index["2"], index["3"]]] = torch.tensor([1.0, 2 / 3])
             assert batch["answer"][row] == index["2"]
-        else:                                    # yes 9, no 1 (outside the vocabulary)
+        else:  # yes 9, no 1 (outside the vocabulary)
             expected[index["yes"]] = 1.0
         torch.testing.assert_close(scores, expected)
     assert batch["images"].shape[1:] == (3, 32, 32)
@@ -181,7 +208,9 @@ def test_malformed_json_names_the_file_and_key(vqa_root) -> None:
     questions = vqa_root / "v2_OpenEnded_mscoco_val2014_questions.json"
     path.write_text(json.dumps(vqa_json()[path.name]))
     questions.write_text(json.dumps({"questions": [{"image_id": 101, "question": "why?", "question_id": 7}]}))
-    with pytest.raises(DataFormatError, match=rf"{questions}: questions\[0\]: question_id 7 has no entry in .*val2014_annotations"):
+    with pytest.raises(
+        DataFormatError, match=rf"{questions}: questions\[0\]: question_id 7 has no entry in .*val2014_annotations"
+    ):
         datamodule(vqa_root).setup("fit")
 
 
@@ -227,10 +256,26 @@ def test_one_training_step_of_san(vqa_root, tmp_path) -> None:
     from zoo.tasks.vqa import VisualQuestionAnswerer
 
     dm = datamodule(vqa_root)
-    model = VisualQuestionAnswerer(encoder="test_resnet", pretrained=False, hops=2, embedding_dim=8, hidden_size=16,
-                                   feature_dim=16, attention_dim=16, classifier_hidden=16, log_images=0)
-    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    model = VisualQuestionAnswerer(
+        encoder="test_resnet",
+        pretrained=False,
+        hops=2,
+        embedding_dim=8,
+        hidden_size=16,
+        feature_dim=16,
+        attention_dim=16,
+        classifier_hidden=16,
+        log_images=0,
+    )
+    trainer = L.Trainer(
+        fast_dev_run=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     with pytest.warns(UserWarning, match="skipped 1 questions"):
         trainer.fit(model, datamodule=dm)
     assert model.hparams.answer_names == dm.answer_names and trainer.global_step == 1
@@ -242,8 +287,16 @@ def test_one_training_step_of_san(vqa_root, tmp_path) -> None:
 def test_recipe_parses(tmp_path) -> None:
     from tests.test_cli import zoo
 
-    run = zoo("fit", "--config", str(REPO / "recipes" / "vqa_san.yaml"), "--data.root", str(tmp_path), "--print_config", cwd=tmp_path)
+    run = zoo(
+        "fit", "--config", str(REPO / "recipes" / "vqa_san.yaml"), "--data.root", str(tmp_path), "--print_config", cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    for line in ("class_path: datamodules.vqa_v2.VQAv2DataModule", "encoder: resnet152", "hops: 2", "image_size: 448",
-                 "num_answers: 3000", "trainable: false"):
+    for line in (
+        "class_path: datamodules.vqa_v2.VQAv2DataModule",
+        "encoder: resnet152",
+        "hops: 2",
+        "image_size: 448",
+        "num_answers: 3000",
+        "trainable: false",
+    ):
         assert line in run.stdout, line

@@ -20,6 +20,7 @@ from zoo.tracking import records
 
 pytestmark = pytest.mark.slow  # W&B's service process and two short fits: ~100 s at load 10 on 2 shared cores (AMD EPYC)
 
+
 def offline_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, datamodule, **trainer_args) -> Path:
     """Fit with a WandbLogger in offline mode under tmp_path; the run's folder, after the run finished."""
     import lightning as L
@@ -28,8 +29,14 @@ def offline_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, datamodu
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     logger = WandbLogger(project="zoo-tests", save_dir=str(tmp_path), offline=True)
-    trainer = L.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        default_root_dir=tmp_path, **trainer_args)
+    trainer = L.Trainer(
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        **trainer_args,
+    )
     trainer.fit(model, datamodule)
     run_dir = Path(logger.experiment.dir).parent  # .../wandb/offline-run-<time>-<id>/files -> the run folder
     logger.experiment.finish()
@@ -56,9 +63,20 @@ def test_translator_logs_metrics_and_its_alignment_figures(tmp_path, monkeypatch
 
     dm = toy_multi30k(tmp_path, 64, 8, 4, seed=20, vocab_size=60)
     torch.manual_seed(0)
-    model = Seq2Seq(embedding_dim=8, hidden_size=8, attention="general", dropout=0.0, lr=1e-2, warmup_steps=0,
-                    log_alignments=2, max_len_a=1.0, max_len_b=2)
-    run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)
+    model = Seq2Seq(
+        embedding_dim=8,
+        hidden_size=8,
+        attention="general",
+        dropout=0.0,
+        lr=1e-2,
+        warmup_steps=0,
+        log_alignments=2,
+        max_len_a=1.0,
+        max_len_b=2,
+    )
+    run_dir = offline_fit(
+        tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1
+    )
     rows = history(run_dir)
     data = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert len(records(data[:-3])) == len(records(data)) - 1  # a half-written last record is not read (nor raised)
@@ -83,7 +101,9 @@ def test_captioner_logs_metrics_and_its_attention_figures(tmp_path, monkeypatch,
     dm = tiny_shapes(n_train=32, n_val=8, batch_size=8)
     dm.setup()
     model = tiny_model("soft", dm.tokenizer_json, log_images=2, lr=1e-2, warmup_steps=0)
-    run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)
+    run_dir = offline_fit(
+        tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1
+    )
     rows = history(run_dir)
     assert {"train/loss", "val/bleu4", "val/cider"} <= {k for row in rows for k in row}
     logged = last(rows, "val/attention")
@@ -103,9 +123,20 @@ def test_vqa_logs_accuracy_per_type_and_its_hop_figures(tmp_path, monkeypatch, z
     from zoo.tasks.vqa import VisualQuestionAnswerer
 
     dm = ShapesVQA(n_train=32, n_val=8, n_test=8, image_size=64, layout=2, max_objects=3, batch_size=8, encoder="test_resnet")
-    model = VisualQuestionAnswerer(encoder="test_resnet", embedding_dim=8, hidden_size=16, feature_dim=16, attention_dim=8,
-                                   classifier_hidden=16, hops=2, log_images=2, warmup_steps=0)
-    run_dir = offline_fit(tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1)
+    model = VisualQuestionAnswerer(
+        encoder="test_resnet",
+        embedding_dim=8,
+        hidden_size=16,
+        feature_dim=16,
+        attention_dim=8,
+        classifier_hidden=16,
+        hops=2,
+        log_images=2,
+        warmup_steps=0,
+    )
+    run_dir = offline_fit(
+        tmp_path, monkeypatch, model, dm, max_steps=4, val_check_interval=2, limit_val_batches=1, log_every_n_steps=1
+    )
     rows = history(run_dir)
     assert {"train/loss", "val/acc", "val/acc_relation", "val/acc_count", "val/attn_in_box"} <= {k for row in rows for k in row}
     logged = last(rows, "val/attention")

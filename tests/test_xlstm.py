@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.family_checks import *  # the shared tests, run here for slstm and mlstm
+from tests.family_checks import *  # noqa: F403  the shared tests, run here for slstm and mlstm
 from tests.family_checks import EXACT, make
 from zoo import xlstm_scan
 from zoo.recurrent import Recurrent
@@ -42,13 +42,19 @@ def slstm_paper_loop(cell: SLSTMCell, x: torch.Tensor) -> torch.Tensor:
     """Beck et al. (2024), eq. 8-17, unstabilised: i = exp(ĩ), f = σ(f̃), z = tanh(z̃), o = σ(õ),
     c = f c + i z, n = f n + i, h = o c / n; R the block-diagonal matrix of the heads' blocks."""
     H = cell.hidden_size
-    R = torch.cat([torch.block_diag(*[block[g * cell.head_size : (g + 1) * cell.head_size] for block in cell.weight_hh])
-                   for g in range(4)])  # (4 H, H): gate g's block-diagonal rows
+    R = torch.cat(
+        [torch.block_diag(*[block[g * cell.head_size : (g + 1) * cell.head_size] for block in cell.weight_hh]) for g in range(4)]
+    )  # (4 H, H): gate g's block-diagonal rows
     h = c = n = torch.zeros(x.shape[0], H, dtype=x.dtype)
     hs = []
     for t in range(x.shape[1]):
         pre = x[:, t] @ cell.weight_ih.T + cell.bias_ih + h @ R.T
-        i, f, z, o = torch.exp(pre[:, :H]), torch.sigmoid(pre[:, H : 2 * H]), torch.tanh(pre[:, 2 * H : 3 * H]), torch.sigmoid(pre[:, 3 * H :])
+        i, f, z, o = (
+            torch.exp(pre[:, :H]),
+            torch.sigmoid(pre[:, H : 2 * H]),
+            torch.tanh(pre[:, 2 * H : 3 * H]),
+            torch.sigmoid(pre[:, 3 * H :]),
+        )
         c = f * c + i * z
         n = f * n + i
         h = o * c / n
@@ -120,8 +126,13 @@ def test_slstm_equals_the_xlstm_packages_vanilla_loop():
     with torch.no_grad():
         cell.bias_ih.normal_()
     x = torch.randn(2, 9, 6)
-    states, _, _ = vanilla.slstm_forward(F.linear(x, cell.weight_ih).transpose(0, 1), torch.zeros(4, 2, 16), cell.weight_hh.detach(),
-                                         cell.bias_ih.detach(), vanilla.slstm_pointwise_function_registry["slstm"])
+    states, _, _ = vanilla.slstm_forward(
+        F.linear(x, cell.weight_ih).transpose(0, 1),
+        torch.zeros(4, 2, 16),
+        cell.weight_hh.detach(),
+        cell.bias_ih.detach(),
+        vanilla.slstm_pointwise_function_registry["slstm"],
+    )
     with torch.no_grad():
         out, (h, c, n, m) = cell.sequence(x, cell.zero_state(2, x))
     torch.testing.assert_close(out, states[0, 1:].transpose(0, 1), **PACKAGE)
@@ -150,15 +161,18 @@ def test_mlstm_equals_the_xlstm_packages_parallel_chunkwise_and_recurrent_forms(
     x = torch.randn(2, 12, 6)
     with torch.no_grad():
         q, k, v, i_raw, f_raw, o = package_qkv(cell, x)
-        theirs = o * backends.parallel_stabilized_simple(q, k, v, i_raw[..., None], f_raw[..., None]).transpose(1, 2).reshape(2, 12, 16)
+        theirs = o * backends.parallel_stabilized_simple(q, k, v, i_raw[..., None], f_raw[..., None]).transpose(1, 2).reshape(
+            2, 12, 16
+        )
         ours, _ = cell.sequence(x, cell.zero_state(2, x))
         torch.testing.assert_close(ours, theirs, **PACKAGE)
         torch.testing.assert_close(run_steps(cell, x)[0], theirs, **PACKAGE)
 
         _, (_, C0, n0, m0) = cell.sequence(x[:, :5], cell.zero_state(2, x))  # a carried state, m != 0
         root_d = math.sqrt(cell.head_size)  # its chunkwise form scales q, not k: its C and n are ours times sqrt(d)
-        h_chunks, (C, n, m) = backends.chunkwise_simple(q, k, v, i_raw, f_raw, C0.transpose(-1, -2) * root_d, n0 * root_d, m0,
-                                                        chunk_size=4, return_last_state=True)
+        h_chunks, (C, n, m) = backends.chunkwise_simple(
+            q, k, v, i_raw, f_raw, C0.transpose(-1, -2) * root_d, n0 * root_d, m0, chunk_size=4, return_last_state=True
+        )
         ours, (_, C_ours, n_ours, m_ours) = cell.sequence(x, (torch.zeros(2, 16), C0, n0, m0))
         torch.testing.assert_close(ours, o * h_chunks.transpose(1, 2).reshape(2, 12, 16), **PACKAGE)
         torch.testing.assert_close(C_ours, C.transpose(-1, -2) / root_d, **PACKAGE)
@@ -167,8 +181,14 @@ def test_mlstm_equals_the_xlstm_packages_parallel_chunkwise_and_recurrent_forms(
 
         step_state = (C0.transpose(-1, -2), n0[..., None], m0[..., None, None])
         for t in range(12):
-            h_t, step_state = backends.recurrent_step_stabilized_simple(*step_state, q[:, :, t : t + 1], k[:, :, t : t + 1],
-                                                                        v[:, :, t : t + 1], i_raw[:, :, t, None, None], f_raw[:, :, t, None, None])
+            h_t, step_state = backends.recurrent_step_stabilized_simple(
+                *step_state,
+                q[:, :, t : t + 1],
+                k[:, :, t : t + 1],
+                v[:, :, t : t + 1],
+                i_raw[:, :, t, None, None],
+                f_raw[:, :, t, None, None],
+            )
             torch.testing.assert_close(o[:, t] * h_t.reshape(2, 16), ours[:, t], **PACKAGE)
 
 
@@ -214,7 +234,9 @@ def test_padded_steps_of_minus_infinity_give_no_nan_in_values_or_gradients():
     cell = MLSTMCell(5, 8)
     cell.chunk = 2
     x = torch.randn(2, 9, 5, requires_grad=True)
-    state = tuple(s.requires_grad_() for s in (torch.zeros(2, 8), torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8), torch.full((2, 1), 50.0)))
+    state = tuple(
+        s.requires_grad_() for s in (torch.zeros(2, 8), torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8), torch.full((2, 1), 50.0))
+    )
     out, final = cell.sequence(x, state, lengths_to_mask(torch.tensor([9, 1])))
     grads = torch.autograd.grad(out.sum() + sum(s.sum() for s in final), [x, *state, *cell.parameters()])
     assert torch.isfinite(out).all() and all(torch.isfinite(s).all() for s in final)
@@ -263,8 +285,17 @@ def test_bad_sizes_are_refused_with_clear_errors():
     with pytest.raises(ValueError, match="input_size must be a positive integer, got 2.5"):
         SLSTMCell(2.5, 8)
     with pytest.raises(ValueError, match="chunk must be a positive number of steps, got 0"):
-        xlstm_scan.mlstm_chunkwise(*[torch.zeros(1, 1, 2, 4)] * 3, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2),
-                                   (torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4), torch.zeros(1, 1)), chunk=0)
+        xlstm_scan.mlstm_chunkwise(
+            *[torch.zeros(1, 1, 2, 4)] * 3,
+            torch.zeros(1, 1, 2),
+            torch.zeros(1, 1, 2),
+            (torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4), torch.zeros(1, 1)),
+            chunk=0,
+        )
     cell = MLSTMCell(3, 128)
-    with pytest.raises(ValueError, match=r"expects a state of 4 tensor\(s\) \(2, 128\), \(2, 2, 64, 64\), \(2, 2, 64\), \(2, 2\)"):
-        cell.check_inputs(torch.zeros(2, 5, 3), (torch.zeros(2, 128), torch.zeros(2, 1, 128, 128), torch.zeros(2, 1, 128), torch.zeros(2, 1)))
+    with pytest.raises(
+        ValueError, match=r"expects a state of 4 tensor\(s\) \(2, 128\), \(2, 2, 64, 64\), \(2, 2, 64\), \(2, 2\)"
+    ):
+        cell.check_inputs(
+            torch.zeros(2, 5, 3), (torch.zeros(2, 128), torch.zeros(2, 1, 128, 128), torch.zeros(2, 1, 128), torch.zeros(2, 1))
+        )

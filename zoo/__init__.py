@@ -3,13 +3,24 @@
 from typing import Any
 
 from zoo.cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, RNNCell
-from zoo.recurrent import Recurrent, RecurrentOutput
 from zoo.hub.registry import list_models
+from zoo.recurrent import Recurrent, RecurrentOutput
 
 __version__ = "0.1.0"
 
-__all__ = ["RNNCell", "GRUCell", "LSTMCell", "MinGRUCell", "MinLSTMCell", "Recurrent", "RecurrentOutput", "list_models", "load_pretrained",
-           "create_model", "__version__"]
+__all__ = [
+    "RNNCell",
+    "GRUCell",
+    "LSTMCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "Recurrent",
+    "RecurrentOutput",
+    "list_models",
+    "load_pretrained",
+    "create_model",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

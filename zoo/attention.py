@@ -62,7 +62,14 @@ class Attention(nn.Module):
             in Luong et al.
     """
 
-    def __init__(self, query_size: int, memory_size: int, score: str = "additive", attention_size: Optional[int] = None, scale: bool = False) -> None:
+    def __init__(
+        self,
+        query_size: int,
+        memory_size: int,
+        score: str = "additive",
+        attention_size: Optional[int] = None,
+        scale: bool = False,
+    ) -> None:
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"unknown attention score {score!r}: expected one of {SCORES}")
@@ -86,7 +93,9 @@ class Attention(nn.Module):
         """Unnormalised scores ``e``: ``(B, L)`` for one query per row, ``(B, T, L)`` for ``T`` queries
         per row (every step of a decoder at once)."""
         if query.dim() not in (2, 3) or memory.dim() != 3 or query.shape[0] != memory.shape[0]:
-            raise ValueError(f"expected query (B, Q) or (B, T, Q) and memory (B, L, M); got {tuple(query.shape)} and {tuple(memory.shape)}")
+            raise ValueError(
+                f"expected query (B, Q) or (B, T, Q) and memory (B, L, M); got {tuple(query.shape)} and {tuple(memory.shape)}"
+            )
         keys = self.project(memory) if projected is None else projected
         steps = query.dim() == 3
         queries = query if steps else query.unsqueeze(1)  # (B, T, Q)
@@ -97,8 +106,14 @@ class Attention(nn.Module):
             e = e / math.sqrt(keys.shape[-1]) if self.scale else e
         return e if steps else e.squeeze(1)
 
-    def forward(self, query: Tensor, memory: Tensor, mask: Optional[Tensor] = None, projected: Optional[Tensor] = None,
-                bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        mask: Optional[Tensor] = None,
+        projected: Optional[Tensor] = None,
+        bias: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Tensor]:
         """``query`` (B, Q), ``memory`` (B, L, M), ``mask`` (B, L) bool with True at real slots (None =
         all real) → ``(context (B, M), weights (B, L))``; weights sum to 1 over the real slots and are
         0 on padding. A query ``(B, T, Q)`` (T steps at once) gives ``(B, T, M)`` and ``(B, T, L)``.
@@ -159,7 +174,9 @@ def attention_entropy(weights: Tensor) -> Tensor:
 
 
 # ---- training losses of Show, Attend and Tell ------------------------------------------------------
-def reinforce_loss(log_likelihood: Tensor, log_prob_samples: Tensor, baseline: float | Tensor, weight: Optional[Tensor] = None) -> Tensor:
+def reinforce_loss(
+    log_likelihood: Tensor, log_prob_samples: Tensor, baseline: float | Tensor, weight: Optional[Tensor] = None
+) -> Tensor:
     """The REINFORCE surrogate whose gradient is ``-(R - b) d/dW log p(s)`` per sequence, averaged.
 
     ``log_likelihood`` ``R = log p(y | s, a)`` (B,), treated as a constant reward; ``log_prob_samples``

@@ -20,8 +20,14 @@ class SampleText(L.Callback):
     no run of whitespace longer than ``max_whitespace`` (``None``: unbounded), so a young model that
     loops on spaces still shows text."""
 
-    def __init__(self, prime: str = "\n", length: int = 300, temperature: float = 0.8, seed: Optional[int] = 0,
-                 max_whitespace: Optional[int] = 32) -> None:
+    def __init__(
+        self,
+        prime: str = "\n",
+        length: int = 300,
+        temperature: float = 0.8,
+        seed: Optional[int] = 0,
+        max_whitespace: Optional[int] = 32,
+    ) -> None:
         self.prime, self.length, self.temperature, self.seed = prime, length, temperature, seed
         self.max_whitespace = max_whitespace
 
@@ -83,7 +89,9 @@ class PredictionWriter(BasePredictionWriter):
         self._file = open(f"{path}.partial", "w", encoding="utf-8")
         self._lines = 0
 
-    def write_on_batch_end(self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx: int, dataloader_idx: int) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction: Any, batch_indices, batch, batch_idx: int, dataloader_idx: int
+    ) -> None:
         for item in prediction if isinstance(prediction, list) else [prediction]:
             self._file.write(json.dumps(jsonable(item), ensure_ascii=False) + "\n")
             self._lines += 1

@@ -280,11 +280,14 @@ class SequenceCell(nn.Module):
 
         def shapes(s: State) -> list:
             return [tuple(t.shape) for t in s] if isinstance(s, tuple) else [tuple(getattr(s, "shape", ()))]
+
         expected = shapes(self.zero_state(x.shape[0], torch.empty(0, device="meta")))
         if shapes(state) != expected:
-            raise ValueError(f"{self!r} expects a state of {len(expected)} tensor(s) {', '.join(map(str, expected))} per "
-                             "layer and direction (Recurrent's layout stacks them as (layers * directions, batch, ...)), "
-                             f"got {', '.join(map(str, shapes(state)))}")
+            raise ValueError(
+                f"{self!r} expects a state of {len(expected)} tensor(s) {', '.join(map(str, expected))} per "
+                "layer and direction (Recurrent's layout stacks them as (layers * directions, batch, ...)), "
+                f"got {', '.join(map(str, shapes(state)))}"
+            )
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, hidden_size={self.hidden_size}"

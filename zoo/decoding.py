@@ -102,7 +102,9 @@ def map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     if isinstance(state, Tensor):
         return fn(state)
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(state, **{f.name: map_state(getattr(state, f.name), fn) for f in dataclasses.fields(state) if f.init})
+        return dataclasses.replace(
+            state, **{f.name: map_state(getattr(state, f.name), fn) for f in dataclasses.fields(state) if f.init}
+        )
     if isinstance(state, dict):
         return {k: map_state(v, fn) for k, v in state.items()}
     if isinstance(state, (tuple, list)):
@@ -275,7 +277,9 @@ def beam_search(
         if context is not None and N - still >= max(1, N // 8):  # drop the inputs that are done
             inputs = (~done[active]).nonzero().squeeze(1)
             rows, scores, chosen, active = rows.view(N, K)[inputs].view(-1), scores[inputs], chosen[inputs], active[inputs]
-            context = select_state(context, (K * inputs.unsqueeze(1) + torch.arange(K, device=device)).view(-1) if expand_context else inputs)
+            context = select_state(
+                context, (K * inputs.unsqueeze(1) + torch.arange(K, device=device)).view(-1) if expand_context else inputs
+            )
         state = reorder(state, rows)
         tokens = chosen.view(-1)
     # The winner of each input: its best finished or (out of length) live hypothesis; ties go to the
@@ -283,7 +287,9 @@ def beam_search(
     pool = finished.beside(last_live)
     best = pool.scores.argmax(1, keepdim=True)
     end_step = pool.step.gather(1, best).squeeze(1)
-    out, extras = trail.trace_back(end_step, pool.token.gather(1, best).squeeze(1), pool.parent.gather(1, best).squeeze(1), K, pad_id)
+    out, extras = trail.trace_back(
+        end_step, pool.token.gather(1, best).squeeze(1), pool.parent.gather(1, best).squeeze(1), K, pad_id
+    )
     return Decoded(
         tokens=out,
         lengths=end_step + 1,
@@ -310,7 +316,13 @@ class _Kept:
     @classmethod
     def empty(cls, B: int, K: int, device: torch.device | str | None) -> "_Kept":
         index = lambda: torch.zeros(B, K, dtype=torch.long, device=device)  # noqa: E731
-        return cls(torch.full((B, K), float("-inf"), dtype=torch.float64, device=device), torch.zeros(B, K, device=device), index(), index(), index())
+        return cls(
+            torch.full((B, K), float("-inf"), dtype=torch.float64, device=device),
+            torch.zeros(B, K, device=device),
+            index(),
+            index(),
+            index(),
+        )
 
     def add(self, inputs: Tensor, where: Tensor, raw: Tensor, step: int, token: Tensor, parent: Tensor, alpha: float) -> None:
         """Merge candidates ``(N, K)`` of the inputs ``inputs`` (N,), those ``where`` True, keeping the K best."""
@@ -358,7 +370,9 @@ class _Trail:
         self.extras.append(extras)
         self.position.append(self._position)
 
-    def trace_back(self, end_step: Tensor, last_token: Tensor, last_parent: Tensor, K: int, pad_id: int) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def trace_back(
+        self, end_step: Tensor, last_token: Tensor, last_parent: Tensor, K: int, pad_id: int
+    ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Tokens ``(B, T)`` and extras ``(B, T, ...)`` of the hypotheses whose ``last_token`` was
         emitted at ``end_step`` by extending ``last_parent``; padding and zeros after the end."""
         B, T = end_step.shape[0], int(end_step.max()) + 1

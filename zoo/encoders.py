@@ -81,7 +81,7 @@ class ImageEncoder(nn.Module):
         if features.dim() == 4:  # CNN: (batch, channels, h, w)
             grid = features.flatten(2).transpose(1, 2)
         else:  # transformer: (batch, tokens, channels)
-            grid = features[:, getattr(self.backbone, "num_prefix_tokens", 0):]
+            grid = features[:, getattr(self.backbone, "num_prefix_tokens", 0) :]
         return grid, grid.mean(1)
 
     def grid_size(self, image_size: int) -> Tuple[int, int]:
@@ -137,12 +137,14 @@ def cells_in_boxes(boxes: Tensor, mask: Tensor, locations: int, size: float) -> 
     ys = (torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5) * size / h
     xs = (torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5) * size / w
     y, x = (c.flatten() for c in torch.meshgrid(ys, xs, indexing="ij"))  # (L,), (L,)
-    x0, y0, x1, y1 = (boxes[..., k, None] for k in range(4))             # (B, N, 1) each
+    x0, y0, x1, y1 = (boxes[..., k, None] for k in range(4))  # (B, N, 1) each
     inside = (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1) & mask[..., None]
     return inside.any(1)
 
 
-def grid_adapter(channels: int, feature_dim: Optional[int], layers: int = 1, coordinates: bool = False) -> Tuple[nn.Module, nn.Module, int]:
+def grid_adapter(
+    channels: int, feature_dim: Optional[int], layers: int = 1, coordinates: bool = False
+) -> Tuple[nn.Module, nn.Module, int]:
     """``(norm, project, M)``: what turns an encoder's grid of ``channels`` into the memory a task
     attends over. With ``feature_dim``: LayerNorm, then ``layers`` x (Linear + ReLU) per location to
     ``feature_dim``; without: the channels as they are (identities). ``coordinates``: each location's
@@ -187,13 +189,23 @@ class FrameCNN(nn.Module):
         layers: List[nn.Module] = []
         channels = in_chans
         for width, stride in [*([(stem, 1)] if stem else []), *((w, 2) for w in widths)]:
-            layers += [nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
         self.num_features = channels
         # what timm.data.resolve_data_config reads: inputs in [0, 1] are centred on 0.5
-        self.pretrained_cfg = {"input_size": (in_chans, input_size, input_size), "mean": (0.5,) * 3, "std": (0.25,) * 3,
-                               "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
+        self.pretrained_cfg = {
+            "input_size": (in_chans, input_size, input_size),
+            "mean": (0.5,) * 3,
+            "std": (0.25,) * 3,
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "crop_mode": "center",
+        }
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -216,8 +228,12 @@ def zoo_grid_cnn(pretrained: bool = False, **kwargs: Any) -> FrameCNN:
     the first stride-2 layer loses the corners of 10-pixel shapes (docs/results.md, VQA)."""
     if pretrained:
         raise ValueError("zoo_grid_cnn has no pretrained weights: it is trained with the task")
-    return FrameCNN(widths=kwargs.get("widths", (32, 64, 96, 128)), in_chans=kwargs.get("in_chans", 3), input_size=64,
-                    stem=kwargs.get("stem", 16))
+    return FrameCNN(
+        widths=kwargs.get("widths", (32, 64, 96, 128)),
+        in_chans=kwargs.get("in_chans", 3),
+        input_size=64,
+        stem=kwargs.get("stem", 16),
+    )
 
 
 def register_small_cnns() -> None:

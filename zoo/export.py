@@ -47,9 +47,9 @@ from torch import Tensor, nn
 
 from datamodules.download import write_atomic
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from zoo.cells import SequenceCell
 from zoo.graphs import ExportError, Graph
 from zoo.hub.format import text_files
-from zoo.cells import SequenceCell
 from zoo.recurrent import Recurrent, RecurrentOutput, SequenceLayer, Weights, reverse_padded
 from zoo.sequences import State, hidden_of, keep_finished, lengths_to_mask
 
@@ -58,7 +58,9 @@ MANIFEST = "graphs.json"
 
 
 # ---- the recurrence as a scan ---------------------------------------------------------------------
-def _scan_direction(rnn: Recurrent, x: Tensor, h0: State, w: Union[Weights, SequenceCell], mask: Optional[Tensor]) -> Tuple[Tensor, State]:
+def _scan_direction(
+    rnn: Recurrent, x: Tensor, h0: State, w: Union[Weights, SequenceCell], mask: Optional[Tensor]
+) -> Tuple[Tensor, State]:
     """One direction of one layer over ``x`` ``(B, T, input)``: outputs ``(B, T, H)`` (zero at padded
     steps) and the final state (each sequence's state after its last real step)."""
     from torch._higher_order_ops.scan import scan
@@ -81,8 +83,9 @@ def _scan_direction(rnn: Recurrent, x: Tensor, h0: State, w: Union[Weights, Sequ
     return out.transpose(0, 1), final
 
 
-def scan_forward(rnn: Recurrent, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[State] = None,
-                 **unused: Any) -> RecurrentOutput:
+def scan_forward(
+    rnn: Recurrent, x: Tensor, lengths: Optional[Tensor] = None, state: Optional[State] = None, **unused: Any
+) -> RecurrentOutput:
     """:meth:`Recurrent.forward` (output and final state) traceable with dynamic batch and length."""
     mask = lengths_to_mask(lengths, x.shape[1], device=x.device) if lengths is not None else None
     D, finals = rnn.num_directions, []
@@ -104,7 +107,9 @@ def scan_forward(rnn: Recurrent, x: Tensor, lengths: Optional[Tensor] = None, st
             outs.append(reverse_padded(out, lengths) if direction else out)
             layer_finals.append(final)
         x = rnn.layer_output(index, x, torch.cat(outs, -1))
-        finals.append(tuple(map(torch.stack, zip(*layer_finals))) if isinstance(layer_finals[0], tuple) else torch.stack(layer_finals))
+        finals.append(
+            tuple(map(torch.stack, zip(*layer_finals))) if isinstance(layer_finals[0], tuple) else torch.stack(layer_finals)
+        )
     final_state = tuple(map(torch.cat, zip(*finals))) if isinstance(finals[0], tuple) else torch.cat(finals)
     x = rnn.stack_output(x)
     if rnn.residual and mask is not None:  # as Recurrent.forward: zero at padded steps
@@ -141,16 +146,23 @@ def graphs(model: nn.Module, batch: int = 2, length: int = 5) -> List[Graph]:
 def export_program(graph: Graph) -> "torch.export.ExportedProgram":
     """``torch.export`` of one graph, its dynamic axes declared, the recurrences as scans."""
     dims: Dict[str, Any] = {}
-    shapes = {name: {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
-              for name, axes in graph.dynamic.items()}
+    shapes = {
+        name: {axis: dims.setdefault(label, torch.export.Dim(label)) for axis, label in axes.items()}
+        for name, axes in graph.dynamic.items()
+    }
     with torch.no_grad(), scanned(graph.module.eval()):  # inference: dropout off in the wrapper too
         return torch.export.export(graph.module, (), graph.inputs, dynamic_shapes=shapes)
 
 
 def _describe(graph: Graph) -> Dict[str, Any]:
     return {
-        "inputs": {name: {"shape": [graph.dynamic.get(name, {}).get(i, n) for i, n in enumerate(t.shape)], "dtype": str(t.dtype).replace("torch.", "")}
-                   for name, t in graph.inputs.items()},
+        "inputs": {
+            name: {
+                "shape": [graph.dynamic.get(name, {}).get(i, n) for i, n in enumerate(t.shape)],
+                "dtype": str(t.dtype).replace("torch.", ""),
+            }
+            for name, t in graph.inputs.items()
+        },
         "outputs": graph.outputs,
     }
 
@@ -202,7 +214,8 @@ def _write_onnx(program: "torch.export.ExportedProgram", graph: Graph, path: Pat
     except ImportError as error:
         raise ExportError(f"ONNX export needs the export extra: pip install 'zoo[export]' ({error})") from None
     partial = path.with_name(path.name + ".partial")
-    onnx_program = torch.onnx.export(program, (), kwargs=graph.inputs, dynamo=True, output_names=graph.outputs,
-                                     external_data=False, verbose=False)
+    onnx_program = torch.onnx.export(
+        program, (), kwargs=graph.inputs, dynamo=True, output_names=graph.outputs, external_data=False, verbose=False
+    )
     onnx_program.save(str(partial))
     return partial.replace(path)

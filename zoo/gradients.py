@@ -66,9 +66,7 @@ def hidden_gradient_norms(
     loss.backward()
 
     def norms(tensors: List[Tensor]) -> Tensor:
-        return torch.stack([
-            t.grad.flatten(1).norm(dim=1) if t.grad is not None else t.new_zeros(t.shape[0]) for t in tensors
-        ], 1)
+        return torch.stack([t.grad.flatten(1).norm(dim=1) if t.grad is not None else t.new_zeros(t.shape[0]) for t in tensors], 1)
 
     result = {"hidden": norms([hidden_of(s) for s in states])}
     if isinstance(states[0], tuple):
@@ -91,7 +89,9 @@ def gradient_through_time(
     included). The parameters' ``.grad`` are left as they were.
     """
     if rnn.bidirectional:
-        raise ValueError("gradient_through_time measures unidirectional networks (a reverse direction has no single 'distance from the loss')")
+        raise ValueError(
+            "gradient_through_time measures unidirectional networks (a reverse direction has no single 'distance from the loss')"
+        )
     params = list(rnn.parameters())
     saved = [p.grad for p in params]
     layer_states: List[List[object]] = []
@@ -115,9 +115,13 @@ def gradient_through_time(
     result = []
     for steps in layer_states:
         hidden = [hidden_of(t) for t in steps]
-        entry = {"hidden": torch.stack([h.grad.norm(dim=-1) if h.grad is not None else h.new_zeros(h.shape[0]) for h in hidden], 1)}
+        entry = {
+            "hidden": torch.stack([h.grad.norm(dim=-1) if h.grad is not None else h.new_zeros(h.shape[0]) for h in hidden], 1)
+        }
         if rnn.cell == "lstm":
-            entry["cell"] = torch.stack([t[1].grad.norm(dim=-1) if t[1].grad is not None else t[1].new_zeros(t[1].shape[0]) for t in steps], 1)
+            entry["cell"] = torch.stack(
+                [t[1].grad.norm(dim=-1) if t[1].grad is not None else t[1].new_zeros(t[1].shape[0]) for t in steps], 1
+            )
         result.append(entry)
     return result
 
@@ -206,7 +210,9 @@ class GradientNormLogger(L.Callback):
     ``{"step": ..., group: norm}``), handy in scripts and notebooks without a logger.
     """
 
-    def __init__(self, every_n_steps: int = 10, group_by: str = "module", prefix: str = "grad_norm", keep_history: bool = True) -> None:
+    def __init__(
+        self, every_n_steps: int = 10, group_by: str = "module", prefix: str = "grad_norm", keep_history: bool = True
+    ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         parameter_group("x.weight", group_by)  # validates group_by

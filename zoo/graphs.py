@@ -58,8 +58,9 @@ def next_names(names: List[str]) -> List[str]:
     return [f"{name}_next" for name in names]
 
 
-def batch_axes(inputs: Dict[str, Tensor], axis_of_batch: Dict[str, int],
-               time: Optional[Dict[str, Tuple[int, str]]] = None) -> Dict[str, Dict[int, str]]:
+def batch_axes(
+    inputs: Dict[str, Tensor], axis_of_batch: Dict[str, int], time: Optional[Dict[str, Tuple[int, str]]] = None
+) -> Dict[str, Dict[int, str]]:
     """Every input's batch axis (0, or the state's 1) and the named length axes, all dynamic."""
     dynamic = {name: {axis_of_batch.get(name, 0): "batch"} for name in inputs}
     for name, (axis, label) in (time or {}).items():

@@ -62,9 +62,7 @@ def lstm_pointwise(gates: Tensor, c: Tensor, act: Tensor, c_new: Tensor, tanh_c:
     torch.mul(o, tanh_c, out=h_new)  # h' = o * tanh(c')
 
 
-def lstm_pointwise_backward(
-    grad_h: Tensor, grad_c: Tensor, act: Tensor, c: Tensor, tanh_c: Tensor, grad_gates: Tensor
-) -> Tensor:
+def lstm_pointwise_backward(grad_h: Tensor, grad_c: Tensor, act: Tensor, c: Tensor, tanh_c: Tensor, grad_gates: Tensor) -> Tensor:
     """The backward of :func:`lstm_pointwise`: given dL/dh' and dL/dc' (from later steps), writes
     dL/d(pre-activations) into ``grad_gates`` and returns dL/dc."""
     H = c.shape[-1]
@@ -189,11 +187,19 @@ class LSTMLayer(torch.autograd.Function):
         return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b, grad_b
 
 
-def lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-               b_hh: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+def lstm_layer(
+    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor]
+) -> Tuple[Tensor, Tensor]:
     """:class:`LSTMLayer` as a function (``x`` time-major)."""
     return LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
 
-__all__: List[str] = ["HoistedProjection", "LSTMLayer", "RecurrentMatmul", "lstm_layer", "lstm_pointwise",
-                      "lstm_pointwise_backward", "onednn_packed"]
+__all__: List[str] = [
+    "HoistedProjection",
+    "LSTMLayer",
+    "RecurrentMatmul",
+    "lstm_layer",
+    "lstm_pointwise",
+    "lstm_pointwise_backward",
+    "onednn_packed",
+]

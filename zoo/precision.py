@@ -89,7 +89,9 @@ def choose_precision(
         random.setstate(python_state)
         np.random.set_state(numpy_state)
     choice = min(timings, key=timings.get)
-    message = f"precision auto: {choice} (seconds per training step: " + ", ".join(f"{p} {s:.3f}" for p, s in timings.items()) + ")"
+    message = (
+        f"precision auto: {choice} (seconds per training step: " + ", ".join(f"{p} {s:.3f}" for p, s in timings.items()) + ")"
+    )
     print(message, flush=True)
     log.info(message)
     return choice, timings

@@ -56,8 +56,9 @@ def failed(record: Dict[str, Any]) -> bool:
     return "error" in record
 
 
-def predict_records(predict: Callable[[List[Any]], Sequence[Dict[str, Any]]], items: Sequence[Item],
-                    strict: bool = False) -> Iterator[Dict[str, Any]]:
+def predict_records(
+    predict: Callable[[List[Any]], Sequence[Dict[str, Any]]], items: Sequence[Item], strict: bool = False
+) -> Iterator[Dict[str, Any]]:
     """The records of ``items``, in order (a generator: each is yielded once known): ``predict`` runs on
     the readable ones at once and, if it refuses the batch with a user error, on each alone. With
     ``strict`` the first bad input raises an :class:`~zoo.errors.InputError` with its record's message."""

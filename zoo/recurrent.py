@@ -41,7 +41,7 @@ direction over each sequence's own steps only. Outputs at padded positions are z
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,17 +51,22 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from . import kernels, scan
 from .cells import MinCell, SequenceCell
 from .families import CELLS, MODERN_CELLS, cell_class
-from .sequences import Gates, State, Step, hidden_of, lengths_to_mask, step_loop
+from .sequences import State, Step, hidden_of, lengths_to_mask, step_loop
 
 NATIVE = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 BACKENDS = ("native", "cells")
 # what each backend runs, per family: the error for a backend a family lacks names these
 FAMILY_BACKENDS = {
     **{name: {"native": f"torch.nn.{NATIVE[name].__name__}", "cells": "the equations of zoo.cells"} for name in NATIVE},
-    **{name: {"native": "the parallel scan of zoo.scan", "cells": "the sequential step of zoo.cells"}
-       for name, cls in CELLS.items() if isinstance(cls, type) and issubclass(cls, MinCell)},
-    **{name: {"native": f"its speed path ({cls.__module__}.{cls.__name__}.sequence)", "cells": "the equations of its step"}
-       for name, cls in MODERN_CELLS.items()},
+    **{
+        name: {"native": "the parallel scan of zoo.scan", "cells": "the sequential step of zoo.cells"}
+        for name, cls in CELLS.items()
+        if isinstance(cls, type) and issubclass(cls, MinCell)
+    },
+    **{
+        name: {"native": f"its speed path ({cls.__module__}.{cls.__name__}.sequence)", "cells": "the equations of its step"}
+        for name, cls in MODERN_CELLS.items()
+    },
 }
 LSTM_INITS = ("forget1", "chrono", "torch")
 LSTM_INIT = "chrono"  # the default; docs/experiments.md (a) measured it against forget1 and torch's
@@ -294,7 +299,9 @@ class Recurrent(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return out, final
 
-    def _run_cells(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool, parallel: bool = False):
+    def _run_cells(
+        self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state, return_gates: bool, parallel: bool = False
+    ):
         """Each direction of one layer through :meth:`_run_direction` (``parallel``: minGRU's and
         minLSTM's scan, a modern family's :meth:`~zoo.cells.SequenceCell.sequence`), the reverse one
         over each sequence's own steps."""

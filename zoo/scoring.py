@@ -35,14 +35,25 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from zoo.errors import InputError, MissingDataError
 
-__all__ = ["score", "scorer_for", "checkpoint_datamodule", "score_language_model", "score_imdb", "score_translator",
-           "score_shapes_captions", "score_moving_shapes", "score_shapes_vqa", "split_metric_name"]
+__all__ = [
+    "score",
+    "scorer_for",
+    "checkpoint_datamodule",
+    "score_language_model",
+    "score_imdb",
+    "score_translator",
+    "score_shapes_captions",
+    "score_moving_shapes",
+    "score_shapes_vqa",
+    "split_metric_name",
+]
 
 Scorer = Callable[..., Dict[str, float]]
 
 
-def score_language_model(model: Any, corpus: Optional[str] = None, limit: Optional[int] = None,
-                         max_chars: Optional[int] = None) -> Dict[str, float]:
+def score_language_model(
+    model: Any, corpus: Optional[str] = None, limit: Optional[int] = None, max_chars: Optional[int] = None
+) -> Dict[str, float]:
     """Validation nats/char (and bits/char, perplexity) on ``corpus``'s last 10%."""
     from datamodules.char_corpus import score_char_lm
 
@@ -66,9 +77,16 @@ def split_metric_name(split: str) -> str:
     return "test" if split.startswith("test") else split
 
 
-def score_translator(model: Any, multi30k: Optional[str] = None, split: str = "test_2016_flickr",
-                     limit: Optional[int] = None, beams: Sequence[int] = (1, 5), source_lang: str = "de",
-                     target_lang: str = "en", batch_size: int = 100) -> Dict[str, float]:
+def score_translator(
+    model: Any,
+    multi30k: Optional[str] = None,
+    split: str = "test_2016_flickr",
+    limit: Optional[int] = None,
+    beams: Sequence[int] = (1, 5),
+    source_lang: str = "de",
+    target_lang: str = "en",
+    batch_size: int = 100,
+) -> Dict[str, float]:
     """Corpus sacreBLEU (the model's ``bleu_tokenize``, cased, on detokenized text against the raw
     references) of every source sentence of ``split`` through ``model.predict``; beam 1 is greedy.
     Keys: ``<val|test>_bleu_greedy``, ``<val|test>_bleu_beam<k>``, ``sentences``."""
@@ -132,11 +150,15 @@ def scorer_for(model: Any) -> Scorer:
     """The scorer ``model``'s task declares (its ``scorer``: a function of this module by name)."""
     name = getattr(type(model), "scorer", None)
     if name is None:
-        raise InputError(f"a {type(model).__name__} names no scorer: score it on a datamodule (zoo models --evaluate --ckpt "
-                         "a checkpoint of `zoo fit`, which records its datamodule)")
+        raise InputError(
+            f"a {type(model).__name__} names no scorer: score it on a datamodule (zoo models --evaluate --ckpt "
+            "a checkpoint of `zoo fit`, which records its datamodule)"
+        )
     if name not in __all__ or not name.startswith("score_"):
-        raise InputError(f"{type(model).__name__}.scorer = {name!r} is not a scorer of zoo.scoring "
-                         f"({', '.join(n for n in __all__ if n.startswith('score_'))})")
+        raise InputError(
+            f"{type(model).__name__}.scorer = {name!r} is not a scorer of zoo.scoring "
+            f"({', '.join(n for n in __all__ if n.startswith('score_'))})"
+        )
     return globals()[name]
 
 

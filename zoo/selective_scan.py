@@ -56,8 +56,9 @@ def scan_chunk(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Ten
     return y, h[:, -1]
 
 
-def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, h0: Tensor,
-                   mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def selective_scan(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, h0: Tensor, mask: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
     """Every ``y_t`` ``(batch, time, hidden)`` and the final state ``(batch, hidden, N)`` of the
     module's equations, chunk by chunk from ``h0``; ``mask`` ``(batch, time)`` True at real steps."""
     if mask is not None:

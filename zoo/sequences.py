@@ -15,8 +15,9 @@ Gates = Dict[str, Tensor]
 Step = Callable[[Tensor, State], Tuple[State, Gates]]
 
 
-def lengths_to_mask(lengths: Optional[Tensor], max_len: Optional[int] = None, batch: Optional[int] = None,
-                    device: Optional[torch.device] = None) -> Tensor:
+def lengths_to_mask(
+    lengths: Optional[Tensor], max_len: Optional[int] = None, batch: Optional[int] = None, device: Optional[torch.device] = None
+) -> Tensor:
     """``(B,)`` lengths → ``(B, max_len)`` bool mask, True at the real steps. ``lengths=None`` means
     every sequence is full: then ``batch`` and ``max_len`` give the shape (all True)."""
     if lengths is None:
@@ -48,8 +49,10 @@ def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
 def keep_finished(keep: Tensor, new: State, old: State) -> State:
     """``new`` where ``keep`` ``(batch,)`` is True, ``old`` elsewhere, for every tensor of a state
     (whatever its trailing shape): a finished sequence keeps the state of its last real step."""
+
     def pick(n: Tensor, o: Tensor) -> Tensor:
         return torch.where(keep.view(-1, *[1] * (n.dim() - 1)), n, o)
+
     return tuple(map(pick, new, old)) if isinstance(new, tuple) else pick(new, old)
 
 

@@ -65,8 +65,10 @@ DT_FLOOR = 1e-4  # Mamba's dt_init_floor
 class S6Cell(SequenceCell):
     """Mamba's S6 (module docstring); the state is ``(y (batch, hidden), h (batch, hidden, N))``."""
 
-    not_exportable = ("its step does not trace under torch.export's scan (dynamo: 'always_classified is "
-                      "unsupported', measured with torch 2.14.1; not investigated further)")
+    not_exportable = (
+        "its step does not trace under torch.export's scan (dynamo: 'always_classified is "
+        "unsupported', measured with torch 2.14.1; not investigated further)"
+    )
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size, bias)
@@ -86,7 +88,7 @@ class S6Cell(SequenceCell):
             nn.init.uniform_(weight, -1 / math.sqrt(weight.shape[1]), 1 / math.sqrt(weight.shape[1]))
         if self.bias_u is not None:
             nn.init.zeros_(self.bias_u)
-        nn.init.uniform_(self.weight_dt, -self.dt_rank**-0.5, self.dt_rank**-0.5)  # Mamba's dt_init="random"
+        nn.init.uniform_(self.weight_dt, -(self.dt_rank**-0.5), self.dt_rank**-0.5)  # Mamba's dt_init="random"
         with torch.no_grad():
             lo, hi = DT_RANGE
             quantiles = (torch.arange(self.hidden_size, dtype=torch.float64) + 0.5) / self.hidden_size
@@ -116,7 +118,9 @@ class S6Cell(SequenceCell):
         y = (h * C.unsqueeze(1)).sum(-1) + self.D * u
         return (y, h), {"delta": delta}
 
-    def sequence(self, x: Tensor, state: Tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+    def sequence(
+        self, x: Tensor, state: Tuple[Tensor, Tensor], mask: Tensor | None = None
+    ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         """Every step at once by :func:`zoo.selective_scan.selective_scan`; the final ``y`` is the
         output of each sequence's last real step (the carried one where it has none)."""
         y0, h0 = state

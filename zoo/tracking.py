@@ -86,5 +86,8 @@ def offline_history(run_dir: Path, timeout: float = 60.0, wait_for_exit: bool = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} has no exit record after {timeout:.0f} s ({len(found)} records)")
         time.sleep(0.5)
-    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
-            for r in found if r.WhichOneof("record_type") == "history"]
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in found
+        if r.WhichOneof("record_type") == "history"
+    ]

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from datamodules.tokenizers import encode_chars
 from zoo.encoders import grid_shape
-from zoo.sequences import evaluating
 from zoo.features import FEATURES, UnitMatch, best_units, correlate
+from zoo.sequences import evaluating
 
 CMAP = "RdBu_r"  # blue = low, white = middle, red = high
 NEWLINE_GLYPH = "\u21b5"  # ↵ : a newline has an activation too, so it gets a visible cell
@@ -108,7 +108,7 @@ def heatmap_html(
         f'<span style="background-color:{high};color:#fff">&nbsp;{vmax:.2f}&nbsp;</span></p>'
     )
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
         + html.escape(title or "hidden unit")
         + "</title><style>body{font-family:sans-serif} pre{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;"
         "font-size:13px;line-height:1.35;white-space:pre-wrap;word-break:break-all}</style></head><body>\n"
@@ -201,9 +201,18 @@ def heatmap_png(
                 continue
             glyph = NEWLINE_GLYPH if ch == "\n" else ch
             ink = "#999999" if ch == "\n" else _ink(rgba)
-            ax.text(c + i + 0.5, r + 0.5, glyph, ha="center", va="center", family="DejaVu Sans Mono", fontsize=fontsize, color=ink)
+            ax.text(
+                c + i + 0.5, r + 0.5, glyph, ha="center", va="center", family="DejaVu Sans Mono", fontsize=fontsize, color=ink
+            )
     if title:
-        fig.text(0.005, 1 - (head * 0.5) / fig_h, f"{title}   [blue {_number(vmin)} … red {_number(vmax)}]", va="center", ha="left", fontsize=10)
+        fig.text(
+            0.005,
+            1 - (head * 0.5) / fig_h,
+            f"{title}   [blue {_number(vmin)} … red {_number(vmax)}]",
+            va="center",
+            ha="left",
+            fontsize=10,
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -212,7 +221,12 @@ def heatmap_png(
 
 
 def token_heatmap_png(
-    tokens: Sequence[str], values: Sequence[float], path: str | Path, title: str = "", width: int = 80, dpi: int = 150,
+    tokens: Sequence[str],
+    values: Sequence[float],
+    path: str | Path,
+    title: str = "",
+    width: int = 80,
+    dpi: int = 150,
 ) -> Path:
     """``tokens`` as words, each on a background coloured by its value on a diverging scale centred at 0
     and symmetric (``±max |value|``): red > 0, white 0, blue < 0 — e.g. each token's effect on a
@@ -340,8 +354,15 @@ def unit_title(kind: str, layer: int, unit: int, extra: str = "") -> str:
 
 
 def write_unit(
-    text: str, values: np.ndarray, out: Path, stem: str, kind: str, title: str,
-    start: int = 0, chars: int = 1500, width: int = 80,
+    text: str,
+    values: np.ndarray,
+    out: Path,
+    stem: str,
+    kind: str,
+    title: str,
+    start: int = 0,
+    chars: int = 1500,
+    width: int = 80,
 ) -> Tuple[Path, Path]:
     """Write ``out/stem.html`` and ``out/stem.png``: the window of ``chars`` characters from ``start``,
     on the colour scale of the unit's values over the whole text (so windows are comparable)."""
@@ -383,7 +404,9 @@ def alignment_figure(
 
     weights = np.asarray(torch.as_tensor(weights, dtype=torch.float32).cpu())
     if weights.shape != (len(target_tokens), len(source_tokens)):
-        raise ValueError(f"weights of shape {weights.shape} for {len(target_tokens)} target and {len(source_tokens)} source tokens")
+        raise ValueError(
+            f"weights of shape {weights.shape} for {len(target_tokens)} target and {len(source_tokens)} source tokens"
+        )
     width = max(3.0, 0.42 * len(source_tokens) + 1.6)
     height = max(2.5, 0.34 * len(target_tokens) + 1.4)
     fig, ax = plt.subplots(figsize=(width, height), dpi=100)
@@ -404,8 +427,14 @@ def alignment_figure(
 
 
 # ---- a caption's attention over the image (Xu et al. 2015's figure) --------------------------
-def attention_figure(image: np.ndarray, words: Sequence[str], attention: Optional[Tensor], path: Optional[str | Path] = None, columns: int = 5,
-                     title: str = ""):
+def attention_figure(
+    image: np.ndarray,
+    words: Sequence[str],
+    attention: Optional[Tensor],
+    path: Optional[str | Path] = None,
+    columns: int = 5,
+    title: str = "",
+):
     """The image, then one panel per generated word with the image lit where the model looked (the
     attention map upsampled to the image, bright = high weight) and the most attended cell outlined
     (Xu et al. 2015, figures 2-3). ``attention`` ``(n_words, L)`` over a square grid; ``None`` (Show and

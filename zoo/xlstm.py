@@ -65,8 +65,10 @@ from .xlstm_scan import CHUNK, mlstm_chunkwise, readout
 HEAD_SIZE = 64
 FORGET_BIAS = (3.0, 6.0)  # linspace over units (sLSTM) or heads (mLSTM)
 INPUT_BIAS = -1.0
-NOT_EXPORTABLE = ("its state of four tensors (h, c, n, m) has no place in the exported step graphs, whose state "
-                  "inputs are h and an LSTM's c (zoo.graphs.state_inputs)")
+NOT_EXPORTABLE = (
+    "its state of four tensors (h, c, n, m) has no place in the exported step graphs, whose state "
+    "inputs are h and an LSTM's c (zoo.graphs.state_inputs)"
+)
 
 
 def num_heads(hidden_size: int, head_size: int = HEAD_SIZE) -> int:
@@ -190,8 +192,12 @@ class MLSTMCell(SequenceCell):
 
     def zero_state(self, batch: int, like: Tensor) -> Tuple[Tensor, ...]:
         K, d = self.heads, self.head_size
-        return (like.new_zeros(batch, self.hidden_size), like.new_zeros(batch, K, d, d), like.new_zeros(batch, K, d),
-                like.new_zeros(batch, K))
+        return (
+            like.new_zeros(batch, self.hidden_size),
+            like.new_zeros(batch, K, d, d),
+            like.new_zeros(batch, K, d),
+            like.new_zeros(batch, K),
+        )
 
     def project(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``(q, k, v, o, log i, log f)`` for any leading shape of ``x``: everything that does not read
@@ -202,8 +208,7 @@ class MLSTMCell(SequenceCell):
         proj = proj.to(gate_dtype(proj))
         q, k, v, o, i_raw, f_raw = proj.split([H, H, H, H, K, K], dim=-1)
         heads = (*x.shape[:-1], K, d)
-        return (q.reshape(heads), k.reshape(heads) / math.sqrt(d), v.reshape(heads), torch.sigmoid(o), i_raw,
-                F.logsigmoid(f_raw))
+        return (q.reshape(heads), k.reshape(heads) / math.sqrt(d), v.reshape(heads), torch.sigmoid(o), i_raw, F.logsigmoid(f_raw))
 
     def step(self, x: Tensor, state: Tuple[Tensor, ...]) -> Tuple[Tuple[Tensor, ...], Gates]:
         h, C, n, m = state

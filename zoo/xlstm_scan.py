@@ -48,8 +48,9 @@ def readout(num: Tensor, nq: Tensor, m: Tensor) -> Tensor:
     return num / (torch.maximum(nq.abs(), floor) + EPS).unsqueeze(-1)
 
 
-def mlstm_chunkwise(q: Tensor, k: Tensor, v: Tensor, log_i: Tensor, log_f: Tensor, state: Tuple[Tensor, Tensor, Tensor],
-                    chunk: int = CHUNK) -> Tuple[Tensor, Tuple[Tensor, Tensor, Tensor]]:
+def mlstm_chunkwise(
+    q: Tensor, k: Tensor, v: Tensor, log_i: Tensor, log_f: Tensor, state: Tuple[Tensor, Tensor, Tensor], chunk: int = CHUNK
+) -> Tuple[Tensor, Tuple[Tensor, Tensor, Tensor]]:
     r"""Every :math:`\tilde h_t` (before the output gate) and the final ``(C, n, m)``.
 
     ``q``, ``k`` (already scaled by :math:`1/\sqrt d`), ``v``: ``(B, heads, T, d)``; ``log_i``,

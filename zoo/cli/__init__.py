@@ -39,7 +39,7 @@ COMMANDS: Dict[str, Command] = {
     "extract-frames": Command("zoo.cli.extract_frames:main", "extract the frames of videos into DEST/<video>/000001.jpg"),
     "frame-features": Command("zoo.cli.frame_features:main", "cache a frame classifier's per-frame features for fast training"),
     "models": Command("zoo.cli.models:main", "list the registered models and show their cards"),
-    "demo": Command("zoo.demo.app:main", "serve every shipped model in one local web page (pip install -e \".[demo]\")"),
+    "demo": Command("zoo.demo.app:main", 'serve every shipped model in one local web page (pip install -e ".[demo]")'),
 }
 
 
@@ -47,9 +47,12 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: zoo COMMAND [options]   (zoo COMMAND --help for its options)", "", "commands:"]
     lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
-    lines += ["", "Inference commands take NAME_OR_FOLDER or --ckpt PATH, inputs as arguments or on stdin,",
-              "and --output PATH, --json, --device cpu|cuda|auto (--beam_size where they decode).",
-              "ZOO_DEBUG=1 shows the traceback of an error."]
+    lines += [
+        "",
+        "Inference commands take NAME_OR_FOLDER or --ckpt PATH, inputs as arguments or on stdin,",
+        "and --output PATH, --json, --device cpu|cuda|auto (--beam_size where they decode).",
+        "ZOO_DEBUG=1 shows the traceback of an error.",
+    ]
     return "\n".join(lines) + "\n"
 
 

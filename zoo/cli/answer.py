@@ -14,15 +14,20 @@ from zoo.errors import InputError
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "answer", "Answer questions about an image: one line per question, 'answer<TAB>probability<TAB>question' "
+        "answer",
+        "Answer questions about an image: one line per question, 'answer<TAB>probability<TAB>question' "
         "('ERROR<TAB>why' for a question the model cannot read). With a stacked-attention model, --figure draws "
         "the attention of each hop over the image.",
-        inputs="IMAGE_AND_QUESTIONS", inputs_help="the image file, then one or more questions about it "
+        inputs="IMAGE_AND_QUESTIONS",
+        inputs_help="the image file, then one or more questions about it "
         "(with --draw-example: the questions only); no question = one per line of stdin",
         images=True,
     )
-    parser.add_argument("--figure", metavar="PATH", help="the figure of the attention hops: a .png path for one question, "
-                        "or a folder for several (named <image>_q<k>.png)")
+    parser.add_argument(
+        "--figure",
+        metavar="PATH",
+        help="the figure of the attention hops: a .png path for one question, or a folder for several (named <image>_q<k>.png)",
+    )
     parser.add_argument("--top", type=int, default=1, help="print this many most probable answers (default 1)")
     common.add_draw_example(parser, "PATH", "a ShapesVQA test image (its true question and answer go to stderr)")
     status = common.draw_only(parser, argv, "zoo answer", draw_example)
@@ -45,7 +50,9 @@ def main(argv: List[str]) -> int:
         if not items:
             raise InputError(f"no question about {image} given (as arguments after the image, or one per line of stdin)")
         if args.figure and args.figure.lower().endswith(".png") and len(items) > 1:
-            raise InputError(f"--figure {args.figure}: a .png path holds the figure of one question; give a folder for {len(items)} questions")
+            raise InputError(
+                f"--figure {args.figure}: a .png path holds the figure of one question; give a folder for {len(items)} questions"
+            )
         from zoo.tasks.vqa import VisualQuestionAnswerer
 
         model = common.load_model(args, VisualQuestionAnswerer)
@@ -67,8 +74,9 @@ def main(argv: List[str]) -> int:
         def predict(questions: List[str]) -> List[Dict[str, Any]]:
             return model.predict([(picture, q) for q in questions], top=args.top)
 
-        return batch.run_records("zoo answer", args, items, predict, format_result, chunk=16, finish=finish,
-                                 drop=("attention",), digits=4)
+        return batch.run_records(
+            "zoo answer", args, items, predict, format_result, chunk=16, finish=finish, drop=("attention",), digits=4
+        )
 
     return common.guarded("zoo answer", run)
 
@@ -104,7 +112,9 @@ def write_figure(model: Any, image: Any, result: Dict[str, Any], path: Path) -> 
     from zoo.viz import attention_figure
 
     title = f"{result['question']} -> {result['answer']} ({result['probability']:.2f})"
-    return common.save_figure(attention_figure(model.display_image(image), hop_titles(len(result["attention"])), result["attention"], title=title), path)
+    return common.save_figure(
+        attention_figure(model.display_image(image), hop_titles(len(result["attention"])), result["attention"], title=title), path
+    )
 
 
 def format_result(record: Dict[str, Any]) -> str:

@@ -57,13 +57,14 @@ def decode_lines(stream: Iterable[bytes], encoding: str = "utf-8") -> Iterator[T
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         if number == 1 and raw.startswith(codecs.BOM_UTF8) and codecs.lookup(encoding).name == "utf-8":
-            raw = raw[len(codecs.BOM_UTF8):]
+            raw = raw[len(codecs.BOM_UTF8) :]
         text, why = decode_line(raw, encoding)
         yield number, text, why
 
 
-def line_items(stream: Iterable[bytes], args: argparse.Namespace, where: Callable[[int], str], start: int = 0,
-               files: bool = False) -> Iterator[Item]:
+def line_items(
+    stream: Iterable[bytes], args: argparse.Namespace, where: Callable[[int], str], start: int = 0, files: bool = False
+) -> Iterator[Item]:
     """The items of a stream of lines, numbered from ``start``: blank lines are error records unless
     ``--skip-blank`` skips them (never silently: skipping is asked for)."""
     index = start
@@ -186,9 +187,18 @@ def chunks(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
         yield chunk
 
 
-def run_records(prog: str, args: argparse.Namespace, items: Iterable[Item], predict: Callable[[List[Any]], Sequence[Record]],
-                text: Callable[[Record], str], *, chunk: int = 64, finish: Optional[Callable[[Record], Record]] = None,
-                drop: Sequence[str] = (), digits: Optional[int] = None) -> int:
+def run_records(
+    prog: str,
+    args: argparse.Namespace,
+    items: Iterable[Item],
+    predict: Callable[[List[Any]], Sequence[Record]],
+    text: Callable[[Record], str],
+    *,
+    chunk: int = 64,
+    finish: Optional[Callable[[Record], Record]] = None,
+    drop: Sequence[str] = (),
+    digits: Optional[int] = None,
+) -> int:
     """Every item's record through ``predict`` (``chunk`` inputs at a time), each written once known:
     ``text(record)`` or JSON (``drop``, ``digits``: :func:`zoo.callbacks.jsonable`); ``finish(record)``
     completes a good record (a figure, a name) and may refuse it with a user error, which becomes its
@@ -212,6 +222,8 @@ def run_records(prog: str, args: argparse.Namespace, items: Iterable[Item], pred
                 else:
                     out.write(common.json_line(record, drop, digits) if args.json else text(record))
     if bad:
-        sys.stderr.write(f"{prog}: {bad} of {total} input(s) failed (their records hold the reason); exit status {common.SOME_FAILED}\n")
+        sys.stderr.write(
+            f"{prog}: {bad} of {total} input(s) failed (their records hold the reason); exit status {common.SOME_FAILED}\n"
+        )
         return common.SOME_FAILED
     return common.OK

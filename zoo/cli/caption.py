@@ -16,13 +16,20 @@ DEFAULT_FIGURES = "captions"
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "caption", "Caption images: one line per image, 'image<TAB>caption<TAB>figure' ('ERROR<TAB>why' for an image "
+        "caption",
+        "Caption images: one line per image, 'image<TAB>caption<TAB>figure' ('ERROR<TAB>why' for an image "
         "that cannot be read). The attention figure (one panel per word) is written for each image unless --no-figure.",
-        inputs="IMAGE", inputs_help="image files (JPEG, PNG, ...); none (or '-') = one path per line of stdin",
-        beam=True, images=True,
+        inputs="IMAGE",
+        inputs_help="image files (JPEG, PNG, ...); none (or '-') = one path per line of stdin",
+        beam=True,
+        images=True,
     )
-    parser.add_argument("--figure", metavar="PATH", help=f"the attention figures: a .png path for one image, or a folder "
-                        f"for several (named <image>_attention.png; default ./{DEFAULT_FIGURES}/)")
+    parser.add_argument(
+        "--figure",
+        metavar="PATH",
+        help=f"the attention figures: a .png path for one image, or a folder "
+        f"for several (named <image>_attention.png; default ./{DEFAULT_FIGURES}/)",
+    )
     parser.add_argument("--no-figure", action="store_true", help="print the captions only")
     common.add_draw_example(parser, "PATH", "a ShapesCaptions test image")
     status = common.draw_only(parser, argv, "zoo caption", draw_example)
@@ -37,7 +44,9 @@ def main(argv: List[str]) -> int:
         if not items:
             raise InputError("no images given (as arguments or one path per line of stdin)")
         if args.figure and args.figure.lower().endswith(".png") and len(items) > 1 and not args.no_figure:
-            raise InputError(f"--figure {args.figure}: a .png path holds the figure of one image; give a folder for {len(items)} images")
+            raise InputError(
+                f"--figure {args.figure}: a .png path holds the figure of one image; give a folder for {len(items)} images"
+            )
         from zoo.tasks.captioner import ImageCaptioner
 
         model = common.load_model(args, ImageCaptioner)
@@ -48,8 +57,17 @@ def main(argv: List[str]) -> int:
             path = write_figure(model, record["file"], record, figure_path(args.figure, record["file"], len(items)))
             return {**record, "figure": str(path)}
 
-        return batch.run_records("zoo caption", args, items, lambda images: model.predict(images, beam_size=args.beam_size),
-                                 format_result, chunk=16, finish=finish, drop=("attention",), digits=6)
+        return batch.run_records(
+            "zoo caption",
+            args,
+            items,
+            lambda images: model.predict(images, beam_size=args.beam_size),
+            format_result,
+            chunk=16,
+            finish=finish,
+            drop=("attention",),
+            digits=6,
+        )
 
     return common.guarded("zoo caption", run)
 

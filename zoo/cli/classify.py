@@ -23,8 +23,10 @@ def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
     from zoo.viz import token_heatmap_png
 
     label, shown = result["label"], len(result["tokens"])
-    title = (f"{name}: {label} (p = {result['prob']:.3f}). Each word's background: p({label} | text) - p({label} | text without it)\n"
-             f"red = pushed towards {label}, blue = pushed away, white = no effect")
+    title = (
+        f"{name}: {label} (p = {result['prob']:.3f}). Each word's background: p({label} | text) - p({label} | text without it)\n"
+        f"red = pushed towards {label}, blue = pushed away, white = no effect"
+    )
     if result["text_tokens"] > shown:  # say so, or the seam where truncation joined two parts reads as the text
         title += f"\nthe model reads {shown} of the text's {result['text_tokens']} tokens (cut as in training)"
     return token_heatmap_png(result["tokens"], result["effects"], path, title)
@@ -32,15 +34,20 @@ def draw_effects(result: Dict[str, Any], name: str, path: Path) -> Path:
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "classify", "Classify texts with a sequence classifier: one line per text, 'label<TAB>probabilities<TAB>text' "
+        "classify",
+        "Classify texts with a sequence classifier: one line per text, 'label<TAB>probabilities<TAB>text' "
         "('ERROR<TAB>why' for a bad input).",
-        inputs="TEXT", inputs_help="texts to classify; none (or '-') = one text per line of stdin",
+        inputs="TEXT",
+        inputs_help="texts to classify; none (or '-') = one text per line of stdin",
     )
     parser.add_argument("--batch_size", type=int, default=64, help="texts classified at once (default 64)")
-    parser.add_argument("--explain", metavar="FIG.png",
-                        help="also draw each text's words (the model's tokens) coloured by how much deleting that word "
-                        "lowers the probability of the predicted label (red: it pushed towards the label, blue: away); "
-                        "one PNG per text: FIG.png for the first, FIG_1.png, FIG_2.png, ... for the next ones (by position)")
+    parser.add_argument(
+        "--explain",
+        metavar="FIG.png",
+        help="also draw each text's words (the model's tokens) coloured by how much deleting that word "
+        "lowers the probability of the predicted label (red: it pushed towards the label, blue: away); "
+        "one PNG per text: FIG.png for the first, FIG_1.png, FIG_2.png, ... for the next ones (by position)",
+    )
     args = common.parse(parser, argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
@@ -56,8 +63,15 @@ def main(argv: List[str]) -> int:
             print(f"wrote {path}", file=sys.stderr)
             return {**record, "figure": str(path)}
 
-        return batch.run_records("zoo classify", args, batch.read_items(args), lambda texts: model.predict(texts, batch_size=args.batch_size),
-                                 text_line, chunk=args.batch_size, finish=explain if args.explain else None)
+        return batch.run_records(
+            "zoo classify",
+            args,
+            batch.read_items(args),
+            lambda texts: model.predict(texts, batch_size=args.batch_size),
+            text_line,
+            chunk=args.batch_size,
+            finish=explain if args.explain else None,
+        )
 
     return common.guarded("zoo classify", run)
 

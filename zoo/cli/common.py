@@ -95,8 +95,10 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: 
 
 # ---- the parser --------------------------------------------------------------------------------
 #: What ``--output`` means in every command that has it (``zoo COMMAND --help``; the same words everywhere).
-OUTPUT_HELP = ("where the results go, one record per input: a file (written atomically: complete or not at all; "
-               "an interrupted run leaves the records finished so far in FILE.partial), or - for stdout (the default)")
+OUTPUT_HELP = (
+    "where the results go, one record per input: a file (written atomically: complete or not at all; "
+    "an interrupted run leaves the records finished so far in FILE.partial), or - for stdout (the default)"
+)
 
 
 def inference_parser(
@@ -114,35 +116,56 @@ def inference_parser(
     it writes records, so it takes ``--output`` and the input contract's flags (``--strict``,
     ``--skip-blank``, ``--encoding``); ``images``: it reads images, so it takes ``--max-pixels``."""
     parser = argparse.ArgumentParser(prog=f"zoo {command}", description=description)
-    parser.add_argument("model", nargs="?", metavar="NAME_OR_FOLDER",
-                        help="a registered model name (see `zoo models`) or a pretrained folder")
+    parser.add_argument(
+        "model", nargs="?", metavar="NAME_OR_FOLDER", help="a registered model name (see `zoo models`) or a pretrained folder"
+    )
     if inputs:
-        parser.add_argument("inputs", nargs="*", metavar=inputs,
-                            help=inputs_help or "the inputs; none (or '-') = one per line of stdin")
-    parser.add_argument("--ckpt", metavar="PATH",
-                        help="a Lightning checkpoint written by `zoo fit` instead of NAME_OR_FOLDER; "
-                        "every positional argument is then an input")
+        parser.add_argument(
+            "inputs", nargs="*", metavar=inputs, help=inputs_help or "the inputs; none (or '-') = one per line of stdin"
+        )
+    parser.add_argument(
+        "--ckpt",
+        metavar="PATH",
+        help="a Lightning checkpoint written by `zoo fit` instead of NAME_OR_FOLDER; every positional argument is then an input",
+    )
     if beam:
         parser.add_argument("--beam_size", type=int, default=None, help="beam width (1 = greedy; default: the model's)")
     if output:
         parser.add_argument("--output", metavar="FILE", help=OUTPUT_HELP)
-        parser.add_argument("--strict", action="store_true",
-                            help=f"stop at the first bad input (exit status {USER_ERROR}) instead of writing its error record "
-                            f"and going on (exit status {SOME_FAILED} when some inputs failed)")
-        parser.add_argument("--skip-blank", action="store_true",
-                            help="skip blank lines of stdin or of an input file (default: each is an error record)")
-        parser.add_argument("--encoding", default="utf-8",
-                            help="the encoding of stdin and of input files (default utf-8; a line that does not decode "
-                            "is an error record)")
+        parser.add_argument(
+            "--strict",
+            action="store_true",
+            help=f"stop at the first bad input (exit status {USER_ERROR}) instead of writing its error record "
+            f"and going on (exit status {SOME_FAILED} when some inputs failed)",
+        )
+        parser.add_argument(
+            "--skip-blank",
+            action="store_true",
+            help="skip blank lines of stdin or of an input file (default: each is an error record)",
+        )
+        parser.add_argument(
+            "--encoding",
+            default="utf-8",
+            help="the encoding of stdin and of input files (default utf-8; a line that does not decode is an error record)",
+        )
     if images:
         from datamodules.images import MAX_PIXELS
 
-        parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                            help=f"read images of up to N pixels (default {MAX_PIXELS:,}: a larger one, such as a "
-                            "decompression bomb, is refused from its header before it is decoded)")
+        parser.add_argument(
+            "--max-pixels",
+            type=int,
+            default=None,
+            metavar="N",
+            help=f"read images of up to N pixels (default {MAX_PIXELS:,}: a larger one, such as a "
+            "decompression bomb, is refused from its header before it is decoded)",
+        )
     parser.add_argument("--json", action="store_true", help="one JSON object per input instead of text")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
-                        help="where the model runs (default cpu; auto = cuda when available)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where the model runs (default cpu; auto = cuda when available)",
+    )
     return parser
 
 
@@ -151,7 +174,11 @@ def figure_from_output(prog: str, args: argparse.Namespace) -> None:
     file: for one release an ``--output`` that can only be a figure (a ``.png``, a path ending in ``/``,
     an existing folder) is still taken as ``--figure``, with a deprecation warning."""
     output = args.output
-    if output and not args.figure and (output.lower().endswith(".png") or output.endswith(("/", os.sep)) or Path(output).is_dir()):
+    if (
+        output
+        and not args.figure
+        and (output.lower().endswith(".png") or output.endswith(("/", os.sep)) or Path(output).is_dir())
+    ):
         warn_deprecated(prog, f"--output {output} for the figure", f"--figure {output}", " (--output now names the results file)")
         args.figure, args.output = output, None
 
@@ -190,8 +217,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 def add_draw_example(parser: argparse.ArgumentParser, metavar: str, what: str) -> None:
     """``--draw-example PATH``: the command first writes an example input (``what``) of the data its
     demo model was trained for, then runs on it; alone, without a model, it only draws."""
-    parser.add_argument("--draw-example", metavar=metavar,
-                        help=f"first write {what} here (no input at hand? use this one); alone, without a model, only draws it")
+    parser.add_argument(
+        "--draw-example",
+        metavar=metavar,
+        help=f"first write {what} here (no input at hand? use this one); alone, without a model, only draws it",
+    )
 
 
 def draw_only(parser: argparse.ArgumentParser, argv: Sequence[str], prog: str, draw: Callable[[str], Any]) -> Optional[int]:

@@ -33,17 +33,29 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--out-dir", dest="out", metavar="DIR", help="the pretrained folder to write (created if needed)")
     for old in ("--output", "--out"):  # the old names of --out-dir, for one release
         deprecated_alias(parser, old, "--out-dir", "out")
-    parser.add_argument("--onnx", metavar="DIR", help="write the task's inference graphs as ONNX files here, with graphs.json "
-                        "and the vocabulary/tokenizer files (needs the export extra: pip install 'zoo[export]')")
+    parser.add_argument(
+        "--onnx",
+        metavar="DIR",
+        help="write the task's inference graphs as ONNX files here, with graphs.json "
+        "and the vocabulary/tokenizer files (needs the export extra: pip install 'zoo[export]')",
+    )
     parser.add_argument("--pt2", metavar="DIR", help="write the same graphs as torch.export programs (.pt2, torch.export.load)")
     parser.add_argument("--fp16", action="store_true", help="store float16 weights (half the size; loaded back as float32)")
-    parser.add_argument("--int8", action="append", metavar="KEY", default=[],
-                        help="store this 2-D weight (state-dict key, 'embeddings' for every embedding table, 'linears' for every "
-                        "linear layer's weight) as int8 "
-                        "with one scale per row; repeatable")
-    parser.add_argument("--task", metavar="MODULE.CLASS",
-                        help="the task class to rebuild with (a checkpoint that does not record one, or your own task "
-                        "class: naming its module here is what allows it to be imported)")
+    parser.add_argument(
+        "--int8",
+        action="append",
+        metavar="KEY",
+        default=[],
+        help="store this 2-D weight (state-dict key, 'embeddings' for every embedding table, 'linears' for every "
+        "linear layer's weight) as int8 "
+        "with one scale per row; repeatable",
+    )
+    parser.add_argument(
+        "--task",
+        metavar="MODULE.CLASS",
+        help="the task class to rebuild with (a checkpoint that does not record one, or your own task "
+        "class: naming its module here is what allows it to be imported)",
+    )
     args = parser.parse_args(argv)
     return guarded("zoo export", lambda: export(parser, args))
 

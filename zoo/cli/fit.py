@@ -32,12 +32,10 @@ from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Union
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import lightning as L  # noqa: E402
-from lightning.pytorch.cli import LightningCLI  # noqa: E402
-from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT  # noqa: E402
-
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO  # noqa: E402
-
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT  # noqa: E402
 from lightning.pytorch.callbacks import BasePredictionWriter  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from zoo.callbacks import PredictionWriter  # noqa: E402
 from zoo.cli.common import guarded  # noqa: E402
@@ -60,8 +58,10 @@ class Trainer(L.Trainer):
 
     def __init__(self, *args: Any, precision: Union[_PRECISION_INPUT, Literal["auto"], None] = None, **kwargs: Any) -> None:
         if precision == "auto":
-            raise ValueError("precision 'auto' is resolved by the zoo command (zoo fit); in Python call "
-                             "zoo.precision.choose_precision(model, datamodule) and pass its choice")
+            raise ValueError(
+                "precision 'auto' is resolved by the zoo command (zoo fit); in Python call "
+                "zoo.precision.choose_precision(model, datamodule) and pass its choice"
+            )
         super().__init__(*args, precision=precision, **kwargs)
 
 
@@ -98,7 +98,7 @@ class ZooCLI(LightningCLI):
                 command = f"zoo {_subcommand(argv)}"
                 sys.stderr.write("".join(f"{command}: error: {line}\n" for line in hints))
                 sys.stderr.write(f"(every option: {command} --help; one class's: {command} --model.help CLASS)\n")
-                raise SystemExit(2)
+                raise SystemExit(2) from None
             for p in parsers:
                 p.exit_on_error = True
             parser.error(str(error), getattr(error, "__cause__", None) or error)
@@ -111,8 +111,10 @@ class ZooCLI(LightningCLI):
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
         if isinstance(path, str) and path.startswith(("http://", "https://")):
-            raise InputError(f"--ckpt_path {path}: resuming from a URL is refused (Lightning would unpickle it "
-                             "without torch's allow-list); download the checkpoint and pass the local file")
+            raise InputError(
+                f"--ckpt_path {path}: resuming from a URL is refused (Lightning would unpickle it "
+                "without torch's allow-list); download the checkpoint and pass the local file"
+            )
         if path and Path(path).is_file():
             from zoo.tasks.resolve import check_resume
 
@@ -121,8 +123,10 @@ class ZooCLI(LightningCLI):
             settings = settings.as_dict() if hasattr(settings, "as_dict") else dict(settings or {})
             changed, self._resume_state = check_resume(path, model["class_path"], settings)
             if changed:
-                sys.stderr.write(f"zoo {sub}: warning: {path} changes the recipe's model settings "
-                                 f"{', '.join(changed)} to the checkpoint's values\n")
+                sys.stderr.write(
+                    f"zoo {sub}: warning: {path} changes the recipe's model settings "
+                    f"{', '.join(changed)} to the checkpoint's values\n"
+                )
         super()._parse_ckpt_path()
 
     def after_instantiate_classes(self) -> None:
@@ -146,8 +150,10 @@ class ZooCLI(LightningCLI):
         except ValueError as error:
             if isinstance(error, UserError):
                 raise
-            raise RecipeError(f"the recipe's values were refused while building its classes ({type(error).__name__}: "
-                              f"{' '.join(str(error).split())})") from error
+            raise RecipeError(
+                f"the recipe's values were refused while building its classes ({type(error).__name__}: "
+                f"{' '.join(str(error).split())})"
+            ) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -211,7 +217,7 @@ def _given_options(argv: List[str]) -> Iterator[Tuple[str, str, str]]:
         if section in SECTIONS and key:
             prefix = f"--{section}."
             if key.startswith("init_args."):
-                prefix, key = prefix + "init_args.", key[len("init_args."):]
+                prefix, key = prefix + "init_args.", key[len("init_args.") :]
             yield section, prefix, key.split(".")[0]
 
 
@@ -266,8 +272,10 @@ def _chosen_class(section: str, argv: List[str]) -> Optional[type]:
 
 
 def _class_on_command_line(section: str, argv: List[str]) -> bool:
-    return any(t in (f"--{section}", f"--{section}.class_path") or t.startswith((f"--{section}=", f"--{section}.class_path="))
-               for t in argv)
+    return any(
+        t in (f"--{section}", f"--{section}.class_path") or t.startswith((f"--{section}=", f"--{section}.class_path="))
+        for t in argv
+    )
 
 
 def _resolve(name: str, base: type) -> Optional[type]:
@@ -300,7 +308,11 @@ def init_arguments(cls: type) -> List[str]:
             params = inspect.signature(init).parameters.values()
         except (TypeError, ValueError):
             break
-        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names]
+        names += [
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names
+        ]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
     return names

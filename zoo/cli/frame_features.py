@@ -13,15 +13,22 @@ from zoo.errors import InputError
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "frame-features", "Write the per-frame features of a trained frame classifier's backbone to --out-dir "
+        "frame-features",
+        "Write the per-frame features of a trained frame classifier's backbone to --out-dir "
         "(DIR/<video>.npy + DIR/labels.csv with a split column): train on them with "
         "VideoFramesDataModule(root=DIR, labels=DIR/labels.csv) and FrameClassifier(encoder: null).",
-        inputs=None, output=False,
+        inputs=None,
+        output=False,
     )
     parser.add_argument("--out-dir", metavar="DIR", help="the folder to write (required)")
     common.deprecated_alias(parser, "--output", "--out-dir", "out_dir")  # its old name, for one release
-    parser.add_argument("--shapes", nargs="*", metavar="KEY=VALUE", default=None,
-                        help="MovingShapes clips (MovingShapesDataModule arguments, e.g. memory=24 num_train=2000)")
+    parser.add_argument(
+        "--shapes",
+        nargs="*",
+        metavar="KEY=VALUE",
+        default=None,
+        help="MovingShapes clips (MovingShapesDataModule arguments, e.g. memory=24 num_train=2000)",
+    )
     parser.add_argument("--root", help="a video root for VideoFramesDataModule (frames, videos or ucf101)")
     parser.add_argument("--labels", help="its labels CSV")
     parser.add_argument("--size", type=int, default=112, help="frame size for --root (default 112)")
@@ -47,8 +54,9 @@ def main(argv: List[str]) -> int:
             from datamodules.video_frames import VideoFramesDataModule
 
             # every frame from the start of each clip: the features must cover whole videos
-            dm = VideoFramesDataModule(args.root, labels=args.labels, num_frames=10**9, size=args.size,
-                                       train_sampling="start", eval_sampling="start")
+            dm = VideoFramesDataModule(
+                args.root, labels=args.labels, num_frames=10**9, size=args.size, train_sampling="start", eval_sampling="start"
+            )
         dm.setup()
         splits = {"train": dm.datasets["train"], "val": dm.datasets["val"]}
         names = dm.label_names

@@ -15,16 +15,22 @@ from zoo.errors import InputError
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "label-frames", "Label every frame of videos with a frame classifier: one line per clip, "
+        "label-frames",
+        "Label every frame of videos with a frame classifier: one line per clip, "
         "'clip<TAB>label xN, label xM, ...' (runs of the same label; 'ERROR<TAB>why' for a clip that cannot be read).",
-        inputs="CLIP", inputs_help="video files (.mp4, .avi, ...) or folders of frames (000001.jpg, ...); "
-        "none (or '-') = one path per line of stdin", images=True,
+        inputs="CLIP",
+        inputs_help="video files (.mp4, .avi, ...) or folders of frames (000001.jpg, ...); "
+        "none (or '-') = one path per line of stdin",
+        images=True,
     )
     parser.add_argument("--every-frame", action="store_true", help="print every frame's label instead of runs")
     parser.add_argument("--batch_size", type=int, default=8, help="clips labelled at once (default 8)")
-    parser.add_argument("--online", action="store_true",
-                        help="label frame by frame as a live stream would (batch 1, the state carried; "
-                        "unidirectional models only): the same labels, computed as the frames arrive")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="label frame by frame as a live stream would (batch 1, the state carried; "
+        "unidirectional models only): the same labels, computed as the frames arrive",
+    )
     parser.add_argument("--strip", metavar="PNG", help="also draw the labels along time (one row per clip) here")
     common.add_draw_example(parser, "DIR", "a MovingShapes test clip as a folder of PNG frames")
     status = common.draw_only(parser, argv, "zoo label-frames", draw_example)
@@ -54,11 +60,21 @@ def main(argv: List[str]) -> int:
         def predict(clips: List[str]) -> List[Dict[str, Any]]:
             return model.predict_online(clips) if args.online else model.predict(clips, batch_size=args.batch_size)
 
-        status = batch.run_records("zoo label-frames", args, items, predict, lambda r: format_result(r, args.every_frame),
-                                   chunk=args.batch_size, finish=finish, digits=4)
+        status = batch.run_records(
+            "zoo label-frames",
+            args,
+            items,
+            predict,
+            lambda r: format_result(r, args.every_frame),
+            chunk=args.batch_size,
+            finish=finish,
+            digits=4,
+        )
         if args.strip and labelled:
-            print(f"label strip written to {common.save_figure(label_strip(labelled, label_order(model)), args.strip)}",
-                  file=sys.stderr)
+            print(
+                f"label strip written to {common.save_figure(label_strip(labelled, label_order(model)), args.strip)}",
+                file=sys.stderr,
+            )
         return status
 
     return common.guarded("zoo label-frames", run)
@@ -91,9 +107,13 @@ def draw_example(path: str | Path, index: int = 0) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     hidden = clip["needs_memory"].nonzero().flatten().add(1).tolist()
     label = list(PALETTE)[int(clip["clip_label"])]
-    print(f"drew MovingShapes test clip {index} to {dest}/ ({len(clip['frames'])} frames; every frame's label: {label}; "
-          f"the disc is hidden in frames {hidden[0]}-{hidden[-1]})" if hidden else f"drew {dest}/ (label {label})",
-          file=sys.stderr)
+    print(
+        f"drew MovingShapes test clip {index} to {dest}/ ({len(clip['frames'])} frames; every frame's label: {label}; "
+        f"the disc is hidden in frames {hidden[0]}-{hidden[-1]})"
+        if hidden
+        else f"drew {dest}/ (label {label})",
+        file=sys.stderr,
+    )
     return dest
 
 
@@ -136,12 +156,23 @@ def label_strip(results: Sequence[Dict[str, Any]], names: Optional[Sequence[str]
     for r, row in enumerate(rows):
         grid[r, : len(row)] = [names.index(label) for label in row]
     fig, ax = plt.subplots(figsize=(min(16.0, 2.0 + 0.12 * width), 0.9 + 0.35 * len(rows)), dpi=100)
-    ax.imshow(np.ma.masked_invalid(grid), cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) - 0.5,
-              aspect="auto", interpolation="nearest")
+    ax.imshow(
+        np.ma.masked_invalid(grid),
+        cmap=ListedColormap(colours),
+        vmin=-0.5,
+        vmax=len(names) - 0.5,
+        aspect="auto",
+        interpolation="nearest",
+    )
     ax.set_yticks(range(len(rows)), [Path(str(r["video"])).name for r in results])
     ax.set_xlabel("frame")
     used = [i for i, name in enumerate(names) if name in seen]
-    ax.legend(handles=[Patch(color=colours[i], label=names[i]) for i in used], loc="upper left",
-              bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.legend(
+        handles=[Patch(color=colours[i], label=names[i]) for i in used],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout()
     return fig

@@ -1,14 +1,14 @@
 """``zoo models``: the registry with its cards, its Markdown, and the scorers that measured the cards.
 
-    zoo models                          # every model: task, headline metric, size, where the weights are
-    zoo models "*imdb*" --json          # one JSON object per line
-    zoo models --markdown               # the table + cards of docs/pretrained.md
-    zoo models --update-docs docs/pretrained.md        # rewrite them there, between the markers
-    zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt
-    zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz
-    zoo models --evaluate multi30k_de_en_attn_gru --multi30k ../shared/data/multi30k --split val
-    zoo models --evaluate shapes_caption_soft --limit 64     # synthetic held-out seeds: no data flag
-    zoo models --evaluate --ckpt checkpoints/agnews_gru/last.ckpt   # any recipe's checkpoint, on its own data's test split
+zoo models                          # every model: task, headline metric, size, where the weights are
+zoo models "*imdb*" --json          # one JSON object per line
+zoo models --markdown               # the table + cards of docs/pretrained.md
+zoo models --update-docs docs/pretrained.md        # rewrite them there, between the markers
+zoo models --evaluate char_lstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt
+zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz
+zoo models --evaluate multi30k_de_en_attn_gru --multi30k ../shared/data/multi30k --split val
+zoo models --evaluate shapes_caption_soft --limit 64     # synthetic held-out seeds: no data flag
+zoo models --evaluate --ckpt checkpoints/agnews_gru/last.ckpt   # any recipe's checkpoint, on its own data's test split
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from zoo.cli.common import guarded
 from zoo.errors import InputError
-from zoo.hub.registry import list_models
 from zoo.hub.cards import PICTURE, model_rows, models_markdown
+from zoo.hub.registry import list_models
 
 BEGIN = "<!-- BEGIN GENERATED: zoo models --markdown -->\n"
 END = "<!-- END GENERATED -->"
@@ -94,20 +94,39 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per model and line")
     parser.add_argument("--markdown", action="store_true", help="print the model table and cards (docs/pretrained.md)")
     parser.add_argument("--update-docs", metavar="MD", type=Path, help="rewrite the generated part of this Markdown file")
-    parser.add_argument("--evaluate", metavar="NAME_OR_FOLDER", nargs="?", const="",
-                        help="score a model with its task's scorer, on data it never saw (zoo.scoring); prints JSON")
-    parser.add_argument("--ckpt", metavar="PATH", help="with --evaluate: score a checkpoint of `zoo fit` (any recipe) on "
-                        "the test split of the datamodule it was trained with")
-    parser.add_argument("--corpus", help="char LM: a text file (e.g. tinyshakespeare/input.txt) or python-stdlib; "
-                        "validation = its last 10%%")
-    parser.add_argument("--max_chars", type=int, default=None, help="char LM: the recipe's cut of the corpus "
-                        "(recipes/char_lm.yaml: 1500000); default all of it")
+    parser.add_argument(
+        "--evaluate",
+        metavar="NAME_OR_FOLDER",
+        nargs="?",
+        const="",
+        help="score a model with its task's scorer, on data it never saw (zoo.scoring); prints JSON",
+    )
+    parser.add_argument(
+        "--ckpt",
+        metavar="PATH",
+        help="with --evaluate: score a checkpoint of `zoo fit` (any recipe) on "
+        "the test split of the datamodule it was trained with",
+    )
+    parser.add_argument(
+        "--corpus", help="char LM: a text file (e.g. tinyshakespeare/input.txt) or python-stdlib; validation = its last 10%%"
+    )
+    parser.add_argument(
+        "--max_chars",
+        type=int,
+        default=None,
+        help="char LM: the recipe's cut of the corpus (recipes/char_lm.yaml: 1500000); default all of it",
+    )
     parser.add_argument("--imdb", metavar="ARCHIVE", help="IMDB classifier: an aclImdb tarball; its test split is scored")
     parser.add_argument("--multi30k", metavar="DIR", help="translator: the folder of {split}.de.gz and {split}.en.gz")
     parser.add_argument("--split", default=None, help="translator: val or test_2016_flickr (default)")
-    parser.add_argument("--limit", type=int, default=None, help="a slice: char LM windows per stream, IMDB reviews per "
-                        "label, sentences, images or clips (captioners and frame classifiers need no data flag: "
-                        "their held-out seeds are generated); with --ckpt, texts per label or test batches")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="a slice: char LM windows per stream, IMDB reviews per "
+        "label, sentences, images or clips (captioners and frame classifiers need no data flag: "
+        "their held-out seeds are generated); with --ckpt, texts per label or test batches",
+    )
     parser.add_argument("--max_windows", dest="limit", type=int, help=argparse.SUPPRESS)  # the old names of --limit
     parser.add_argument("--per_label", dest="limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

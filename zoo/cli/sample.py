@@ -9,11 +9,16 @@ from zoo.cli import batch, common
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "sample", "Generate text with a character language model: the prime, then what the model writes after it.",
-        inputs="PRIME", inputs_help="texts to start from, one sample each ('-' = one per line of stdin; none = --prime)",
+        "sample",
+        "Generate text with a character language model: the prime, then what the model writes after it.",
+        inputs="PRIME",
+        inputs_help="texts to start from, one sample each ('-' = one per line of stdin; none = --prime)",
     )
-    parser.add_argument("--prime", default="\n", help="the text to start from when no PRIME is given (default: a newline; "
-                        "'-' = one prime per line of stdin)")
+    parser.add_argument(
+        "--prime",
+        default="\n",
+        help="the text to start from when no PRIME is given (default: a newline; '-' = one prime per line of stdin)",
+    )
     parser.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
     parser.add_argument("--top_k", type=int, default=None, help="sample only among the k most likely characters")

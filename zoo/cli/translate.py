@@ -11,8 +11,10 @@ from zoo.cli import batch, common
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "translate", "Translate sentences with a seq2seq model: one translation per line ('ERROR<TAB>why' for a bad input).",
-        inputs="SENTENCE", inputs_help="sentences to translate; none (or '-') = --input, or one per line of stdin",
+        "translate",
+        "Translate sentences with a seq2seq model: one translation per line ('ERROR<TAB>why' for a bad input).",
+        inputs="SENTENCE",
+        inputs_help="sentences to translate; none (or '-') = --input, or one per line of stdin",
         beam=True,
     )
     parser.add_argument("--input", metavar="FILE", help="a text file with one sentence per line")
@@ -40,12 +42,23 @@ def main(argv: List[str]) -> int:
                 cut.append((record.get("index", 0), record["truncated_from"]))
             return record
 
-        status = batch.run_records("zoo translate", args, items,
-                                   lambda sentences: model.predict(sentences, beam_size=args.beam_size, batch_size=args.batch_size),
-                                   lambda r: r["translation"], chunk=args.batch_size, finish=finish, drop=("attention",), digits=6)
+        status = batch.run_records(
+            "zoo translate",
+            args,
+            items,
+            lambda sentences: model.predict(sentences, beam_size=args.beam_size, batch_size=args.batch_size),
+            lambda r: r["translation"],
+            chunk=args.batch_size,
+            finish=finish,
+            drop=("attention",),
+            digits=6,
+        )
         if cut:  # one line: the first such sentence, and how many
-            print(f"zoo translate: warning: {len(cut)} sentence(s) longer than the model reads were cut to "
-                  f"{model.max_source_tokens} source tokens (sentence {cut[0][0] + 1}: {cut[0][1]:,} tokens)", file=sys.stderr)
+            print(
+                f"zoo translate: warning: {len(cut)} sentence(s) longer than the model reads were cut to "
+                f"{model.max_source_tokens} source tokens (sentence {cut[0][0] + 1}: {cut[0][1]:,} tokens)",
+                file=sys.stderr,
+            )
         return status
 
     return common.guarded("zoo translate", run)

@@ -16,20 +16,26 @@ KINDS_HELP = "hidden | cell | input | forget | output | candidate (LSTM) | reset
 
 def main(argv: List[str]) -> int:
     parser = common.inference_parser(
-        "visualize", "Colour a text by the activations of a character language model's hidden units. "
+        "visualize",
+        "Colour a text by the activations of a character language model's hidden units. "
         "With --unit: draw that unit. Without: correlate every hidden unit and LSTM cell with features of the "
         "text (inside a string, indentation, column, bracket depth, ...) and draw the best unit per feature.",
-        inputs="TEXT_FILE", inputs_help="the text file to run the model over (none: --text, or the text on stdin)",
+        inputs="TEXT_FILE",
+        inputs_help="the text file to run the model over (none: --text, or the text on stdin)",
         output=False,
     )
-    parser.add_argument("--out-dir", metavar="DIR", help="the folder for the pictures (.html and .png), units.md and units.json (default ./viz)")
+    parser.add_argument(
+        "--out-dir", metavar="DIR", help="the folder for the pictures (.html and .png), units.md and units.json (default ./viz)"
+    )
     for old in ("--output", "--out"):  # the old names of --out-dir, for one release
         common.deprecated_alias(parser, old, "--out-dir", "out_dir")
     parser.add_argument("--text", help="the text file to run the model over (same as TEXT_FILE)")
     parser.add_argument("--unit", type=int, default=None, help="the unit to draw (default: discover units)")
     parser.add_argument("--layer", type=int, default=0, help="layer of the unit (default 0)")
     parser.add_argument("--kind", default="hidden", help=KINDS_HELP)
-    parser.add_argument("--max_chars", type=int, default=20000, help="read at most this many characters of the text (default 20000)")
+    parser.add_argument(
+        "--max_chars", type=int, default=20000, help="read at most this many characters of the text (default 20000)"
+    )
     parser.add_argument("--show_start", type=int, default=0, help="first character of the window drawn (default 0)")
     parser.add_argument("--show_chars", type=int, default=1500, help="characters drawn in each picture (default 1500)")
     parser.add_argument("--width", type=int, default=80, help="columns of the PNG before wrapping (default 80)")
@@ -68,8 +74,7 @@ def read_text(prog: str, path: str | None, max_chars: int) -> str:
         text = codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        common.fail(prog, f"{name}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}: {e.reason}); "
-                    "expected UTF-8 text")
+        common.fail(prog, f"{name}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x}: {e.reason}); expected UTF-8 text")
     if not text:
         common.fail(prog, f"{name} is empty")
     return text[:max_chars]
@@ -92,8 +97,17 @@ def draw(prog: str, model, text: str, args) -> int:
         if not 0 <= args.unit < units:
             common.fail(prog, f"--unit {args.unit} out of range ({args.kind} has {units} units: 0..{units - 1})")
         values = acts[(args.kind, args.layer)][:, args.unit]
-        paths = write_unit(text, values, out, f"{args.kind}_L{args.layer}_u{args.unit}", args.kind,
-                           unit_title(args.kind, args.layer, args.unit), args.show_start, args.show_chars, args.width)
+        paths = write_unit(
+            text,
+            values,
+            out,
+            f"{args.kind}_L{args.layer}_u{args.unit}",
+            args.kind,
+            unit_title(args.kind, args.layer, args.unit),
+            args.show_start,
+            args.show_chars,
+            args.width,
+        )
         if args.json:
             print(json.dumps({"kind": args.kind, "layer": args.layer, "unit": args.unit, "files": [str(p) for p in paths]}))
         else:
@@ -115,5 +129,8 @@ def draw(prog: str, model, text: str, args) -> int:
             print(common.json_line({**row, "png": str(out / images[row["feature"]])}))
     else:
         print(report_markdown(rows))
-    print(f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}", file=sys.stderr if args.json else sys.stdout)
+    print(
+        f"wrote {len(rows)} unit pictures (.html and .png), units.md and units.json to {out}",
+        file=sys.stderr if args.json else sys.stdout,
+    )
     return 0

@@ -103,8 +103,12 @@ def upload_name(request: Any) -> str:
 def run_json(tab: Any, action: str, fields: Dict[str, Any]) -> Any:
     """A text action's answer (the sample: an iterator of text pieces)."""
     if action == "sample":
-        return tab.sample(fields.get("prime", ""), number(fields, "temperature", 0.8, float),
-                          number(fields, "length", 300, int), number(fields, "seed", None, int))
+        return tab.sample(
+            fields.get("prime", ""),
+            number(fields, "temperature", 0.8, float),
+            number(fields, "length", 300, int),
+            number(fields, "seed", None, int),
+        )
     if action == "units":
         return tab.units(fields.get("text", ""), fields.get("unit") or None)
     if action == "classify":
@@ -231,11 +235,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="zoo demo", description="Serve every shipped model (or the NAMEs given) in one local web page, a tab "
+        prog="zoo demo",
+        description="Serve every shipped model (or the NAMEs given) in one local web page, a tab "
         "per model: type, upload or draw an example and see the answer with its picture. Nothing is fetched "
-        "from the network; the page binds 127.0.0.1 unless --host says otherwise.")
-    parser.add_argument("names", nargs="*", metavar="NAME", help="registered models (see `zoo models`) or pretrained folders; "
-                        "default: every registered model with weights")
+        "from the network; the page binds 127.0.0.1 unless --host says otherwise.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="registered models (see `zoo models`) or pretrained folders; default: every registered model with weights",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="the port (default 7860; 0 = any free port, printed)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where the models run (default cpu)")
@@ -248,7 +258,7 @@ def main(argv: List[str]) -> int:
             import starlette  # noqa: F401
             import uvicorn
         except ImportError as error:
-            raise ValueError(f"zoo demo needs its extra ({error.name} is missing): pip install -e \".[demo]\"") from None
+            raise ValueError(f'zoo demo needs its extra ({error.name} is missing): pip install -e ".[demo]"') from None
         from zoo.hub.registry import list_models
 
         tabs = load_tabs(args.names or list_models(pretrained=True), common.device_of(args.device))
@@ -256,8 +266,11 @@ def main(argv: List[str]) -> int:
         host, port = sock.getsockname()[:2]
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"zoo demo: note: listening on {args.host}: other machines can reach this page", file=sys.stderr)
-        print(f"zoo demo: {len(tabs)} model(s) ({', '.join(tabs)}) at http://{'[' + host + ']' if ':' in host else host}:{port}/ "
-              "(Ctrl-C stops)", flush=True)
+        print(
+            f"zoo demo: {len(tabs)} model(s) ({', '.join(tabs)}) at http://{'[' + host + ']' if ':' in host else host}:{port}/ "
+            "(Ctrl-C stops)",
+            flush=True,
+        )
         server = uvicorn.Server(uvicorn.Config(build_app(tabs), log_level="warning", access_log=False))
         server.run(sockets=[sock])
         return 0

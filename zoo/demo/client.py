@@ -26,16 +26,28 @@ LISTENING = re.compile(r" at (http://127\.0\.0\.1:\d+/) ")
 
 
 @contextlib.contextmanager
-def running(args: Sequence[str] = (), *, cwd: Optional[Path] = None, timeout: float = 300.0,
-            log: Optional[List[str]] = None, prefix: Sequence[str] = ()) -> Iterator[str]:
+def running(
+    args: Sequence[str] = (),
+    *,
+    cwd: Optional[Path] = None,
+    timeout: float = 300.0,
+    log: Optional[List[str]] = None,
+    prefix: Sequence[str] = (),
+) -> Iterator[str]:
     """``python -m zoo.cli demo ARGS --port 0`` in a subprocess (``prefix``: e.g. ``taskset -c 0``),
     its URL once it listens; it is stopped on leaving. Its output lines go to ``log``; a server that
     exits or does not listen within ``timeout`` seconds is a ``RuntimeError`` with its output."""
     lines: List[str] = [] if log is None else log
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([*prefix, sys.executable, "-m", "zoo.cli", "demo", *args, "--port", "0"], cwd=cwd or root,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "zoo.cli", "demo", *args, "--port", "0"],
+        cwd=cwd or root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     found: Dict[str, str] = {}
 
     def read() -> None:
@@ -64,8 +76,12 @@ def running(args: Sequence[str] = (), *, cwd: Optional[Path] = None, timeout: fl
 
 def post(url: str, tab: str, action: str, fields: Dict[str, Any], timeout: float = 300.0) -> Tuple[int, Dict[str, Any], float]:
     """POST ``fields`` as JSON to ``URL/api/TAB/ACTION``: the status, the JSON answer, the seconds it took."""
-    request = urllib.request.Request(f"{url}api/{tab}/{action}", data=json.dumps(fields).encode("utf-8"),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"{url}api/{tab}/{action}",
+        data=json.dumps(fields).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     start = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

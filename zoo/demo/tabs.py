@@ -96,8 +96,15 @@ class Tab:
         info["description"] = entry.description
         if entry.card is not None:
             card = entry.card
-            info.update(task=card.task, data=card.data, split=card.split, metrics=dict(card.metrics),
-                        params=card.params, command=card.demo, example=example_input(card.demo))
+            info.update(
+                task=card.task,
+                data=card.data,
+                split=card.split,
+                metrics=dict(card.metrics),
+                params=card.params,
+                command=card.demo,
+                example=example_input(card.demo),
+            )
         return info
 
 
@@ -135,8 +142,9 @@ class CharLMTab(Tab):
             while len(text) - len(prime) < length:
                 n = min(STREAM_CHUNK, length - (len(text) - len(prime)))
                 with self.lock:
-                    text = self.model.predict([text], length=n, temperature=temperature,
-                                              seed=None if seed is None else seed + k)[0]["text"]
+                    text = self.model.predict([text], length=n, temperature=temperature, seed=None if seed is None else seed + k)[
+                        0
+                    ]["text"]
                 yield text[-n:]
                 k += 1
 
@@ -156,16 +164,32 @@ class CharLMTab(Tab):
         features = text_features(text)
         read = {key: value for key, value in acts.items() if key[0] in ("hidden", "cell")}
         matches = best_units(read, {group: features[name] for group, name in UNIT_GROUPS.items()}, top=UNITS_PER_GROUP)
-        picker = [{"group": group, "kind": m.kind, "layer": m.layer, "unit": m.unit, "r": round(m.r, 3),
-                   "value": f"{m.kind}:{m.layer}:{m.unit}"} for group, found in matches.items() for m in found if m.r]
+        picker = [
+            {
+                "group": group,
+                "kind": m.kind,
+                "layer": m.layer,
+                "unit": m.unit,
+                "r": round(m.r, 3),
+                "value": f"{m.kind}:{m.layer}:{m.unit}",
+            }
+            for group, found in matches.items()
+            for m in found
+            if m.r
+        ]
         kind, layer, index = self.parse_unit(unit or (picker[0]["value"] if picker else "hidden:0:0"), acts)
         values = acts[(kind, layer)][:, index]
         extra = next((f"{p['group']} r={p['r']:+.2f}" for p in picker if p["value"] == f"{kind}:{layer}:{index}"), "")
         with tempfile.TemporaryDirectory(prefix="zoo-demo-") as tmp, PYPLOT:
             _, png = write_unit(text, values, Path(tmp), "unit", kind, unit_title(kind, layer, index, extra), 0, SHOW_CHARS)
             heatmap = png_uri(png)
-        return {"units": picker, "unit": f"{kind}:{layer}:{index}", "heatmap": heatmap, "chars": len(text),
-                "shown": min(len(text), SHOW_CHARS)}
+        return {
+            "units": picker,
+            "unit": f"{kind}:{layer}:{index}",
+            "heatmap": heatmap,
+            "chars": len(text),
+            "shown": min(len(text), SHOW_CHARS),
+        }
 
     @staticmethod
     def parse_unit(unit: str, acts: Dict[Tuple[str, int], Any]) -> Tuple[str, int, int]:
@@ -199,15 +223,27 @@ class ClassifierTab(Tab):
             effects = self.model.token_effects(text)
         biggest = max(max((abs(e) for e in effects["effects"]), default=0.0), 1e-12)
         colours = unit_colors(effects["effects"], -biggest, biggest)
-        words = [{"token": token, "effect": round(effect, 4), "colour": matplotlib.colors.to_hex(rgba),
-                  "ink": "#ffffff" if abs(effect) > 0.6 * biggest else "#000000"}
-                 for token, effect, rgba in zip(effects["tokens"], effects["effects"], colours)]
+        words = [
+            {
+                "token": token,
+                "effect": round(effect, 4),
+                "colour": matplotlib.colors.to_hex(rgba),
+                "ink": "#ffffff" if abs(effect) > 0.6 * biggest else "#000000",
+            }
+            for token, effect, rgba in zip(effects["tokens"], effects["effects"], colours)
+        ]
         figure = drawn(lambda path: classify_cli.draw_effects(effects, self.name, path))
         label = result["label"]
-        return {"label": label, "probability": round(float(result["probs"][label]), 4),
-                "probs": {k: round(float(v), 4) for k, v in result["probs"].items()},
-                "words": words, "read_tokens": len(words), "text_tokens": int(effects["text_tokens"]),
-                "figure": figure, "max_effect": float(np.float64(biggest))}
+        return {
+            "label": label,
+            "probability": round(float(result["probs"][label]), 4),
+            "probs": {k: round(float(v), 4) for k, v in result["probs"].items()},
+            "words": words,
+            "read_tokens": len(words),
+            "text_tokens": int(effects["text_tokens"]),
+            "figure": figure,
+            "max_effect": float(np.float64(biggest)),
+        }
 
 
 class TranslatorTab(Tab):
@@ -228,8 +264,12 @@ class TranslatorTab(Tab):
         beams = [{"beam_size": k, "translation": r["translation"], "score": round(r["score"], 4)} for k, r in results.items()]
         alignment = None
         if best.get("attention") is not None:
-            alignment = drawn(lambda path: common.save_figure(alignment_figure(
-                best["source_tokens"], best["target_tokens"], best["attention"], title=best["translation"]), path))
+            alignment = drawn(
+                lambda path: common.save_figure(
+                    alignment_figure(best["source_tokens"], best["target_tokens"], best["attention"], title=best["translation"]),
+                    path,
+                )
+            )
         return {"translation": best["translation"], "beams": beams, "alignment": alignment}
 
 
@@ -251,8 +291,12 @@ class CaptionerTab(ImageTab):
         with self.lock:
             result = self.model.predict([str(image)])[0]
         figure = drawn(lambda path: caption_cli.write_figure(self.model, str(image), result, path))
-        return {"caption": result["caption"], "words": list(result["words"]), "figure": figure,
-                "attention": result.get("attention") is not None}
+        return {
+            "caption": result["caption"],
+            "words": list(result["words"]),
+            "figure": figure,
+            "attention": result.get("attention") is not None,
+        }
 
 
 class VQATab(ImageTab):
@@ -268,9 +312,13 @@ class VQATab(ImageTab):
         figure = None
         if result["attention"] is not None:
             figure = drawn(lambda path: answer_cli.write_figure(self.model, str(image), result, path))
-        return {"answer": result["answer"], "probability": round(float(result["probability"]), 4),
-                "top": [[a, round(float(p), 4)] for a, p in result["top"]], "unknown_words": list(result["unknown_words"]),
-                "figure": figure}
+        return {
+            "answer": result["answer"],
+            "probability": round(float(result["probability"]), 4),
+            "top": [[a, round(float(p), 4)] for a, p in result["top"]],
+            "unknown_words": list(result["unknown_words"]),
+            "figure": figure,
+        }
 
 
 class VideoTab(Tab):
@@ -300,9 +348,14 @@ def tab_for(name: str, model: Any) -> Tab:
     from zoo.tasks.seq2seq import Seq2Seq
     from zoo.tasks.vqa import VisualQuestionAnswerer
 
-    kinds: Sequence[Tuple[type, type]] = ((CharLanguageModel, CharLMTab), (SequenceClassifier, ClassifierTab),
-                                          (Seq2Seq, TranslatorTab), (ImageCaptioner, CaptionerTab),
-                                          (VisualQuestionAnswerer, VQATab), (FrameClassifier, VideoTab))
+    kinds: Sequence[Tuple[type, type]] = (
+        (CharLanguageModel, CharLMTab),
+        (SequenceClassifier, ClassifierTab),
+        (Seq2Seq, TranslatorTab),
+        (ImageCaptioner, CaptionerTab),
+        (VisualQuestionAnswerer, VQATab),
+        (FrameClassifier, VideoTab),
+    )
     for task, tab in kinds:
         if isinstance(model, task):
             return tab(name, model)

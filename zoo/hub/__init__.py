@@ -16,21 +16,49 @@ Building a module from a folder is the tasks' job: ``zoo.load_pretrained``, ``zo
 and ``TaskModule.from_pretrained``/``save_pretrained`` live in :mod:`zoo.tasks.base`.
 """
 
+from zoo.hub import models as _models  # noqa: F401  (registers the zoo's models)
+from zoo.hub import models_char as _models_char  # noqa: F401  (registers the character LMs)
+from zoo.hub.cards import model_rows, models_markdown
 from zoo.hub.errors import (
-    CheckpointError, ChecksumMismatchError, FormatVersionError, MissingFileError, NoWeightsError,
-    PickleRefusedError, PretrainedError, RemoteError, TaskNameError, UnknownModelError,
+    CheckpointError,
+    ChecksumMismatchError,
+    FormatVersionError,
+    MissingFileError,
+    NoWeightsError,
+    PickleRefusedError,
+    PretrainedError,
+    RemoteError,
+    TaskNameError,
+    UnknownModelError,
 )
 from zoo.hub.format import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, read_folder, text_files, write_folder
 from zoo.hub.registry import ModelCard, ModelEntry, list_models, model_entry, register_model
-from zoo.hub import models as _models  # noqa: F401  (registers the zoo's models)
-from zoo.hub import models_char as _models_char  # noqa: F401  (registers the character LMs)
 from zoo.hub.sources import locate, push_to_hub
-from zoo.hub.cards import model_rows, models_markdown
 
 __all__ = [
-    "FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME",
-    "ModelCard", "ModelEntry", "register_model", "list_models", "model_entry",
-    "PretrainedError", "UnknownModelError", "NoWeightsError", "MissingFileError", "ChecksumMismatchError",
-    "FormatVersionError", "PickleRefusedError", "RemoteError", "CheckpointError", "TaskNameError",
-    "write_folder", "read_folder", "text_files", "locate", "push_to_hub", "models_markdown", "model_rows",
+    "FORMAT_VERSION",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "ModelCard",
+    "ModelEntry",
+    "register_model",
+    "list_models",
+    "model_entry",
+    "PretrainedError",
+    "UnknownModelError",
+    "NoWeightsError",
+    "MissingFileError",
+    "ChecksumMismatchError",
+    "FormatVersionError",
+    "PickleRefusedError",
+    "RemoteError",
+    "CheckpointError",
+    "TaskNameError",
+    "write_folder",
+    "read_folder",
+    "text_files",
+    "locate",
+    "push_to_hub",
+    "models_markdown",
+    "model_rows",
 ]

@@ -13,8 +13,12 @@ __all__ = ["models_markdown", "model_rows"]
 # The card fields the Markdown shows elsewhere (the weights line, the commands block) or not at all.
 _HIDDEN = ("url", "hub_repo", "demo", "evaluate_command", "command", "export_command")
 # The commands block of a model's section, in the order a reader uses them.
-_COMMANDS = (("demo", "try it (no data needed)"), ("evaluate_command", "measure it (the card's numbers)"),
-             ("command", "train it"), ("export_command", "export the checkpoint"))
+_COMMANDS = (
+    ("demo", "try it (no data needed)"),
+    ("evaluate_command", "measure it (the card's numbers)"),
+    ("command", "train it"),
+    ("export_command", "export the checkpoint"),
+)
 #: where a model's gallery picture lives, relative to docs/ (benchmarks/gallery.py draws them)
 PICTURE = "img/pretrained/{name}.png"
 
@@ -97,12 +101,14 @@ def model_rows(pattern: Optional[str] = None) -> List[Dict[str, Any]]:
             key, value = next(iter(card.metrics.items()))
             metric = f"{key} {_fmt(value)}"
         weights = entry.package_dir / WEIGHTS_NAME
-        rows.append({
-            "name": name,
-            "task": entry.task.rpartition(".")[2],
-            "metric": metric,
-            "size": weights.stat().st_size if entry.weights == "package" and weights.is_file() else None,
-            "weights": entry.weights,
-            "description": entry.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "task": entry.task.rpartition(".")[2],
+                "metric": metric,
+                "size": weights.stat().st_size if entry.weights == "package" and weights.is_file() else None,
+                "weights": entry.weights,
+                "description": entry.description,
+            }
+        )
     return rows

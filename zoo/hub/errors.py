@@ -11,8 +11,16 @@ from __future__ import annotations
 from datamodules.errors import UserError
 
 __all__ = [
-    "PretrainedError", "UnknownModelError", "NoWeightsError", "MissingFileError", "ChecksumMismatchError",
-    "FormatVersionError", "PickleRefusedError", "RemoteError", "CheckpointError", "TaskNameError",
+    "PretrainedError",
+    "UnknownModelError",
+    "NoWeightsError",
+    "MissingFileError",
+    "ChecksumMismatchError",
+    "FormatVersionError",
+    "PickleRefusedError",
+    "RemoteError",
+    "CheckpointError",
+    "TaskNameError",
 ]
 
 

@@ -33,11 +33,31 @@ import torch
 
 from datamodules.download import write_atomic
 from zoo.hub.errors import ChecksumMismatchError, FormatVersionError, MissingFileError, PickleRefusedError, PretrainedError
-from zoo.hub.schema import MAX_DEPTH, SchemaError, check_depth, check_keys, check_quantized, load_bytes, max_load_bytes, read_header
+from zoo.hub.schema import (
+    MAX_DEPTH,
+    SchemaError,
+    check_depth,
+    check_keys,
+    check_quantized,
+    load_bytes,
+    max_load_bytes,
+    read_header,
+)
 
 __all__ = [
-    "FORMAT_VERSION", "CONFIG_NAME", "WEIGHTS_NAME", "INT8_SCHEME", "write_folder", "read_folder", "read_config",
-    "text_files", "quantize_int8", "dequantize_int8", "sha256_of", "sniff", "refuse_pickle",
+    "FORMAT_VERSION",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "INT8_SCHEME",
+    "write_folder",
+    "read_folder",
+    "read_config",
+    "text_files",
+    "quantize_int8",
+    "dequantize_int8",
+    "sha256_of",
+    "sniff",
+    "refuse_pickle",
 ]
 
 FORMAT_VERSION = 1
@@ -79,8 +99,10 @@ def text_files(init_args: Dict[str, Any]) -> Dict[str, Tuple[str, Any]]:
     """
     out: Dict[str, Tuple[str, Any]] = {}
     for key, value in init_args.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value) and (
-            key.endswith("vocab") or key in ("label_names", "labels", "classes")
+        if (
+            isinstance(value, list)
+            and all(isinstance(v, str) for v in value)
+            and (key.endswith("vocab") or key in ("label_names", "labels", "classes"))
         ):
             out[f"{key}.json"] = (key, value)
         elif isinstance(value, str) and "tokenizer" in key and value.lstrip().startswith("{"):
@@ -136,10 +158,14 @@ def _quantize_keys(model: Any, state: Dict[str, torch.Tensor], quantize: Union[s
         elif item in state:
             keys.append(item)
         else:
-            raise PretrainedError(f"cannot quantize {item!r}: not a key of the state dict (nor {' or '.join(map(repr, _LAYER_KINDS))})")
+            raise PretrainedError(
+                f"cannot quantize {item!r}: not a key of the state dict (nor {' or '.join(map(repr, _LAYER_KINDS))})"
+            )
     for key in keys:
         if state[key].dim() != 2 or not state[key].is_floating_point():
-            raise PretrainedError(f"cannot quantize {key!r}: int8 rows need a 2-D floating-point tensor, got {tuple(state[key].shape)} {state[key].dtype}")
+            raise PretrainedError(
+                f"cannot quantize {key!r}: int8 rows need a 2-D floating-point tensor, got {tuple(state[key].shape)} {state[key].dtype}"
+            )
     return sorted(set(keys))
 
 
@@ -148,9 +174,13 @@ def _dequantize(state: Dict[str, torch.Tensor], config: Dict[str, Any], where: P
     for key, info in quantized.items():
         scheme = info.get("scheme") if isinstance(info, dict) else None
         if scheme != INT8_SCHEME:
-            raise PretrainedError(f"{where}: tensor {key!r} is quantized with scheme {scheme!r}; this zoo reads only {INT8_SCHEME!r}")
+            raise PretrainedError(
+                f"{where}: tensor {key!r} is quantized with scheme {scheme!r}; this zoo reads only {INT8_SCHEME!r}"
+            )
         if key not in state or info.get("scale") not in state:
-            raise PretrainedError(f"{where}: quantized tensor {key!r} or its scale {info.get('scale')!r} is missing from {WEIGHTS_NAME}")
+            raise PretrainedError(
+                f"{where}: quantized tensor {key!r} or its scale {info.get('scale')!r} is missing from {WEIGHTS_NAME}"
+            )
         state[key] = dequantize_int8(state[key], state.pop(info["scale"]))
     return state
 
@@ -184,8 +214,9 @@ def _untie(state: Dict[str, torch.Tensor], config: Dict[str, Any], where: Path) 
 
 
 # ---- writing ------------------------------------------------------------------------------------
-def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.dtype] = None,
-                 quantize: Union[str, Sequence[str], None] = None) -> Path:
+def write_folder(
+    model: Any, directory: Union[str, Path], dtype: Optional[torch.dtype] = None, quantize: Union[str, Sequence[str], None] = None
+) -> Path:
     """Write ``model`` as a pretrained folder; return the folder.
 
     ``model`` is any module with ``hparams`` (its init args) and ``state_dict()``; ``config.json``
@@ -223,7 +254,9 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
         if dtype is not None and t.is_floating_point():
             converted = t.to(dtype)
             if torch.isfinite(t).all() and not torch.isfinite(converted).all():
-                raise PretrainedError(f"tensor {key!r} overflows {dtype} (largest |value| {t.abs().max():.3g}); save it in float32")
+                raise PretrainedError(
+                    f"tensor {key!r} overflows {dtype} (largest |value| {t.abs().max():.3g}); save it in float32"
+                )
             t = converted
         tensors[key] = t.clone().contiguous()  # clone: safetensors refuses tensors that share memory
     # One metadata key only: safetensors writes the metadata map in arbitrary order, and the file's
@@ -257,7 +290,9 @@ def write_folder(model: Any, directory: Union[str, Path], dtype: Optional[torch.
 def read_config(path: Path) -> Dict[str, Any]:
     """``config.json`` parsed and checked: format version, ``task``, ``init_args``, the manifest."""
     if not path.is_file():
-        raise MissingFileError(f"{path.parent}: missing {CONFIG_NAME} (a pretrained folder holds {CONFIG_NAME}, {WEIGHTS_NAME} and its tokenizer files)")
+        raise MissingFileError(
+            f"{path.parent}: missing {CONFIG_NAME} (a pretrained folder holds {CONFIG_NAME}, {WEIGHTS_NAME} and its tokenizer files)"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -378,8 +413,10 @@ def _check_header(path: Path, config: Dict[str, Any]) -> None:
     check_quantized(config.get("quantized") or {}, header, str(path.parent / CONFIG_NAME))
     need, limit = load_bytes(header), max_load_bytes()
     if need > limit:
-        raise SchemaError(f"{path}: its tensors take {need:,} bytes as float32, more than the limit of {limit:,} "
-                          "(set ZOO_MAX_LOAD_BYTES to load a model this large that you trust)")
+        raise SchemaError(
+            f"{path}: its tensors take {need:,} bytes as float32, more than the limit of {limit:,} "
+            "(set ZOO_MAX_LOAD_BYTES to load a model this large that you trust)"
+        )
 
 
 def read_folder(folder: Union[str, Path], weights_sha256: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
@@ -395,7 +432,9 @@ def read_folder(folder: Union[str, Path], weights_sha256: Optional[str] = None) 
     if weights_sha256 is not None:
         actual = sha256_of(folder / WEIGHTS_NAME)
         if actual != weights_sha256.lower():
-            raise ChecksumMismatchError(f"{folder / WEIGHTS_NAME}: sha256 {actual} differs from {weights_sha256} on the model card")
+            raise ChecksumMismatchError(
+                f"{folder / WEIGHTS_NAME}: sha256 {actual} differs from {weights_sha256} on the model card"
+            )
     _check_text_files(folder, config["init_args"])
     _check_header(folder / WEIGHTS_NAME, config)
     state = _dequantize(_read_weights(folder / WEIGHTS_NAME), config, folder / CONFIG_NAME)

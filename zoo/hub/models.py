@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from zoo.hub.registry import ModelCard, register_model
 
-
-IMDB_LICENSE = ("IMDB reviews as released by Maas et al. (2011), ACL, for research; no explicit licence: "
-                "non-commercial research and education use")
+IMDB_LICENSE = (
+    "IMDB reviews as released by Maas et al. (2011), ACL, for research; no explicit licence: "
+    "non-commercial research and education use"
+)
 IMDB_DATA = "IMDB Large Movie Review Dataset (Maas et al., 2011), aclImdb"
 IMDB_SCORER = (
     "zoo.metrics.score_classifier: every raw test review through the model's own tokenizer and head_tail "
@@ -29,8 +30,11 @@ IMDB_BIGRU = ModelCard(
     data=IMDB_DATA,
     split="test: 2,000 reviews of aclImdb_dev, ids 0-999 of each label",
     metrics={"test_acc": 0.8975},
-    scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8980 with `zoo test --config recipes/imdb_gru.yaml` "
-                          "(IMDBDataModule's test loader): storage moved one review of 2,000."),
+    scorer=IMDB_SCORER
+    + (
+        " The float32 checkpoint scores 0.8980 with `zoo test --config recipes/imdb_gru.yaml` "
+        "(IMDBDataModule's test loader): storage moved one review of 2,000."
+    ),
     evaluate_command="zoo models --evaluate imdb_bigru --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
     demo="zoo classify imdb_bigru " + IMDB_EXPLAIN,
     recipe="recipes/imdb_gru.yaml",
@@ -57,8 +61,18 @@ register_model(
     description="Bidirectional GRU (128 units a direction) over word tokens with concat pooling, for IMDB review sentiment.",
     task="zoo.tasks.classifier.SequenceClassifier",
     init_args=dict(
-        cell="gru", embedding_dim=128, hidden_size=128, num_layers=1, bidirectional=True, pool="last+max+mean",
-        dropout=0.3, embedding_dropout=0.2, lr=0.002, weight_decay=0.01, warmup_steps=50, min_lr_ratio=0.05,
+        cell="gru",
+        embedding_dim=128,
+        hidden_size=128,
+        num_layers=1,
+        bidirectional=True,
+        pool="last+max+mean",
+        dropout=0.3,
+        embedding_dropout=0.2,
+        lr=0.002,
+        weight_decay=0.01,
+        warmup_steps=50,
+        min_lr_ratio=0.05,
         grad_clip=1.0,
     ),
     card=IMDB_BIGRU,
@@ -70,8 +84,8 @@ IMDB_BILSTM = ModelCard(
     data=IMDB_DATA,
     split="test: 2,000 reviews of aclImdb_dev, ids 0-999 of each label",
     metrics={"test_acc": 0.874},
-    scorer=IMDB_SCORER + (" The float32 checkpoint scores 0.8740 with `zoo test --config recipes/imdb_lstm.yaml` "
-                          "(IMDBDataModule's test loader)."),
+    scorer=IMDB_SCORER
+    + (" The float32 checkpoint scores 0.8740 with `zoo test --config recipes/imdb_lstm.yaml` (IMDBDataModule's test loader)."),
     evaluate_command="zoo models --evaluate imdb_bilstm --imdb ../shared/data/imdb/aclImdb_dev.tar.gz",
     demo="zoo classify imdb_bilstm " + IMDB_EXPLAIN,
     recipe="recipes/imdb_lstm.yaml",
@@ -98,8 +112,18 @@ register_model(
     description="Bidirectional LSTM (128 units a direction) over word tokens with max pooling, for IMDB review sentiment.",
     task="zoo.tasks.classifier.SequenceClassifier",
     init_args=dict(
-        cell="lstm", embedding_dim=128, hidden_size=128, num_layers=1, bidirectional=True, pool="max",
-        dropout=0.3, embedding_dropout=0.2, lr=0.002, weight_decay=0.01, warmup_steps=50, min_lr_ratio=0.05,
+        cell="lstm",
+        embedding_dim=128,
+        hidden_size=128,
+        num_layers=1,
+        bidirectional=True,
+        pool="max",
+        dropout=0.3,
+        embedding_dropout=0.2,
+        lr=0.002,
+        weight_decay=0.01,
+        warmup_steps=50,
+        min_lr_ratio=0.05,
         grad_clip=1.0,
     ),
     card=IMDB_BILSTM,
@@ -111,31 +135,43 @@ MULTI30K_DE_EN_ATTN_GRU = ModelCard(
     data="Multi30k task 1 (de-en): 29,000 train, 1,014 val, 1,000 test_2016_flickr sentence pairs",
     split="test_2016_flickr (1,000 sentences, never trained on; val, 1,014, chose the checkpoint)",
     metrics={"test_bleu_beam5": 38.18, "test_bleu_greedy": 36.05, "val_bleu_beam5": 37.32, "val_bleu_greedy": 35.47},
-    scorer=("zoo.scoring.score_translator: every raw sentence of the split through model.predict (what `zoo translate` "
-            "does), corpus sacreBLEU 2.6 on the detokenized cased output against the raw references, tokenize 13a "
-            "(signature nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp); beam 5 with GNMT length penalty 1.0 (chosen on "
-            "val), greedy = beam 1; on the stored weights (float16, int8 embedding rows) loaded back to float32."),
+    scorer=(
+        "zoo.scoring.score_translator: every raw sentence of the split through model.predict (what `zoo translate` "
+        "does), corpus sacreBLEU 2.6 on the detokenized cased output against the raw references, tokenize 13a "
+        "(signature nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp); beam 5 with GNMT length penalty 1.0 (chosen on "
+        "val), greedy = beam 1; on the stored weights (float16, int8 embedding rows) loaded back to float32."
+    ),
     evaluate_command="zoo models --evaluate multi30k_de_en_attn_gru --multi30k ../shared/data/multi30k --split test_2016_flickr",
     demo='zoo translate multi30k_de_en_attn_gru "Ein Hund läuft über die Wiese."',
     recipe="recipes/multi30k_attn.yaml",
     command="zoo fit --config recipes/multi30k_attn.yaml --data.root ../shared/data/multi30k --trainer.enable_progress_bar false",
-    export_command=("zoo export --ckpt checkpoints/multi30k_attn/best-step=5902.ckpt --out-dir zoo/pretrained/multi30k_de_en_attn_gru "
-                    "--fp16 --int8 embeddings"),
+    export_command=(
+        "zoo export --ckpt checkpoints/multi30k_attn/best-step=5902.ckpt --out-dir zoo/pretrained/multi30k_de_en_attn_gru "
+        "--fp16 --int8 embeddings"
+    ),
     params=6_863_424,
     size=9_664_936,
     dtype="float16,int8",
     data_license="Multi30k (Elliott et al., 2016), built on Flickr30k image descriptions: research use",
     sha256="9d260ca4e9d4d25902737682ef678befd4ff8dc7f4390873b111d38ee8966759",
-    slice_check={"multi30k": "multi30k", "split": "test_2016_flickr", "limit": 50, "sentences": 50,
-                 "test_bleu_greedy": 31.969281463537797, "test_bleu_beam5": 33.89497363245386},
-    notes=("The recipe unchanged (2026-12-03, AMD EPYC, one thread, 2 CPU cores shared with other training): its "
-           "max_time of 85 minutes stopped it in its 14th epoch of 15 (step 6,096 of 6,810); the kept checkpoint is "
-           "the best validation BLEU (greedy, val, logged during training): 35.49 at step 5,902 (13th epoch). "
-           "Storage, measured on the whole splits with the scorer: float32 test 36.09 greedy / 38.22 beam 5, val "
-           "35.49 / 37.44; float16 + int8 embedding rows (what ships, 9.7 MB instead of 13.7) test 36.05 / 38.18, "
-           "val 35.47 / 37.32: storage costs under 0.05 BLEU on test. Val and test agree within 0.9 BLEU (beam 5). "
-           "The recipe's 15-epoch run of docs/results.md reached 37.06 (beam 5) on test; the 7-epoch model this "
-           "one replaces, 36.13."),
+    slice_check={
+        "multi30k": "multi30k",
+        "split": "test_2016_flickr",
+        "limit": 50,
+        "sentences": 50,
+        "test_bleu_greedy": 31.969281463537797,
+        "test_bleu_beam5": 33.89497363245386,
+    },
+    notes=(
+        "The recipe unchanged (2026-12-03, AMD EPYC, one thread, 2 CPU cores shared with other training): its "
+        "max_time of 85 minutes stopped it in its 14th epoch of 15 (step 6,096 of 6,810); the kept checkpoint is "
+        "the best validation BLEU (greedy, val, logged during training): 35.49 at step 5,902 (13th epoch). "
+        "Storage, measured on the whole splits with the scorer: float32 test 36.09 greedy / 38.22 beam 5, val "
+        "35.49 / 37.44; float16 + int8 embedding rows (what ships, 9.7 MB instead of 13.7) test 36.05 / 38.18, "
+        "val 35.47 / 37.32: storage costs under 0.05 BLEU on test. Val and test agree within 0.9 BLEU (beam 5). "
+        "The recipe's 15-epoch run of docs/results.md reached 37.06 (beam 5) on test; the 7-epoch model this "
+        "one replaces, 36.13."
+    ),
 )
 
 
@@ -144,9 +180,23 @@ register_model(
     description='Bidirectional GRU encoder, GRU decoder with Luong "general" attention, German to English on Multi30k.',
     task="zoo.tasks.seq2seq.Seq2Seq",
     init_args=dict(
-        cell="gru", embedding_dim=256, hidden_size=256, num_layers=1, bidirectional=True, decoder_layers=1,
-        attention="general", dropout=0.3, embedding_dropout=0.1, label_smoothing=0.1, tie_embeddings=True,
-        beam_size=5, length_penalty=1.0, lr=0.002, weight_decay=0.01, warmup_steps=200, min_lr_ratio=0.05,
+        cell="gru",
+        embedding_dim=256,
+        hidden_size=256,
+        num_layers=1,
+        bidirectional=True,
+        decoder_layers=1,
+        attention="general",
+        dropout=0.3,
+        embedding_dropout=0.1,
+        label_smoothing=0.1,
+        tie_embeddings=True,
+        beam_size=5,
+        length_penalty=1.0,
+        lr=0.002,
+        weight_decay=0.01,
+        warmup_steps=200,
+        min_lr_ratio=0.05,
         grad_clip=1.0,
     ),
     card=MULTI30K_DE_EN_ATTN_GRU,
@@ -175,8 +225,14 @@ MOVING_SHAPES_GRU = ModelCard(
     dtype="float16",
     data_license="generated by the zoo's own code (no third-party data)",
     sha256="5be49ddbb92342c097ce5e7ee0747c69093d5f3d961d7567102f81067b609df7",
-    slice_check={"limit": 64, "clips": 64, "test_memory_acc": 1.0, "test_direct_acc": 0.9945651888847351,
-                 "test_frame_acc": 0.9989626407623291, "test_loss": 0.008607855066657066},
+    slice_check={
+        "limit": 64,
+        "clips": 64,
+        "test_memory_acc": 1.0,
+        "test_direct_acc": 0.9945651888847351,
+        "test_frame_acc": 0.9989626407623291,
+        "test_loss": 0.008607855066657066,
+    },
     notes=(
         "Trained for 6 epochs (750 steps, 1.1 min wall clock on 2 CPU cores, seed 1234) with the current code "
         "(docs/results.md, video: 'Re-run after the redesign'); this is the best validation memory_acc checkpoint "
@@ -191,8 +247,17 @@ register_model(
     description="A small CNN per frame and a GRU (64 units) over time: labels every frame of a MovingShapes clip, hidden frames too.",
     task="zoo.tasks.frame_classifier.FrameClassifier",
     init_args=dict(
-        encoder="zoo_frame_cnn", trainable=True, recurrent=True, cell="gru", hidden_size=64, num_layers=1,
-        bidirectional=False, target="frame", lr=0.003, warmup_steps=50, grad_clip=1.0,
+        encoder="zoo_frame_cnn",
+        trainable=True,
+        recurrent=True,
+        cell="gru",
+        hidden_size=64,
+        num_layers=1,
+        bidirectional=False,
+        target="frame",
+        lr=0.003,
+        warmup_steps=50,
+        grad_clip=1.0,
     ),
     card=MOVING_SHAPES_GRU,
 )
@@ -222,8 +287,15 @@ SHAPES_CAPTION_SOFT = ModelCard(
     dtype="float16",
     data_license="generated by the zoo's own code (no third-party data)",
     sha256="b923f50dc88bbfe311836153cb749d1fa08a2be49332eef0b38161ee509aa39b",
-    slice_check={"limit": 32, "images": 32, "test_exact": 0.96875, "test_attn_in_box": 0.9925373196601868,
-                 "test_bleu4": 0.9821629524230957, "test_cider": 9.09799861907959, "test_loss": 0.008882943540811539},
+    slice_check={
+        "limit": 32,
+        "images": 32,
+        "test_exact": 0.96875,
+        "test_attn_in_box": 0.9925373196601868,
+        "test_bleu4": 0.9821629524230957,
+        "test_cider": 9.09799861907959,
+        "test_loss": 0.008882943540811539,
+    },
     notes=(
         "Trained for 8 epochs (10.5 min wall clock on 2 CPU cores, alone on the machine, seed 1234) with the current "
         "code (docs/results.md, 'Re-run after the redesign'); this is the best validation exact-match checkpoint, the "
@@ -241,10 +313,26 @@ register_model(
     description="Show, Attend and Tell on ShapesCaptions: a small ResNet trained from scratch, soft attention over its 4 x 4 grid, an LSTM decoder.",
     task="zoo.tasks.captioner.ImageCaptioner",
     init_args=dict(
-        encoder="test_resnet", pretrained=False, trainable=True, encoder_lr=0.001, attention="soft", decoder="luong",
-        cell="lstm", feature_dim=128, feature_layers=2, coordinates=True, embedding_dim=64, hidden_size=256,
-        attention_dim=128, dropout=0.1, doubly_stochastic=0.0, lr=0.002, warmup_steps=100, grad_clip=5.0,
-        beam_size=1, log_images=4,
+        encoder="test_resnet",
+        pretrained=False,
+        trainable=True,
+        encoder_lr=0.001,
+        attention="soft",
+        decoder="luong",
+        cell="lstm",
+        feature_dim=128,
+        feature_layers=2,
+        coordinates=True,
+        embedding_dim=64,
+        hidden_size=256,
+        attention_dim=128,
+        dropout=0.1,
+        doubly_stochastic=0.0,
+        lr=0.002,
+        warmup_steps=100,
+        grad_clip=5.0,
+        beam_size=1,
+        log_images=4,
     ),
     card=SHAPES_CAPTION_SOFT,
 )
@@ -255,9 +343,11 @@ SHAPES_CAPTION_HARD = ModelCard(
     data=SHAPES_CAPTION_SOFT.data,
     split=SHAPES_CAPTION_SOFT.split,
     metrics={"test_exact": 0.875, "test_attn_in_box": 0.4679, "test_bleu4": 0.9205, "test_cider": 8.665},
-    scorer=SHAPES_CAPTION_SOFT.scorer.split(" On the float16")[0] + (
+    scorer=SHAPES_CAPTION_SOFT.scorer.split(" On the float16")[0]
+    + (
         " On the float16 weights loaded back to float32; the float32 checkpoint gives every metric equal "
-        "(test loss 0.0502962 against 0.0503116 stored)."),
+        "(test loss 0.0502962 against 0.0503116 stored)."
+    ),
     evaluate_command="zoo models --evaluate shapes_caption_hard",
     demo="zoo caption shapes_caption_hard --draw-example shapes.png --figure fig.png",
     recipe="recipes/caption_attn_shapes.yaml",
@@ -268,8 +358,15 @@ SHAPES_CAPTION_HARD = ModelCard(
     dtype="float16",
     data_license="generated by the zoo's own code (no third-party data)",
     sha256="1105591ed4e21e42a75f4adf6a07edb305d9f4cd85c9e78f4896d2835b4f916a",
-    slice_check={"limit": 32, "images": 32, "test_exact": 0.8125, "test_attn_in_box": 0.4776119291782379,
-                 "test_bleu4": 0.8906813263893127, "test_cider": 8.489754676818848, "test_loss": 0.05061207339167595},
+    slice_check={
+        "limit": 32,
+        "images": 32,
+        "test_exact": 0.8125,
+        "test_attn_in_box": 0.4776119291782379,
+        "test_bleu4": 0.8906813263893127,
+        "test_cider": 8.489754676818848,
+        "test_loss": 0.05061207339167595,
+    },
     notes=(
         "The soft recipe with --model.attention hard: 8 epochs, one thread, 28 min wall clock on 2 CPU cores shared "
         "with other training (2026-12-02, AMD EPYC, seed 1234); best validation exact match = the last epoch. It "
@@ -285,10 +382,26 @@ register_model(
     description="Show, Attend and Tell on ShapesCaptions with hard attention (REINFORCE): a small ResNet trained from scratch, one sampled cell over its 4 x 4 grid, an LSTM decoder.",
     task="zoo.tasks.captioner.ImageCaptioner",
     init_args=dict(
-        encoder="test_resnet", pretrained=False, trainable=True, encoder_lr=0.001, attention="hard", decoder="luong",
-        cell="lstm", feature_dim=128, feature_layers=2, coordinates=True, embedding_dim=64, hidden_size=256,
-        attention_dim=128, dropout=0.1, doubly_stochastic=0.0, lr=0.002, warmup_steps=100, grad_clip=5.0,
-        beam_size=1, log_images=4,
+        encoder="test_resnet",
+        pretrained=False,
+        trainable=True,
+        encoder_lr=0.001,
+        attention="hard",
+        decoder="luong",
+        cell="lstm",
+        feature_dim=128,
+        feature_layers=2,
+        coordinates=True,
+        embedding_dim=64,
+        hidden_size=256,
+        attention_dim=128,
+        dropout=0.1,
+        doubly_stochastic=0.0,
+        lr=0.002,
+        warmup_steps=100,
+        grad_clip=5.0,
+        beam_size=1,
+        log_images=4,
     ),
     card=SHAPES_CAPTION_HARD,
 )
@@ -298,8 +411,15 @@ SHAPES_VQA_SAN = ModelCard(
     task="visual question answering with stacked attention (Yang et al. 2016, SAN) plus a question-chosen shift for hop 2 and attention supervision, checkable: the last hop should look at the object the answer is read from",
     data="ShapesVQA (datamodules/shapes_vqa.py): generated 64 x 64 images of 1-5 coloured shapes on a 4 x 4 layout; five balanced question types (colour, shape, relation, count, exist), 13 answers; no download",
     split="test: the 2,000 questions of seed 2 (ShapesVQA(seed=0)'s held-out seed, scenes and questions never trained on)",
-    metrics={"test_acc": 1.0, "test_acc_relation": 1.0, "test_attn_in_box": 0.9376, "test_acc_colour": 1.0,
-             "test_acc_shape": 1.0, "test_acc_count": 1.0, "test_acc_exist": 1.0},
+    metrics={
+        "test_acc": 1.0,
+        "test_acc_relation": 1.0,
+        "test_attn_in_box": 0.9376,
+        "test_acc_colour": 1.0,
+        "test_acc_shape": 1.0,
+        "test_acc_count": 1.0,
+        "test_acc_exist": 1.0,
+    },
     scorer=(
         "zoo.scoring.score_shapes_vqa: the task's own test step (VisualQuestionAnswerer.test_step, what `zoo test` "
         "logs) on ShapesVQA(n_test=2000), the recipe's data settings, one CPU process: acc = the top answer is the true "
@@ -318,8 +438,14 @@ SHAPES_VQA_SAN = ModelCard(
     dtype="float16",
     data_license="generated by the zoo's own code (no third-party data)",
     sha256="18c8cf3670fb92938d9caeb0a4766430c21562253e16de0a38c4fae0fb8d07d1",
-    slice_check={"limit": 200, "questions": 200, "test_acc": 1.0, "test_acc_relation": 1.0,
-                 "test_attn_in_box": 0.9411764740943909, "test_loss": 0.0005186128546483815},
+    slice_check={
+        "limit": 200,
+        "questions": 200,
+        "test_acc": 1.0,
+        "test_acc_relation": 1.0,
+        "test_attn_in_box": 0.9411764740943909,
+        "test_loss": 0.0005186128546483815,
+    },
     notes=(
         "Trained with the recipe unchanged (one thread, 2 CPU cores, AMD EPYC, seed 1234, 2026-12-03): all 8 epochs "
         "in 16.6 min from the W&B run's start to the last checkpoint, 2 min an epoch; best validation accuracy first reached after the 5th epoch (step 3,910, val 1.000, "
@@ -339,11 +465,30 @@ register_model(
     description="Stacked attention (SAN, 2 hops) on ShapesVQA: an LSTM reads the question, which queries the 4 x 4 grid of a small CNN trained from scratch; 13 answers.",
     task="zoo.tasks.vqa.VisualQuestionAnswerer",
     init_args=dict(
-        encoder="zoo_grid_cnn", pretrained=False, trainable=True, image=True, attention="stacked", hops=2, shift=3,
-        attention_supervision=1.0, supervise_types=["colour", "shape", "relation", "exist"], cell="lstm",
-        embedding_dim=64, hidden_size=128, feature_dim=128, feature_layers=2, coordinates=True, attention_dim=128,
-        classifier_hidden=128, dropout=0.1, lr=0.002, encoder_lr=0.002, weight_decay=0.01, warmup_steps=100,
-        grad_clip=5.0, log_images=4,
+        encoder="zoo_grid_cnn",
+        pretrained=False,
+        trainable=True,
+        image=True,
+        attention="stacked",
+        hops=2,
+        shift=3,
+        attention_supervision=1.0,
+        supervise_types=["colour", "shape", "relation", "exist"],
+        cell="lstm",
+        embedding_dim=64,
+        hidden_size=128,
+        feature_dim=128,
+        feature_layers=2,
+        coordinates=True,
+        attention_dim=128,
+        classifier_hidden=128,
+        dropout=0.1,
+        lr=0.002,
+        encoder_lr=0.002,
+        weight_decay=0.01,
+        warmup_steps=100,
+        grad_clip=5.0,
+        log_images=4,
     ),
     card=SHAPES_VQA_SAN,
 )

@@ -45,8 +45,16 @@ register_model(
     description="Two-layer LSTM (384 units each, 128-d character embedding) over Tiny Shakespeare's 65 characters.",
     task="zoo.tasks.language_model.CharLanguageModel",
     init_args=dict(
-        cell="lstm", embedding_dim=128, hidden_size=384, num_layers=2, dropout=0.2,
-        lr=0.003, weight_decay=0.05, warmup_steps=50, min_lr_ratio=0.05, grad_clip=1.0,
+        cell="lstm",
+        embedding_dim=128,
+        hidden_size=384,
+        num_layers=2,
+        dropout=0.2,
+        lr=0.003,
+        weight_decay=0.05,
+        warmup_steps=50,
+        min_lr_ratio=0.05,
+        grad_clip=1.0,
     ),
     card=CHAR_LSTM_SHAKESPEARE,
 )
@@ -75,8 +83,14 @@ CHAR_LSTM_PYTHON = ModelCard(
     dtype="float16",
     data_license="Python Software Foundation License (the standard library's source)",
     sha256="d9b3372abc6f555b26710826cc608dc495120087d8efd0500d0c20763e4fe502",
-    slice_check={"corpus": "python-stdlib", "max_chars": 1500000, "python": "3.11", "limit": 2, "characters": 16384,
-                 "val_loss": 1.3222101926803589},
+    slice_check={
+        "corpus": "python-stdlib",
+        "max_chars": 1500000,
+        "python": "3.11",
+        "limit": 2,
+        "characters": 16384,
+        "val_loss": 1.3222101926803589,
+    },
     notes=(
         "Trained with the recipe unchanged: 4 epochs, 659 steps, 16 min on one thread of 2 shared CPU cores "
         "(2026-12-02, AMD EPYC); the best validation checkpoint is the last. float32 scores 1.25572, float16 "
@@ -91,12 +105,17 @@ register_model(
     description="One-layer LSTM (512 units, 128-d character embedding) over Python source (the README's main job).",
     task="zoo.tasks.language_model.CharLanguageModel",
     init_args=dict(
-        cell="lstm", embedding_dim=128, hidden_size=512, num_layers=1, dropout=0.1,
-        lr=0.003, warmup_steps=50, grad_clip=1.0,
+        cell="lstm",
+        embedding_dim=128,
+        hidden_size=512,
+        num_layers=1,
+        dropout=0.1,
+        lr=0.003,
+        warmup_steps=50,
+        grad_clip=1.0,
     ),
     card=CHAR_LSTM_PYTHON,
 )
-
 
 
 CHAR_SLSTM_SHAKESPEARE = ModelCard(
@@ -112,10 +131,14 @@ CHAR_SLSTM_SHAKESPEARE = ModelCard(
     evaluate_command="zoo models --evaluate char_slstm_shakespeare --corpus ../shared/data/tinyshakespeare/input.txt",
     demo='zoo sample char_slstm_shakespeare --prime "ROMEO:" --length 300',
     recipe="recipes/char_lm_shakespeare_slstm.yaml",
-    command=("zoo fit --config recipes/char_lm_shakespeare_slstm.yaml --data.corpus ../shared/data/tinyshakespeare/input.txt "
-             "--trainer.enable_progress_bar false"),
-    export_command=("zoo export --ckpt checkpoints/char_lm_shakespeare_slstm/best-step=630.ckpt "
-                    "--out-dir zoo/pretrained/char_slstm_shakespeare --fp16"),
+    command=(
+        "zoo fit --config recipes/char_lm_shakespeare_slstm.yaml --data.corpus ../shared/data/tinyshakespeare/input.txt "
+        "--trainer.enable_progress_bar false"
+    ),
+    export_command=(
+        "zoo export --ckpt checkpoints/char_lm_shakespeare_slstm/best-step=630.ckpt "
+        "--out-dir zoo/pretrained/char_slstm_shakespeare --fp16"
+    ),
     params=1_968_066,
     size=3_936_948,
     dtype="float16",
@@ -124,7 +147,7 @@ CHAR_SLSTM_SHAKESPEARE = ModelCard(
     slice_check={"corpus": "tinyshakespeare/input.txt", "limit": 2, "characters": 16384, "val_loss": 1.57912},
     notes=(
         "The best of the modern families at the LSTM recipe's size and time (docs/benchmarks.md, \"The modern "
-        "recurrences beside the classic cells\"): 15 minutes of `zoo fit` on one core of an AMD EPYC (630 steps, "
+        'recurrences beside the classic cells"): 15 minutes of `zoo fit` on one core of an AMD EPYC (630 steps, '
         "6 epochs, bf16-mixed autocast, seed 1234), the best validation checkpoint (the last one). It trails the "
         "GRU (1.4435) and the LSTM (1.4595) of the same table: an sLSTM step costs about twice an nn.LSTM's on "
         "this CPU (its exponential gates and normaliser run as PyTorch operations, not a fused kernel), so it "
@@ -138,8 +161,16 @@ register_model(
     description="Two-layer sLSTM (xLSTM's scalar-memory cell, 576 units in 9 heads of 64, 128-d character embedding) over Tiny Shakespeare's 65 characters.",
     task="zoo.tasks.language_model.CharLanguageModel",
     init_args=dict(
-        cell="slstm", embedding_dim=128, hidden_size=576, num_layers=2, dropout=0.2,
-        lr=0.003, weight_decay=0.05, warmup_steps=50, min_lr_ratio=0.05, grad_clip=1.0,
+        cell="slstm",
+        embedding_dim=128,
+        hidden_size=576,
+        num_layers=2,
+        dropout=0.2,
+        lr=0.003,
+        weight_decay=0.05,
+        warmup_steps=50,
+        min_lr_ratio=0.05,
+        grad_clip=1.0,
     ),
     card=CHAR_SLSTM_SHAKESPEARE,
 )

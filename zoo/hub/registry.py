@@ -29,23 +29,23 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 class ModelCard:
     """The facts about one set of weights, as data (rendered by :func:`zoo.hub.cards.models_markdown`)."""
 
-    task: str                                  # what the model does, in words
-    data: str                                  # the data set it was trained and measured on
-    split: str                                 # the split the metrics were measured on
-    metrics: Dict[str, float]                  # name -> value on ``split``; the first is the headline
-    scorer: str                                # how ``metrics`` were computed (exactly)
-    recipe: str                                # the recipe file that trained it
-    command: str                               # the exact command that trained it
-    export_command: str = ""                   # the command that turned its checkpoint into the folder
-    evaluate_command: str = ""                 # the command that measured ``metrics`` (zoo models --evaluate ...)
-    demo: str = ""                             # one command that shows the model at work, needing no data
-    params: Optional[int] = None               # number of parameters
-    size: Optional[int] = None                 # bytes of model.safetensors
-    dtype: str = ""                            # dtype stored in model.safetensors
+    task: str  # what the model does, in words
+    data: str  # the data set it was trained and measured on
+    split: str  # the split the metrics were measured on
+    metrics: Dict[str, float]  # name -> value on ``split``; the first is the headline
+    scorer: str  # how ``metrics`` were computed (exactly)
+    recipe: str  # the recipe file that trained it
+    command: str  # the exact command that trained it
+    export_command: str = ""  # the command that turned its checkpoint into the folder
+    evaluate_command: str = ""  # the command that measured ``metrics`` (zoo models --evaluate ...)
+    demo: str = ""  # one command that shows the model at work, needing no data
+    params: Optional[int] = None  # number of parameters
+    size: Optional[int] = None  # bytes of model.safetensors
+    dtype: str = ""  # dtype stored in model.safetensors
     data_license: str = ""
-    sha256: Optional[str] = None               # of model.safetensors
-    url: Optional[str] = None                  # remote folder/archive when not shipped in the package
-    hub_repo: Optional[str] = None             # Hugging Face Hub repo id ("owner/name[@revision]"), likewise
+    sha256: Optional[str] = None  # of model.safetensors
+    url: Optional[str] = None  # remote folder/archive when not shipped in the package
+    hub_repo: Optional[str] = None  # Hugging Face Hub repo id ("owner/name[@revision]"), likewise
     # A quick re-measurement the tests repeat (tests/test_hub_shipped.py): the scorer's options (``limit``,
     # ``split``, ``max_chars``; a data path ``corpus``/``imdb``/``multi30k`` relative to ../shared/data, or a
     # built-in corpus name; ``python``: the X.Y whose stdlib is the corpus) and every number it must give.
@@ -58,8 +58,8 @@ class ModelEntry:
     """One registered name: the task class by its dotted path, its init args, its card."""
 
     name: str
-    task: str                                  # "package.module.Class", resolved by zoo.tasks.resolve
-    init_args: Mapping[str, Any]               # read-only; copy with dict(entry.init_args)
+    task: str  # "package.module.Class", resolved by zoo.tasks.resolve
+    init_args: Mapping[str, Any]  # read-only; copy with dict(entry.init_args)
     description: str
     card: Optional[ModelCard] = None
 
@@ -86,8 +86,9 @@ class ModelEntry:
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, task: str, init_args: Mapping[str, Any], description: str,
-                   card: Optional[ModelCard] = None) -> ModelEntry:
+def register_model(
+    name: str, *, task: str, init_args: Mapping[str, Any], description: str, card: Optional[ModelCard] = None
+) -> ModelEntry:
     """Register ``name`` (a valid identifier, registered once) and return its entry."""
     if not name.isidentifier():
         raise ValueError(f"model name {name!r} must be an identifier (letters, digits, '_')")

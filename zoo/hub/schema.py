@@ -26,8 +26,21 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from zoo.hub.errors import PretrainedError
 
 __all__ = [
-    "Bound", "BOUNDS", "MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT", "MAX_LOAD_BYTES", "SchemaError",
-    "check_depth", "check_keys", "check_args", "offline", "network_choices", "read_header", "check_quantized", "load_bytes",
+    "Bound",
+    "BOUNDS",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "MAX_TEXT",
+    "MAX_LOAD_BYTES",
+    "SchemaError",
+    "check_depth",
+    "check_keys",
+    "check_args",
+    "offline",
+    "network_choices",
+    "read_header",
+    "check_quantized",
+    "load_bytes",
     "max_load_bytes",
 ]
 
@@ -50,21 +63,36 @@ class Bound:
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, kinds):
-            raise SchemaError(f"{where}: init arg {key}={_short(value)} must be {'a number' if self.kind is float else 'an integer'} "
-                              f"in [{self.low:g}, {self.high:g}]")
+            raise SchemaError(
+                f"{where}: init arg {key}={_short(value)} must be {'a number' if self.kind is float else 'an integer'} "
+                f"in [{self.low:g}, {self.high:g}]"
+            )
         if not (isinstance(value, int) or math.isfinite(value)) or not self.low <= value <= self.high:
-            raise SchemaError(f"{where}: init arg {key}={_short(value)} is outside [{self.low:g}, {self.high:g}], the bound on "
-                              f"what a file may state (pass it yourself, e.g. load_pretrained(..., {key}=...), if you mean it)")
+            raise SchemaError(
+                f"{where}: init arg {key}={_short(value)} is outside [{self.low:g}, {self.high:g}], the bound on "
+                f"what a file may state (pass it yourself, e.g. load_pretrained(..., {key}=...), if you mean it)"
+            )
 
 
 _WIDTH, _LAYERS, _RATE = Bound(int, 1, 65536), Bound(int, 1, 64), Bound(float, 0.0, 1.0)
 #: the bounds on every size and decoding setting of the zoo's tasks, as a file may state them
 BOUNDS: Dict[str, Bound] = {
-    **dict.fromkeys(("hidden_size", "embedding_dim", "attention_dim", "decoder_hidden_size", "feature_dim",
-                     "classifier_hidden"), _WIDTH),
+    **dict.fromkeys(
+        ("hidden_size", "embedding_dim", "attention_dim", "decoder_hidden_size", "feature_dim", "classifier_hidden"), _WIDTH
+    ),
     **dict.fromkeys(("num_layers", "decoder_layers", "feature_layers", "hops"), _LAYERS),
-    **dict.fromkeys(("dropout", "embedding_dropout", "teacher_forcing", "label_smoothing", "hard_soft_mix",
-                     "hard_baseline_decay", "min_lr_ratio"), _RATE),
+    **dict.fromkeys(
+        (
+            "dropout",
+            "embedding_dropout",
+            "teacher_forcing",
+            "label_smoothing",
+            "hard_soft_mix",
+            "hard_baseline_decay",
+            "min_lr_ratio",
+        ),
+        _RATE,
+    ),
     "beam_size": Bound(int, 1, 64),
     "max_len": Bound(int, 1, 4096),
     "max_len_a": Bound(float, 0.0, 16.0),
@@ -107,7 +135,9 @@ def check_depth(value: Any, where: str, limit: int = MAX_DEPTH) -> None:
         if not isinstance(item, (list, tuple, dict)):
             continue
         if depth >= limit:
-            raise SchemaError(f"{where}: nested more than {limit} levels deep; expected plain settings (lists and objects at most {limit} deep)")
+            raise SchemaError(
+                f"{where}: nested more than {limit} levels deep; expected plain settings (lists and objects at most {limit} deep)"
+            )
         if len(item) > MAX_ITEMS:
             raise SchemaError(f"{where}: a list or object of {len(item):,} entries; a file may hold at most {MAX_ITEMS:,}")
         pending += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
@@ -117,7 +147,9 @@ def check_keys(args: Mapping[Any, Any], where: str) -> None:
     """Every init-arg name is an identifier: never a path (``../../x_vocab``), a number or empty."""
     for key in args:
         if not isinstance(key, str) or not key.isidentifier():
-            raise SchemaError(f"{where}: init arg name {_short(key)} is not an identifier; expected argument names such as 'hidden_size'")
+            raise SchemaError(
+                f"{where}: init arg name {_short(key)} is not an identifier; expected argument names such as 'hidden_size'"
+            )
 
 
 def check_args(args: Mapping[Any, Any], where: str) -> None:
@@ -131,8 +163,10 @@ def check_args(args: Mapping[Any, Any], where: str) -> None:
             BOUNDS[key].check(key, value, where)
     encoder = args.get("encoder")
     if encoder is not None and not (isinstance(encoder, str) and encoder and not any(c in encoder for c in ":/\\")):
-        raise SchemaError(f"{where}: init arg encoder={_short(encoder)} is not a timm model name; a file may not name a "
-                          "Hub repo or a path ('hf-hub:', 'local-dir:', '/'): pass it yourself if you mean it")
+        raise SchemaError(
+            f"{where}: init arg encoder={_short(encoder)} is not a timm model name; a file may not name a "
+            "Hub repo or a path ('hf-hub:', 'local-dir:', '/'): pass it yourself if you mean it"
+        )
 
 
 def network_choices(args: Mapping[str, Any]) -> Dict[str, Any]:
@@ -177,8 +211,10 @@ def read_header(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
         shape = info.get("shape") if isinstance(info, dict) else None
         dtype = info.get("dtype") if isinstance(info, dict) else None
         if dtype not in _DTYPE_BYTES or not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise SchemaError(f"{path}: tensor {_short(name)}: expected a dtype of {sorted(_DTYPE_BYTES)} and a shape of "
-                              f"non-negative integers, got {_short(info)}")
+            raise SchemaError(
+                f"{path}: tensor {_short(name)}: expected a dtype of {sorted(_DTYPE_BYTES)} and a shape of "
+                f"non-negative integers, got {_short(info)}"
+            )
         out[name] = (dtype, tuple(shape))
     return out
 
@@ -196,8 +232,10 @@ def check_quantized(quantized: Any, header: Mapping[str, Tuple[str, Tuple[int, .
             continue  # named as missing by the reader, with the file
         (qtype, qshape), (stype, sshape) = header[key], header[scale]
         if qtype != "I8" or len(qshape) != 2 or stype not in ("F32", "F16", "BF16") or sshape != qshape[:1]:
-            raise SchemaError(f"{where}: quantized tensor {key!r} is {qtype} {list(qshape)} with scale {stype} {list(sshape)}; "
-                              "expected int8 (rows, cols) with a float scale (rows,)")
+            raise SchemaError(
+                f"{where}: quantized tensor {key!r} is {qtype} {list(qshape)} with scale {stype} {list(sshape)}; "
+                "expected int8 (rows, cols) with a float scale (rows,)"
+            )
 
 
 def load_bytes(header: Mapping[str, Tuple[str, Tuple[int, ...]]]) -> int:

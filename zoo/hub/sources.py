@@ -52,8 +52,14 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 HUB_ID = re.compile(r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
 
 
-def locate(name_or_path: Union[str, Path], *, sha256: Optional[str] = None, revision: Optional[str] = None,
-           endpoint: Optional[str] = None, token: Optional[str] = None) -> Path:
+def locate(
+    name_or_path: Union[str, Path],
+    *,
+    sha256: Optional[str] = None,
+    revision: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    token: Optional[str] = None,
+) -> Path:
     """The local folder of a registered name, local folder or archive, http(s) URL (folder or
     archive; pin with ``sha256=`` or ``#sha256=``) or Hugging Face Hub repo id (``owner/name``,
     ``hf://owner/name@revision``; ``endpoint``/``token`` for the Hub client), downloaded and verified
@@ -120,8 +126,12 @@ def _archive_folder(archive: Path, where: str) -> Path:
     (:data:`MAX_ARCHIVE_BYTES`, :data:`MAX_ARCHIVE_MEMBERS`, not a data set's); an archive that
     holds no pretrained folder is removed again."""
     digest = sha256_of(archive)
-    dest = extract(archive, zoo_home() / "pretrained" / "extracted" / digest[:32], max_bytes=MAX_ARCHIVE_BYTES,
-                   max_members=MAX_ARCHIVE_MEMBERS)
+    dest = extract(
+        archive,
+        zoo_home() / "pretrained" / "extracted" / digest[:32],
+        max_bytes=MAX_ARCHIVE_BYTES,
+        max_members=MAX_ARCHIVE_MEMBERS,
+    )
     try:
         return _find_folder(dest, where)
     except PretrainedError:
@@ -143,7 +153,9 @@ def _local(path: Path, sha256: Optional[str]) -> Path:
     if kind or (not valid and name.endswith(PICKLE_SUFFIXES)):
         raise refuse_pickle(path, kind or "a pickle file by its name")
     if valid or name == CONFIG_NAME:
-        raise PretrainedError(f"{path}: pass the folder that holds it (with {CONFIG_NAME}, {WEIGHTS_NAME} and the tokenizer files), not the file")
+        raise PretrainedError(
+            f"{path}: pass the folder that holds it (with {CONFIG_NAME}, {WEIGHTS_NAME} and the tokenizer files), not the file"
+        )
     raise PretrainedError(f"{path}: not a pretrained folder nor a .zip/.tar.gz of one")
 
 
@@ -151,7 +163,7 @@ def _local(path: Path, sha256: Optional[str]) -> Path:
 def _split_pin(url: str) -> Tuple[str, Optional[str]]:
     base, _, fragment = url.partition("#")
     if fragment.startswith("sha256="):
-        return base, fragment[len("sha256="):]
+        return base, fragment[len("sha256=") :]
     return base, None
 
 
@@ -191,21 +203,33 @@ def _url_folder(url: str, sha256: Optional[str]) -> Path:
         return _archive_folder(_fetch_fresh(url, sha256, cache, name, MAX_ARCHIVE_BYTES), url)
     config = read_config(_fetch_fresh(f"{url}/{CONFIG_NAME}", sha256, cache, CONFIG_NAME, MAX_CONFIG_BYTES))
     if not config.get("files"):
-        raise PretrainedError(f"{url}/{CONFIG_NAME} has no 'files' manifest with sha256 digests: remote weights cannot be verified")
+        raise PretrainedError(
+            f"{url}/{CONFIG_NAME} has no 'files' manifest with sha256 digests: remote weights cannot be verified"
+        )
     for member, info in config["files"].items():
         size = info.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_ARCHIVE_BYTES:
-            raise PretrainedError(f"{url}/{CONFIG_NAME}: manifest entry {member!r} must declare its 'size' in bytes "
-                                  f"(at most {MAX_ARCHIVE_BYTES:,}), got {size!r}")
+            raise PretrainedError(
+                f"{url}/{CONFIG_NAME}: manifest entry {member!r} must declare its 'size' in bytes "
+                f"(at most {MAX_ARCHIVE_BYTES:,}), got {size!r}"
+            )
         _fetch(f"{url}/{member}", str(info["sha256"]), cache, member, size)  # no more than the manifest declares
     return cache
 
 
 # ---- the Hugging Face Hub -----------------------------------------------------------------------
-def _hub_folder(repo_id: str, revision: Optional[str] = None, endpoint: Optional[str] = None, token: Optional[str] = None) -> Path:
+def _hub_folder(
+    repo_id: str, revision: Optional[str] = None, endpoint: Optional[str] = None, token: Optional[str] = None
+) -> Path:
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     except ImportError as e:  # pragma: no cover - huggingface_hub comes with the dependencies
         raise RemoteError(f"loading {repo_id!r} from the Hugging Face Hub needs huggingface_hub ({e})") from None
     cache_dir = str(zoo_home() / "hub")
@@ -214,7 +238,9 @@ def _hub_folder(repo_id: str, revision: Optional[str] = None, endpoint: Optional
         try:
             return Path(hf_hub_download(repo_id, filename, revision=rev, cache_dir=cache_dir, endpoint=endpoint, token=token))
         except RepositoryNotFoundError:
-            raise unknown_model(repo_id, f" (Not a local path either, and the Hugging Face Hub has no repo {repo_id!r} visible with this token.)") from None
+            raise unknown_model(
+                repo_id, f" (Not a local path either, and the Hugging Face Hub has no repo {repo_id!r} visible with this token.)"
+            ) from None
         except RevisionNotFoundError:
             raise RemoteError(f"Hub repo {repo_id!r} has no revision {rev!r}") from None
         except EntryNotFoundError:
@@ -232,9 +258,17 @@ def _hub_folder(repo_id: str, revision: Optional[str] = None, endpoint: Optional
     return config_path.parent
 
 
-def push_to_hub(model: Any, repo_id: str, *, dtype: Optional[torch.dtype] = None, private: Optional[bool] = None,
-                token: Optional[str] = None, endpoint: Optional[str] = None, commit_message: str = "Upload zoo model",
-                revision: Optional[str] = None) -> Any:
+def push_to_hub(
+    model: Any,
+    repo_id: str,
+    *,
+    dtype: Optional[torch.dtype] = None,
+    private: Optional[bool] = None,
+    token: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    commit_message: str = "Upload zoo model",
+    revision: Optional[str] = None,
+) -> Any:
     """Write ``model`` as a pretrained folder and upload it to the Hub repo ``repo_id`` (created if
     needed) with ``HfApi.upload_folder``; return the commit info. ``locate(repo_id)`` finds it again."""
     from huggingface_hub import HfApi
@@ -243,5 +277,6 @@ def push_to_hub(model: Any, repo_id: str, *, dtype: Optional[torch.dtype] = None
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
         write_folder(model, tmp, dtype=dtype)
-        return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model",
-                                 commit_message=commit_message, revision=revision)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=tmp, repo_type="model", commit_message=commit_message, revision=revision
+        )

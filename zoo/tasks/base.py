@@ -101,8 +101,14 @@ class TaskModule(L.LightningModule):
     #: this task's defaults of the shared optimiser arguments (what an argument left ``None`` takes)
     optimiser: ClassVar[Optimiser] = Optimiser()
 
-    def __init__(self, lr: Optional[float] = None, weight_decay: Optional[float] = None, warmup_steps: Optional[int] = None,
-                 min_lr_ratio: Optional[float] = None, grad_clip: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        lr: Optional[float] = None,
+        weight_decay: Optional[float] = None,
+        warmup_steps: Optional[int] = None,
+        min_lr_ratio: Optional[float] = None,
+        grad_clip: Optional[float] = None,
+    ) -> None:
         """
         Args:
             lr: AdamW's peak learning rate (``None``: the task's default).
@@ -185,8 +191,10 @@ class TaskModule(L.LightningModule):
         """A clear error for a module used before it knows its data."""
         if not self.built:
             missing = ", ".join(k for k in self.required_data if self.hparams.get(k) is None)
-            raise RuntimeError(f"this {type(self).__name__} is not built yet: {missing} come(s) from a datamodule at "
-                               "setup; train it first, or load a checkpoint or a pretrained model")
+            raise RuntimeError(
+                f"this {type(self).__name__} is not built yet: {missing} come(s) from a datamodule at "
+                "setup; train it first, or load a checkpoint or a pretrained model"
+            )
 
     # ---- inference ---------------------------------------------------------------------------------
     def predict(self, inputs: Any, **options: Any) -> List[Dict[str, Any]]:
@@ -286,9 +294,15 @@ def test_scores(model: L.LightningModule, datamodule: Any, limit_batches: Option
     logger.setLevel(logging.WARNING)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the task's own printing to stderr: stdout is the scores
-            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False,
-                                limit_test_batches=limit_batches if limit_batches is not None else 1.0)
+            trainer = L.Trainer(
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                limit_test_batches=limit_batches if limit_batches is not None else 1.0,
+            )
             logged = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     finally:
         logger.setLevel(level)
@@ -313,7 +327,11 @@ def init_arguments(cls: type) -> Optional[List[str]]:
         if init is None:
             continue
         params = inspect.signature(init).parameters.values()
-        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names]
+        names += [
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" and p.name not in names
+        ]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return names
     return None
@@ -342,8 +360,9 @@ def _check_sizes(args: Mapping[str, Any], state: Mapping[str, torch.Tensor], whe
                 raise PretrainedError(f"{where}: init arg {key}={value} cannot fit weights that hold {bound:,} {what} in all")
 
 
-def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str,
-           overrides: Mapping[str, Any]) -> "TaskModule":
+def _build(
+    cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, overrides: Mapping[str, Any]
+) -> "TaskModule":
     """``cls(**init_args, **overrides)`` with ``state`` loaded, in eval mode; a clear error naming
     ``where`` when the arguments or the weights do not fit the class. The file's ``init_args`` are
     held to :mod:`zoo.hub.schema` (bounds, no network: ``pretrained``/``weights_path`` switched off,
@@ -361,9 +380,13 @@ def _build(cls: type, init_args: Mapping[str, Any], state: Mapping[str, torch.Te
         raise PretrainedError(f"{where}: its init args do not build {cls.__name__} ({type(e).__name__}: {e})") from e
     if isinstance(skeleton, TaskModule) and not skeleton.built:  # no data hyper-parameters: it would load half-built
         lacking = ", ".join(k for k in cls.required_data if args.get(k) is None)
-        raise PretrainedError(f"{where}: incomplete: {cls.__name__} cannot be built without {lacking}, which the file does not hold")
+        raise PretrainedError(
+            f"{where}: incomplete: {cls.__name__} cannot be built without {lacking}, which the file does not hold"
+        )
     if not state:
-        raise PretrainedError(f"{where}: holds no weights (an empty state dict); expected the {cls.__name__} weights written by `zoo fit` or save_pretrained")
+        raise PretrainedError(
+            f"{where}: holds no weights (an empty state dict); expected the {cls.__name__} weights written by `zoo fit` or save_pretrained"
+        )
     mismatch = state_mismatch(skeleton.state_dict(), state)
     if mismatch:
         built = ", ".join(f"{k}=..." for k in overrides) or "its saved arguments"
@@ -379,8 +402,9 @@ def _expect(cls: type, expected: Optional[type], where: str) -> None:
         raise PretrainedError(f"{where} holds a {cls.__name__}, not a {expected.__name__}")
 
 
-def load_task(path: str | Path, expected: Optional[Type[TaskModule]] = None, map_location: str = "cpu",
-              allow_modules: Sequence[str] = ()) -> TaskModule:
+def load_task(
+    path: str | Path, expected: Optional[Type[TaskModule]] = None, map_location: str = "cpu", allow_modules: Sequence[str] = ()
+) -> TaskModule:
     """Rebuild a task module from a Lightning checkpoint written by ``zoo fit``, in eval mode. The
     file is read with ``weights_only=True`` and its ``zoo_task`` entry goes through
     :func:`zoo.tasks.resolve.resolve_task`: only a zoo task class (or one from ``expected``'s module or
@@ -390,7 +414,9 @@ def load_task(path: str | Path, expected: Optional[Type[TaskModule]] = None, map
     where = str(path)
     if name is None:
         if expected is None:
-            raise PretrainedError(f"{path} was not written by a zoo task (no '{TASK_KEY}' entry); name the class to load it with (--task module.Class)")
+            raise PretrainedError(
+                f"{path} was not written by a zoo task (no '{TASK_KEY}' entry); name the class to load it with (--task module.Class)"
+            )
         cls = expected
     elif expected is not None and name == class_path(expected):
         cls = expected
@@ -400,9 +426,17 @@ def load_task(path: str | Path, expected: Optional[Type[TaskModule]] = None, map
     return _build(cls, hparams, state, where, {}).to(map_location)
 
 
-def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule]] = None, *,
-                    sha256: Optional[str] = None, revision: Optional[str] = None, endpoint: Optional[str] = None,
-                    token: Optional[str] = None, allow_modules: Sequence[str] = (), **overrides: Any) -> TaskModule:
+def load_pretrained(
+    name_or_path: str | Path,
+    expected: Optional[Type[TaskModule]] = None,
+    *,
+    sha256: Optional[str] = None,
+    revision: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    token: Optional[str] = None,
+    allow_modules: Sequence[str] = (),
+    **overrides: Any,
+) -> TaskModule:
     """Load a pretrained module (in eval mode) from a registered name, a local folder or archive, an
     http(s) URL (folder or archive; pin with ``sha256=`` or ``#sha256=``) or a Hugging Face Hub repo id
     (``owner/name``, ``hf://owner/name@revision``; ``endpoint``/``token`` for the Hub client); see
@@ -412,8 +446,9 @@ def load_pretrained(name_or_path: str | Path, expected: Optional[Type[TaskModule
     return _from_folder(folder, expected, allow_modules, overrides)
 
 
-def _from_folder(folder: Path, expected: Optional[Type[TaskModule]], allow_modules: Sequence[str],
-                 overrides: Mapping[str, Any]) -> TaskModule:
+def _from_folder(
+    folder: Path, expected: Optional[Type[TaskModule]], allow_modules: Sequence[str], overrides: Mapping[str, Any]
+) -> TaskModule:
     """The module of a verified local pretrained folder (:func:`load_pretrained`'s second half)."""
     config, state = read_folder(folder)
     where = str(Path(folder) / "config.json")

@@ -58,11 +58,11 @@ from torch import Tensor, nn
 
 from datamodules.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode_words, load_tokenizer
 from zoo.attention import Attention, attention_entropy, doubly_stochastic_penalty, hard_attention, reinforce_loss
-from zoo.families import cell_class
 from zoo.decoding import Decoded, beam_search, greedy_decode
 from zoo.encoders import grid_adapter
-from zoo.metrics import caption_metrics, gather_lists, normalize_caption
+from zoo.families import cell_class
 from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs
+from zoo.metrics import caption_metrics, gather_lists, normalize_caption
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating
 from zoo.tasks.base import Optimiser
@@ -164,7 +164,9 @@ class ImageCaptioner(ImageTask):
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.save_hyperparameters()
         self.init_encoder()
-        self.norm, self.project, self.memory_size = grid_adapter(self.encoder.out_channels, feature_dim, feature_layers, coordinates)
+        self.norm, self.project, self.memory_size = grid_adapter(
+            self.encoder.out_channels, feature_dim, feature_layers, coordinates
+        )
         self.register_buffer("baseline", torch.zeros(()), persistent=True)  # hard attention's moving average
         self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool), persistent=True)
         self.tokenizer = None
@@ -210,7 +212,9 @@ class ImageCaptioner(ImageTask):
             return init[:, :H], init[:, H:]
         return init
 
-    def attend_step(self, words: Tensor, state, memory: Tensor, keys: Tensor, mode: str = "soft", use_soft: Optional[Tensor] = None):
+    def attend_step(
+        self, words: Tensor, state, memory: Tensor, keys: Tensor, mode: str = "soft", use_soft: Optional[Tensor] = None
+    ):
         """One decoder step with attention. ``words`` (N, E) embedded previous words. ``mode``: ``soft``
         (expected context), ``sample`` (hard: sample a location; rows where ``use_soft`` keep the
         expectation) or ``argmax`` (hard, deterministic). Returns ``(logits, state, alpha, log p(s))``."""
@@ -272,7 +276,9 @@ class ImageCaptioner(ImageTask):
     def losses(self, batch: Dict[str, Tensor], out: Dict[str, Tensor]) -> Dict[str, Tensor]:
         targets = batch["ids"][:, 1:]
         step_mask = targets != PAD_ID
-        nll_tokens = F.cross_entropy(out["logits"].flatten(0, 1).float(), targets.flatten(), reduction="none", ignore_index=PAD_ID).view_as(targets)
+        nll_tokens = F.cross_entropy(
+            out["logits"].flatten(0, 1).float(), targets.flatten(), reduction="none", ignore_index=PAD_ID
+        ).view_as(targets)
         tokens = step_mask.sum().clamp_min(1)
         per_seq_tokens = tokens / targets.shape[0]  # the paper's per-sequence terms are scaled by this
         nll = nll_tokens.sum() / tokens
@@ -319,7 +325,11 @@ class ImageCaptioner(ImageTask):
             lstm = isinstance(state, tuple)
 
             def step(tokens, state):
-                init = (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous()) if lstm else state.unsqueeze(0).contiguous()
+                init = (
+                    (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+                    if lstm
+                    else state.unsqueeze(0).contiguous()
+                )
                 out = self.rnn(self.embed(tokens).unsqueeze(1), state=init)
                 new = (out.state[0][0], out.state[1][0]) if lstm else out.state[0]
                 log_probs = torch.log_softmax(self.out(out.output[:, 0]).float(), -1).index_fill(-1, banned, float("-inf"))
@@ -337,9 +347,13 @@ class ImageCaptioner(ImageTask):
 
         if K == 1:
             return greedy_decode(step, state, B, BOS_ID, EOS_ID, max_len, PAD_ID, memory.device)
-        return beam_search(step, state, B, BOS_ID, EOS_ID, max_len, beam_size=K, alpha=hp.length_penalty, pad_id=PAD_ID, device=memory.device)
+        return beam_search(
+            step, state, B, BOS_ID, EOS_ID, max_len, beam_size=K, alpha=hp.length_penalty, pad_id=PAD_ID, device=memory.device
+        )
 
-    def caption_batch(self, batch: Dict[str, Tensor], beam_size: Optional[int] = None, max_len: Optional[int] = None) -> List[Dict[str, Any]]:
+    def caption_batch(
+        self, batch: Dict[str, Tensor], beam_size: Optional[int] = None, max_len: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
         """Caption a batch (``images`` or ``features``): per image ``{"words", "caption", "attention"
         (n_words, L) or None, "score"}`` — the attention row of each word, ``<eos>`` left out."""
         with evaluating(self):
@@ -348,7 +362,9 @@ class ImageCaptioner(ImageTask):
         for b in range(decoded.tokens.shape[0]):
             words = decode_words(self.tokenizer, decoded.tokens[b].tolist())
             attention = decoded.extras["attention"][b, : len(words)].float().cpu() if "attention" in decoded.extras else None
-            results.append({"caption": " ".join(words), "words": words, "score": float(decoded.scores[b]), "attention": attention})
+            results.append(
+                {"caption": " ".join(words), "words": words, "score": float(decoded.scores[b]), "attention": attention}
+            )
         return results
 
     def predict(self, images: Any, beam_size: Optional[int] = None, batch_size: int = 16) -> List[Dict[str, Any]]:
@@ -359,7 +375,9 @@ class ImageCaptioner(ImageTask):
         results: List[Dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            for offset, (image, result) in enumerate(zip(chunk, self.caption_batch({"images": self.image_batch(chunk)}, beam_size))):
+            for offset, (image, result) in enumerate(
+                zip(chunk, self.caption_batch({"images": self.image_batch(chunk)}, beam_size))
+            ):
                 results.append({"image": self.image_name(image, start + offset), **result})
         return results
 
@@ -398,14 +416,18 @@ class ImageCaptioner(ImageTask):
             self._val["measures"].setdefault(name, []).extend(values)
         n = self.figures_due(split, batch_idx)
         if n:
-            self.figures = [Figure(int(i), r["words"], r["attention"], r["caption"]) for i, r in zip(batch["index"][:n], results[:n])]
+            self.figures = [
+                Figure(int(i), r["words"], r["attention"], r["caption"]) for i, r in zip(batch["index"][:n], results[:n])
+            ]
 
     def epoch_scores(self, split: str) -> Dict[str, float]:
         hyps, refs = gather_lists(self._val.get("hyps", [])), gather_lists(self._val.get("refs", []))
         if not hyps:
             return {}
         scores = caption_metrics(hyps, refs)
-        scores["exact"] = float(np.mean([normalize_caption(h) in {normalize_caption(r) for r in rs} for h, rs in zip(hyps, refs)]))
+        scores["exact"] = float(
+            np.mean([normalize_caption(h) in {normalize_caption(r) for r in rs} for h, rs in zip(hyps, refs)])
+        )
         for name, values in sorted(self._val.get("measures", {}).items()):
             values = gather_lists(values)
             if values:
@@ -413,7 +435,6 @@ class ImageCaptioner(ImageTask):
         for name, value in scores.items():
             self.log(f"{split}/{name}", value, prog_bar=name in ("bleu4", "cider", "exact"), rank_zero_only=True)
         return scores
-
 
     # ---- export (zoo.export) ------------------------------------------------------------------------
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:

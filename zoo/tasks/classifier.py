@@ -60,8 +60,12 @@ class AttentionPool(nn.Module):
 
 
 class SequenceClassifier(TaskModule):
-    data_hparams = {"tokenizer_json": "tokenizer_json", "label_names": "label_names",
-                    "text_max_tokens": "max_tokens", "text_truncation": "truncation"}
+    data_hparams = {
+        "tokenizer_json": "tokenizer_json",
+        "label_names": "label_names",
+        "text_max_tokens": "max_tokens",
+        "text_truncation": "truncation",
+    }
     required_data = ("tokenizer_json", "label_names")
     must_match = ("tokenizer_json", "label_names")
     exported_settings = ("label_names",)
@@ -121,18 +125,25 @@ class SequenceClassifier(TaskModule):
         self.embed = nn.Embedding(vocab_size, hp.embedding_dim, padding_idx=0)
         self.embed_drop = nn.Dropout(hp.embedding_dropout)
         self.rnn = Recurrent(
-            hp.embedding_dim, hp.hidden_size, hp.cell, hp.num_layers,
-            bidirectional=hp.bidirectional, dropout=hp.dropout, backend=hp.backend,
+            hp.embedding_dim,
+            hp.hidden_size,
+            hp.cell,
+            hp.num_layers,
+            bidirectional=hp.bidirectional,
+            dropout=hp.dropout,
+            backend=hp.backend,
         )
         size = self.rnn.output_size
         pools = hp.pool.split("+")
         self.attention = AttentionPool(size) if "attention" in pools else None
         self.drop = nn.Dropout(hp.dropout)
         self.head = nn.Linear(size * len(pools), num_classes)
-        metrics = lambda: nn.ModuleDict({  # noqa: E731
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        })
+        metrics = lambda: nn.ModuleDict(
+            {  # noqa: E731
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
         self.metrics = nn.ModuleDict({"val": metrics(), "test": metrics()})
 
     @property
@@ -212,10 +223,7 @@ class SequenceClassifier(TaskModule):
     # ---- inference on raw text -------------------------------------------------------------------
     def _describe(self, probs: Tensor) -> List[Dict[str, Any]]:
         names = self.label_names
-        return [
-            {"label": names[int(p.argmax())], "probs": {n: float(v) for n, v in zip(names, p.tolist())}}
-            for p in probs.cpu()
-        ]
+        return [{"label": names[int(p.argmax())], "probs": {n: float(v) for n, v in zip(names, p.tolist())}} for p in probs.cpu()]
 
     def tokenize(self, texts: Sequence[str]) -> List[Tensor]:
         """Token ids as the model saw them in training: tokenized, then cut to ``text_max_tokens`` by the
@@ -283,8 +291,10 @@ class SequenceClassifier(TaskModule):
         any classification datamodule (:class:`~zoo.tasks.data.ClassificationData`: IMDB, AG News, ...);
         ``limit``: the first ``limit`` texts of each label. ``test_acc``, ``test_macro_f1``, ``examples``."""
         if not isinstance(data, ClassificationData):
-            raise InputError(f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
-                             f"{type(data).__name__} is none")
+            raise InputError(
+                f"a SequenceClassifier is scored on a classification datamodule (test_examples, label_names); "
+                f"{type(data).__name__} is none"
+            )
         return score_classifier(self, *data.test_examples(limit))
 
     def stream(self) -> LabelStream:
@@ -294,13 +304,14 @@ class SequenceClassifier(TaskModule):
         self.check_built()
         return LabelStream(self)
 
-
     # ---- export (zoo.export) ------------------------------------------------------------------------
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
         """``classifier``: ``ids (B, T), lengths (B,) -> probs (B, C)``."""
         gen = torch.Generator().manual_seed(0)
-        inputs = {"ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
-                  "lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        inputs = {
+            "ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
+            "lengths": torch.arange(length, length - batch, -1).clamp(min=1),
+        }
         return [Graph("classifier", ClassifierForward(self), inputs, ["probs"], batch_axes(inputs, {}, {"ids": (1, "time")}))]
 
 

@@ -42,9 +42,15 @@ class PreviewData(Protocol):
 
 @runtime_checkable
 class FeatureCacheData(Protocol):
-    def attach_features(self, encode: Callable[[Tensor], Tensor], encoder_key: str, device: torch.device | str = "cpu",
-                        batch_size: Optional[int] = None, build: bool = True,
-                        log: Callable[[str], None] = print) -> Dict[str, Path]:
+    def attach_features(
+        self,
+        encode: Callable[[Tensor], Tensor],
+        encoder_key: str,
+        device: torch.device | str = "cpu",
+        batch_size: Optional[int] = None,
+        build: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> Dict[str, Path]:
         """Serve ``encode``'s cached features instead of images from now on (built once when missing)."""
 
 
@@ -54,4 +60,3 @@ class ClassificationData(Protocol):
 
     def test_examples(self, limit: Optional[int] = None) -> Tuple[Sequence[str], Sequence[int]]:
         """The raw test texts and their label indices (``limit``: at most that many of each label)."""
-

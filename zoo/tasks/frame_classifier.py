@@ -50,7 +50,6 @@ __all__ = ["FrameClassifier"]
 TARGETS = ("frame", "clip")
 
 
-
 def _frame_size(datamodule: Any) -> Optional[int]:
     """The frame size a datamodule resizes to (its ``size`` argument), for :meth:`FrameClassifier.predict`."""
     hparams = getattr(datamodule, "hparams", None) or {}
@@ -135,10 +134,12 @@ class FrameClassifier(TaskModule):
             out_size = hp.hidden_size
         self.head = nn.Linear(out_size, num_classes)
         metric = lambda: MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE)  # noqa: E731
-        self.metrics = nn.ModuleDict({
-            split: nn.ModuleDict({name: metric() for name in ("frame_acc", "clip_acc", "memory_acc", "direct_acc")})
-            for split in ("val", "test")
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict({name: metric() for name in ("frame_acc", "clip_acc", "memory_acc", "direct_acc")})
+                for split in ("val", "test")
+            }
+        )
 
     # ---- the model ---------------------------------------------------------------------------
     def frame_features(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
@@ -263,7 +264,9 @@ class FrameClassifier(TaskModule):
         for b in range(probs.shape[0]):
             video = batch["video"][b] if "video" in batch else b
             clip = self.hparams.target == "clip"
-            results.append(self._result(video, probs[b] if clip else probs[b, : int(lengths[b]) if lengths is not None else None]))
+            results.append(
+                self._result(video, probs[b] if clip else probs[b, : int(lengths[b]) if lengths is not None else None])
+            )
         return results
 
     def _result(self, video: Any, probs: Tensor) -> Dict[str, Any]:
@@ -285,7 +288,12 @@ class FrameClassifier(TaskModule):
                 raise InputError(f"a clip array must be uint8 (T, H, W, 3), got {array.dtype} {array.shape}")
         frames = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2)
         if size is not None and frames.shape[-2:] != (size, size):
-            frames = F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
+            frames = (
+                F.interpolate(frames.float(), size=(size, size), mode="bilinear", antialias=True)
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+            )
         return frames
 
     def predict(self, videos: Any, batch_size: int = 8) -> List[Dict[str, Any]]:
@@ -299,8 +307,12 @@ class FrameClassifier(TaskModule):
         with evaluating(self):
             for start in range(0, len(videos), batch_size):
                 chunk = list(videos[start : start + batch_size])
-                batch = pad_clips([{"frames": self._frames(video), "video": str(video) if isinstance(video, (str, Path)) else start + i}
-                                   for i, video in enumerate(chunk)])
+                batch = pad_clips(
+                    [
+                        {"frames": self._frames(video), "video": str(video) if isinstance(video, (str, Path)) else start + i}
+                        for i, video in enumerate(chunk)
+                    ]
+                )
                 batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
                 results.extend(self.predict_step(batch))
         return results
@@ -331,8 +343,9 @@ class FrameClassifier(TaskModule):
 
     # ---- a feature cache for the recurrent part --------------------------------------------------
     @torch.no_grad()
-    def save_features(self, datasets: Any, out_dir: str | Path, label_names: Optional[Sequence[str]] = None,
-                      batch_size: int = 16) -> Path:
+    def save_features(
+        self, datasets: Any, out_dir: str | Path, label_names: Optional[Sequence[str]] = None, batch_size: int = 16
+    ) -> Path:
         """Run the backbone over every clip of ``datasets`` (a dataset, or ``{split: dataset}``, with
         items holding ``frames`` and ``video``) and write ``out_dir/<video>.npy`` (float32
         ``(frames, dim)``) plus ``out_dir/labels.csv`` (``video,frame,label[,needs_memory][,split]``,
@@ -371,7 +384,6 @@ class FrameClassifier(TaskModule):
                 writer.writerow([video, t, label] + ([memory] if has_memory else []) + ([split] if split is not None else []))
         return out_dir
 
-
     # ---- export (zoo.export) ------------------------------------------------------------------------
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
         """``frame_step``: ``frames (B, 3, H, W) uint8 [, h, c] -> probs (B, C) [, h_next, c_next]``."""
@@ -382,8 +394,10 @@ class FrameClassifier(TaskModule):
         except ValueError as error:
             raise ExportError(f"{error}; there is no step graph to export") from None
         if self.rnn is None and self.hparams.target == "clip":
-            raise ExportError("recurrent: false with target: clip averages every frame of the clip: it has no step graph "
-                              "(export the recurrent model, or the per-frame baseline with target: frame)")
+            raise ExportError(
+                "recurrent: false with target: clip averages every frame of the clip: it has no step graph "
+                "(export the recurrent model, or the per-frame baseline with target: frame)"
+            )
         gen = torch.Generator().manual_seed(0)
         lstm = self.hparams.cell == "lstm"
         size = self.hparams.frame_size or 32

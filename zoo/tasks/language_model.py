@@ -23,12 +23,11 @@ from torchmetrics.text import Perplexity
 from datamodules.tokenizers import decode_chars, encode_chars
 from zoo.decoding import cap_run, sample_next
 from zoo.errors import InputError
-from zoo.graphs import Graph, batch_axes, next_names, state_args, state_outs, state_inputs
+from zoo.graphs import Graph, batch_axes, next_names, state_args, state_inputs, state_outs
 from zoo.recurrent import LSTM_INIT, Recurrent
 from zoo.sequences import State, detach_state, evaluating, hidden_of, map_state
 from zoo.streaming import Stream, as_ids
 from zoo.tasks.base import Optimiser, TaskModule
-
 
 #: the checkpoint entry holding the training state carried into the next window
 CARRY_KEY = "zoo_carried_state"
@@ -88,8 +87,14 @@ class CharLanguageModel(TaskModule):
         self.embed = nn.Embedding(V, hp.embedding_dim) if hp.embedding_dim else None
         self.drop = nn.Dropout(hp.dropout)
         self.rnn = Recurrent(
-            hp.embedding_dim or V, hp.hidden_size, hp.cell, hp.num_layers,
-            dropout=hp.dropout, backend=hp.backend, nonlinearity=hp.nonlinearity, lstm_init=hp.lstm_init,
+            hp.embedding_dim or V,
+            hp.hidden_size,
+            hp.cell,
+            hp.num_layers,
+            dropout=hp.dropout,
+            backend=hp.backend,
+            nonlinearity=hp.nonlinearity,
+            lstm_init=hp.lstm_init,
             residual=hp.get("residual", False),
         )
         self.head = nn.Linear(hp.hidden_size, V)
@@ -244,14 +249,15 @@ class CharLanguageModel(TaskModule):
         self.check_built()
         return CharStream(self)
 
-
     # ---- export (zoo.export) ------------------------------------------------------------------------
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
         """``lm_step``: ``ids (B,), h [, c] -> log_probs (B, V), h_next [, c_next]``."""
         gen = torch.Generator().manual_seed(0)
         rnn, lstm = self.rnn, self.hparams.cell == "lstm"
-        inputs = {"ids": torch.randint(1, len(self.vocab), (batch,), generator=gen),
-                  **state_inputs(rnn.num_layers, batch, rnn.hidden_size, lstm, gen)}
+        inputs = {
+            "ids": torch.randint(1, len(self.vocab), (batch,), generator=gen),
+            **state_inputs(rnn.num_layers, batch, rnn.hidden_size, lstm, gen),
+        }
         names = ["h", "c"] if lstm else ["h"]
         return [Graph("lm_step", LMStep(self), inputs, ["log_probs", *next_names(names)], batch_axes(inputs, {"h": 1, "c": 1}))]
 

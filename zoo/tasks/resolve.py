@@ -24,10 +24,19 @@ from zoo.errors import MissingInputError, NotAFileError, summary
 from zoo.hub.errors import CheckpointError, TaskNameError
 from zoo.hub.schema import SchemaError, check_args, check_depth, network_choices
 
-__all__ = ["TASK_KEY", "TASK_PACKAGE", "resolve_task", "load_checkpoint", "read_checkpoint", "check_resume", "state_mismatch", "class_path"]
+__all__ = [
+    "TASK_KEY",
+    "TASK_PACKAGE",
+    "resolve_task",
+    "load_checkpoint",
+    "read_checkpoint",
+    "check_resume",
+    "state_mismatch",
+    "class_path",
+]
 
-TASK_KEY = "zoo_task"          # the key under which a zoo checkpoint records its task class
-TASK_PACKAGE = "zoo.tasks"     # the zoo's own task modules: the only ones a file may name
+TASK_KEY = "zoo_task"  # the key under which a zoo checkpoint records its task class
+TASK_PACKAGE = "zoo.tasks"  # the zoo's own task modules: the only ones a file may name
 
 
 def class_path(cls: type) -> str:
@@ -39,7 +48,7 @@ def _split(name: str, allow_modules: Sequence[str], package: str = TASK_PACKAGE)
     """(module, attribute path) when ``name`` lies in an allowed module, else None."""
     for module in sorted(allow_modules, key=len, reverse=True):  # the longest (most specific) first
         if name.startswith(module + "."):
-            return module, name[len(module) + 1:]
+            return module, name[len(module) + 1 :]
     if name.startswith(package + "."):
         module, _, attr = name.rpartition(".")
         return module, attr
@@ -95,8 +104,10 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     if not path.exists():
         raise MissingInputError(f"checkpoint {path} does not exist")
     if path.is_dir():
-        raise NotAFileError(f"checkpoint {path} is a folder; expected a .ckpt file written by `zoo fit` "
-                                "(for a pretrained folder, pass it as NAME_OR_FOLDER instead of --ckpt)")
+        raise NotAFileError(
+            f"checkpoint {path} is a folder; expected a .ckpt file written by `zoo fit` "
+            "(for a pretrained folder, pass it as NAME_OR_FOLDER instead of --ckpt)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (objects outside the allow-list), RuntimeError (not a zip), EOFError, ...
@@ -147,11 +158,13 @@ def _class_names(value: Any, where: str) -> List[Tuple[str, Any]]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    plain = (lambda v: list(v) if isinstance(v, tuple) else v)
+    plain = lambda v: list(v) if isinstance(v, tuple) else v
     return plain(a) == plain(b)
 
 
-def check_resume(path: Union[str, Path], model_class: str, settings: Mapping[str, Any]) -> Tuple[List[str], Dict[str, torch.Tensor]]:
+def check_resume(
+    path: Union[str, Path], model_class: str, settings: Mapping[str, Any]
+) -> Tuple[List[str], Dict[str, torch.Tensor]]:
     """Check a checkpoint given to ``--ckpt_path`` against the recipe before Lightning reads it.
 
     The file is read data-only (:func:`load_checkpoint`); every class it names (its ``zoo_task``,
@@ -163,9 +176,13 @@ def check_resume(path: Union[str, Path], model_class: str, settings: Mapping[str
     :func:`state_mismatch`)."""
     checkpoint = load_checkpoint(path)
     if "pytorch-lightning_version" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'pytorch-lightning_version'); expected a .ckpt file written by `zoo fit`")
+        raise CheckpointError(
+            f"{path}: not a Lightning checkpoint (no 'pytorch-lightning_version'); expected a .ckpt file written by `zoo fit`"
+        )
     hparams = checkpoint.get("hyper_parameters", {})
-    named = ([(TASK_KEY, checkpoint[TASK_KEY])] if checkpoint.get(TASK_KEY) is not None else []) + _class_names(hparams, "hyper_parameters")
+    named = ([(TASK_KEY, checkpoint[TASK_KEY])] if checkpoint.get(TASK_KEY) is not None else []) + _class_names(
+        hparams, "hyper_parameters"
+    )
     for where, name in named:
         if name != model_class:
             raise TaskNameError(
@@ -177,10 +194,13 @@ def check_resume(path: Union[str, Path], model_class: str, settings: Mapping[str
     check_args(own, str(path))
     for key, value in network_choices(own).items():
         if not _same(settings.get(key), value):
-            raise SchemaError(f"{path}: refusing --ckpt_path: its hyper-parameter {key}={value!r} would make loading reach "
-                              f"the network or the disk, and the recipe does not say so; set --model.init_args.{key} yourself if you mean it")
-    changed = sorted(k for k, v in settings.items() if v is not None and k in hparams and not k.startswith("_")
-                     and not _same(v, hparams[k]))
+            raise SchemaError(
+                f"{path}: refusing --ckpt_path: its hyper-parameter {key}={value!r} would make loading reach "
+                f"the network or the disk, and the recipe does not say so; set --model.init_args.{key} yourself if you mean it"
+            )
+    changed = sorted(
+        k for k, v in settings.items() if v is not None and k in hparams and not k.startswith("_") and not _same(v, hparams[k])
+    )
     return changed, checkpoint["state_dict"]
 
 
@@ -189,7 +209,12 @@ def state_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Te
     missing and unexpected names and shape mismatches, on one line; ``None`` when they fit."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    parts = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-             f"shape mismatch (file vs model): {shapes}" if shapes else ""]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape
+    ]
+    parts = [
+        f"missing {missing}" if missing else "",
+        f"unexpected {unexpected}" if unexpected else "",
+        f"shape mismatch (file vs model): {shapes}" if shapes else "",
+    ]
     return "; ".join(p for p in parts if p) or None

@@ -163,14 +163,27 @@ class Seq2Seq(TaskModule):
         self.src_embed = nn.Embedding(src_vocab, hp.embedding_dim, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(tgt_vocab, hp.embedding_dim, padding_idx=PAD_ID)
         self.embed_drop = nn.Dropout(hp.embedding_dropout)
-        self.encoder = Recurrent(hp.embedding_dim, hp.hidden_size, hp.cell, hp.num_layers,
-                                 bidirectional=hp.bidirectional, dropout=hp.dropout, backend=hp.backend)
+        self.encoder = Recurrent(
+            hp.embedding_dim,
+            hp.hidden_size,
+            hp.cell,
+            hp.num_layers,
+            bidirectional=hp.bidirectional,
+            dropout=hp.dropout,
+            backend=hp.backend,
+        )
         memory_size = self.encoder.output_size
         dec_size = hp.decoder_hidden_size or memory_size
         self.bridge = nn.Linear(memory_size, hp.decoder_layers * dec_size)
         feeds_context = hp.attention in ("none", "additive")
-        self.decoder = Recurrent(hp.embedding_dim + (memory_size if feeds_context else 0), dec_size, hp.cell,
-                                 hp.decoder_layers, dropout=hp.dropout, backend=hp.backend)
+        self.decoder = Recurrent(
+            hp.embedding_dim + (memory_size if feeds_context else 0),
+            dec_size,
+            hp.cell,
+            hp.decoder_layers,
+            dropout=hp.dropout,
+            backend=hp.backend,
+        )
         self.attention = None if hp.attention == "none" else Attention(dec_size, memory_size, hp.attention)
         out_size = hp.embedding_dim if hp.tie_embeddings else dec_size
         self.combine = nn.Linear(dec_size + memory_size, out_size)  # W_o [s_t ; c_t]
@@ -297,12 +310,23 @@ class Seq2Seq(TaskModule):
 
         common = dict(batch_size=src.shape[0], bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, device=src.device)
         if beam_size == 1:
-            return greedy_decode(lambda tokens, state: step(tokens, state, enc), state, max_len=int(torch.as_tensor(max_lens).max()), **common)
+            return greedy_decode(
+                lambda tokens, state: step(tokens, state, enc), state, max_len=int(torch.as_tensor(max_lens).max()), **common
+            )
         # The encoder's output is the search's context, one row per sentence (read once for its
         # hypotheses, not copied for each): sentences already translated leave the batch.
         # The search normalises the logits it keeps (cheaper than a log-softmax over the vocabulary).
-        return beam_search(partial(step, normalise=False), state, max_len=max_lens, beam_size=beam_size, alpha=hp.length_penalty,
-                           context=enc, expand_context=False, logits=True, **common)
+        return beam_search(
+            partial(step, normalise=False),
+            state,
+            max_len=max_lens,
+            beam_size=beam_size,
+            alpha=hp.length_penalty,
+            context=enc,
+            expand_context=False,
+            logits=True,
+            **common,
+        )
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return detokenize(self.tokenizer("target"), list(ids))
@@ -330,8 +354,14 @@ class Seq2Seq(TaskModule):
             results.append(result)
         return results
 
-    def predict(self, sentences: Sequence[str] | str, beam_size: Optional[int] = None, batch_size: int = 64, max_len: Optional[int] = None,
-                max_source_tokens: Optional[int] = None) -> List[Dict[str, Any]]:
+    def predict(
+        self,
+        sentences: Sequence[str] | str,
+        beam_size: Optional[int] = None,
+        batch_size: int = 64,
+        max_len: Optional[int] = None,
+        max_source_tokens: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
         """Translate raw sentences: one dict per sentence with ``source``, ``translation`` (detokenized
         text), ``score``, ``source_tokens``, ``target_tokens``, ``finished`` and, with attention,
         ``attention`` ``(target tokens, source tokens)``. Empty sentences translate to ``""``. A source
@@ -343,8 +373,9 @@ class Seq2Seq(TaskModule):
         with evaluating(self):
             return self._predict(list(sentences), beam_size, batch_size, max_len, max_source_tokens or self.max_source_tokens)
 
-    def _predict(self, sentences: List[str], beam_size: Optional[int], batch_size: int, max_len: Optional[int],
-                 limit: int) -> List[Dict[str, Any]]:
+    def _predict(
+        self, sentences: List[str], beam_size: Optional[int], batch_size: int, max_len: Optional[int], limit: int
+    ) -> List[Dict[str, Any]]:
         tok = self.tokenizer("source")
         encoded = [encode_sentence(tok, s) for s in sentences]
         cut = {i: len(ids) for i, ids in enumerate(encoded) if len(ids) > limit}
@@ -438,7 +469,6 @@ class Seq2Seq(TaskModule):
         src = torch.tensor([ids], device=self.device)
         return DecoderStream(self, src, torch.tensor([len(ids)], device=self.device))
 
-
     # ---- export (zoo.export) ------------------------------------------------------------------------
     def export_graphs(self, batch: int = 2, length: int = 5) -> List[Graph]:
         """``encoder``: ``src (B, S), src_lengths (B,) -> memory, mask, summary [, keys], h [, c]``;
@@ -446,15 +476,19 @@ class Seq2Seq(TaskModule):
         h_next [, c_next] [, attention]``."""
         gen = torch.Generator().manual_seed(0)
         lstm = self.hparams.cell == "lstm"
-        src = {"src": torch.randint(4, self.tokenizer("source").get_vocab_size(), (batch, length), generator=gen),
-               "src_lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        src = {
+            "src": torch.randint(4, self.tokenizer("source").get_vocab_size(), (batch, length), generator=gen),
+            "src_lengths": torch.arange(length, length - batch, -1).clamp(min=1),
+        }
         with torch.no_grad():
             encoded = TranslatorEncoder(self)(**src)
         attends = self.attention is not None
         states = ["h", "c"] if lstm else ["h"]
         enc_names = ["memory", "mask", "summary"] + (["keys"] if attends else []) + states
-        step = {"prev": torch.randint(4, self.tokenizer("target").get_vocab_size(), (batch,), generator=gen),
-                **dict(zip(enc_names, encoded))}
+        step = {
+            "prev": torch.randint(4, self.tokenizer("target").get_vocab_size(), (batch,), generator=gen),
+            **dict(zip(enc_names, encoded)),
+        }
         dynamic = batch_axes(step, {"h": 1, "c": 1}, {"memory": (1, "source"), "mask": (1, "source"), "keys": (1, "source")})
         outs = ["log_probs", *next_names(states)] + (["attention"] if attends else [])
         return [
@@ -483,8 +517,16 @@ class TranslatorStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, prev: Tensor, memory: Tensor, mask: Tensor, summary: Tensor, h: Tensor,
-                keys: Optional[Tensor] = None, c: Optional[Tensor] = None):
+    def forward(
+        self,
+        prev: Tensor,
+        memory: Tensor,
+        mask: Tensor,
+        summary: Tensor,
+        h: Tensor,
+        keys: Optional[Tensor] = None,
+        c: Optional[Tensor] = None,
+    ):
         logits, state, weights = self.model.decode_step(prev, state_args(h, c), Encoded(memory, keys, mask, summary))
         extra = () if weights is None else (weights,)
         return (torch.log_softmax(logits.float(), -1), *state_outs(state), *extra)

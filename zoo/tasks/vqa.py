@@ -60,10 +60,10 @@ from torch import Tensor, nn
 
 from datamodules.tokenizers import PAD_ID, UNK_ID, load_tokenizer
 from zoo.attention import Attention, attention_supervision_loss
-from zoo.errors import InputError
 from zoo.encoders import cells_in_boxes, grid_adapter, grid_coordinates, grid_offsets
-from zoo.metrics import gather_lists
+from zoo.errors import InputError
 from zoo.graphs import Graph, batch_axes
+from zoo.metrics import gather_lists
 from zoo.recurrent import Recurrent
 from zoo.sequences import evaluating, top_state
 from zoo.tasks.base import Optimiser
@@ -73,14 +73,26 @@ ATTENTION_KINDS = ("stacked", "none")
 
 
 class VisualQuestionAnswerer(ImageTask):
-    data_hparams = {"tokenizer_json": "tokenizer_json", "answer_names": "answer_names", "question_types": "question_types",
-                    "image_config": "image_config", "question_max_tokens": "max_question_len"}
+    data_hparams = {
+        "tokenizer_json": "tokenizer_json",
+        "answer_names": "answer_names",
+        "question_types": "question_types",
+        "image_config": "image_config",
+        "question_max_tokens": "max_question_len",
+    }
     required_data = ("tokenizer_json", "answer_names")
     must_match = ("tokenizer_json", "answer_names")
     exported_settings = ("answer_names", "question_types", "question_max_tokens")
     optimiser = Optimiser(lr=2e-3, weight_decay=0.01, warmup_steps=100, min_lr_ratio=0.05, grad_clip=5.0)
-    sizes = {**ImageTask.sizes, "feature_dim": "width", "attention_dim": "width", "classifier_hidden": "width", "shift": "width",
-             "feature_layers": "layers", "hops": "layers"}
+    sizes = {
+        **ImageTask.sizes,
+        "feature_dim": "width",
+        "attention_dim": "width",
+        "classifier_hidden": "width",
+        "shift": "width",
+        "feature_layers": "layers",
+        "hops": "layers",
+    }
     scorer = "score_shapes_vqa"
 
     def __init__(
@@ -178,7 +190,9 @@ class VisualQuestionAnswerer(ImageTask):
         self.drop = nn.Dropout(hp.dropout)
         width = d
         if hp.image:
-            self.norm, self.project, _ = grid_adapter(self.encoder.out_channels, d - 2 if hp.coordinates else d, hp.feature_layers, hp.coordinates)
+            self.norm, self.project, _ = grid_adapter(
+                self.encoder.out_channels, d - 2 if hp.coordinates else d, hp.feature_layers, hp.coordinates
+            )
             if hp.attention == "stacked":
                 keys = [d] + [d + 2 if hp.relative else d] * (hp.hops - 1)  # [v_i; (x_i, y_i) - c^{k-1}]
                 self.hops = nn.ModuleList(Attention(d, m, hp.score, hp.attention_dim) for m in keys)
@@ -189,8 +203,11 @@ class VisualQuestionAnswerer(ImageTask):
         self._supervised_types = self.supervised_type_ids()
         A = len(hp.answer_names)
         hidden = hp.classifier_hidden
-        self.classifier = (nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(hp.dropout), nn.Linear(hidden, A))
-                           if hidden else nn.Linear(width, A))
+        self.classifier = (
+            nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(hp.dropout), nn.Linear(hidden, A))
+            if hidden
+            else nn.Linear(width, A)
+        )
 
     def supervised_type_ids(self) -> Optional[List[int]]:
         """The indices of ``supervise_types`` among the data's question types (``None``: every type);
@@ -231,13 +248,15 @@ class VisualQuestionAnswerer(ImageTask):
         for k, attend in enumerate(self.hops):
             keys = bias = None
             if hops and self.hparams.relative:
-                looked = torch.einsum("bl,xlc->bc", hops[-1], places)                   # c^{k-1} = sum_i p^{k-1}_i (x_i, y_i)
+                looked = torch.einsum("bl,xlc->bc", hops[-1], places)  # c^{k-1} = sum_i p^{k-1}_i (x_i, y_i)
                 keys = attend.project(torch.cat([v, places - looked.unsqueeze(1)], -1))  # [v_i; (x_i, y_i) - c^{k-1}]
             if hops and offsets is not None:
-                kernel = self.shifts[k - 1](u)                                          # K^k = W_S u^{k-1}
-                bias = torch.einsum("bj,bij->bi", hops[-1], kernel[:, offsets])         # sum_j p^{k-1}_j K^k[offset(i, j)]
-            context, p = attend(u, v, projected=keys, bias=bias)  # v~^k = sum_i p^k_i v_i, p^k = softmax_i(w_P^T tanh(W_I v_i + W_Q u^{k-1} + b_A) + bias_i)
-            u = context + u                            # u^k = v~^k + u^{k-1}
+                kernel = self.shifts[k - 1](u)  # K^k = W_S u^{k-1}
+                bias = torch.einsum("bj,bij->bi", hops[-1], kernel[:, offsets])  # sum_j p^{k-1}_j K^k[offset(i, j)]
+            context, p = attend(
+                u, v, projected=keys, bias=bias
+            )  # v~^k = sum_i p^k_i v_i, p^k = softmax_i(w_P^T tanh(W_I v_i + W_Q u^{k-1} + b_A) + bias_i)
+            u = context + u  # u^k = v~^k + u^{k-1}
             hops.append(p)
         return self.classifier(u), torch.stack(hops, 1)
 
@@ -257,11 +276,15 @@ class VisualQuestionAnswerer(ImageTask):
             pieces = [question[a:b] for a, b in encoding.offsets]
             if all(i == UNK_ID for piece, i in zip(pieces, encoding.ids) if any(c.isalnum() for c in piece)):
                 # not one known word (punctuation aside): the answer would be the answers' prior, not an answer
-                raise InputError(f"the question {question[:80]!r} has no word this model knows (its training questions' "
-                                 "vocabulary): nothing to answer")
+                raise InputError(
+                    f"the question {question[:80]!r} has no word this model knows (its training questions' "
+                    "vocabulary): nothing to answer"
+                )
             if limit is not None and len(encoding.ids) > limit:
-                raise InputError(f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
-                                 f"{limit} (the longest questions it was trained on): shorten it")
+                raise InputError(
+                    f"the question {question[:80]!r} has {len(encoding.ids)} tokens; this model reads at most "
+                    f"{limit} (the longest questions it was trained on): shorten it"
+                )
             ids.append(encoding.ids)
             unknown.append([piece for piece, i in zip(pieces, encoding.ids) if i == UNK_ID])
         return ids, unknown
@@ -276,8 +299,14 @@ class VisualQuestionAnswerer(ImageTask):
         results = []
         for b in range(probs.shape[0]):
             pairs = [(names[int(k)], float(p)) for p, k in zip(best.values[b], best.indices[b])]
-            results.append({"answer": pairs[0][0], "probability": pairs[0][1], "top": pairs,
-                            "attention": None if hops is None else hops[b].float().cpu()})
+            results.append(
+                {
+                    "answer": pairs[0][0],
+                    "probability": pairs[0][1],
+                    "top": pairs,
+                    "attention": None if hops is None else hops[b].float().cpu(),
+                }
+            )
         return results
 
     def predict(self, inputs: Any, batch_size: int = 16, top: int = 3) -> List[Dict[str, Any]]:
@@ -301,13 +330,21 @@ class VisualQuestionAnswerer(ImageTask):
             if self.hparams.image:
                 batch["images"] = self.image_batch([image for image, _ in chunk])
             for k, ((image, question), result) in enumerate(zip(chunk, self.answer_batch(batch, top))):
-                results.append({"image": self.image_name(image, start + k), "question": question, **result,
-                                "unknown_words": unknown[start + k]})
+                results.append(
+                    {
+                        "image": self.image_name(image, start + k),
+                        "question": question,
+                        **result,
+                        "unknown_words": unknown[start + k],
+                    }
+                )
         return results
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int = 0) -> List[Dict[str, Any]]:
         """The dicts of :meth:`predict` for a batch of the datamodule (``index``: the example's position)."""
-        return [{"index": int(i), "question": q, **r} for i, q, r in zip(batch["index"], batch["question"], self.answer_batch(batch))]
+        return [
+            {"index": int(i), "question": q, **r} for i, q, r in zip(batch["index"], batch["question"], self.answer_batch(batch))
+        ]
 
     # ---- training and evaluation -------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -330,8 +367,10 @@ class VisualQuestionAnswerer(ImageTask):
         """``-log sum_{i in R^1} p^1_i - log sum_{i in R^K} p^K_i`` (each averaged over the questions
         about one object, over the global batch), logged as ``train/attn_loss``."""
         if "target_boxes" not in batch or "named_boxes" not in batch:
-            raise ValueError("attention_supervision needs the boxes of the objects each question is about (target_boxes, "
-                             f"named_boxes); {type(self.datamodule).__name__} gives none: set model.attention_supervision: 0")
+            raise ValueError(
+                "attention_supervision needs the boxes of the objects each question is about (target_boxes, "
+                f"named_boxes); {type(self.datamodule).__name__} gives none: set model.attention_supervision: 0"
+            )
         L, size = hops.shape[-1], float(batch["images"].shape[-1])
         chosen = self.supervised_rows(batch["question_type"])
         taught_hops = [(0, "named_boxes"), (-1, "target_boxes")] if hops.shape[1] > 1 else [(-1, "target_boxes")]
@@ -350,7 +389,9 @@ class VisualQuestionAnswerer(ImageTask):
         logits, hops = self(batch)
         B = len(batch["answer"])
         if (batch["answer"] >= 0).any():
-            self.log(f"{split}/loss", F.cross_entropy(logits.float(), batch["answer"], ignore_index=-100), sync_dist=True, batch_size=B)
+            self.log(
+                f"{split}/loss", F.cross_entropy(logits.float(), batch["answer"], ignore_index=-100), sync_dist=True, batch_size=B
+            )
         choice = logits.argmax(-1)
         self._eval["scores"].append(batch["answer_scores"].gather(1, choice[:, None])[:, 0].float())
         self._eval["types"].append(batch["question_type"])
@@ -385,8 +426,10 @@ class VisualQuestionAnswerer(ImageTask):
         (B, K, L)]`` -- the question's token ids (the exported tokenizer's), the normalised images as
         the datamodule gives them, every answer's probability and each hop's attention over the grid."""
         gen = torch.Generator().manual_seed(0)
-        inputs = {"ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
-                  "lengths": torch.arange(length, length - batch, -1).clamp(min=1)}
+        inputs = {
+            "ids": torch.randint(4, self.tokenizer.get_vocab_size(), (batch, length), generator=gen),
+            "lengths": torch.arange(length, length - batch, -1).clamp(min=1),
+        }
         if self.hparams.image:
             size = self.image_config().size
             inputs["images"] = torch.rand(batch, 3, size, size, generator=gen)
