@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from zoo.hub.registry import ModelCard, register_model
 
-CHAR_LSTM_SHAKESPEARE = ModelCard(
+# what every Tiny Shakespeare model's card says of its task and data
+SHAKESPEARE = dict(
     task="character-level language model (next character; text generation)",
     data="Tiny Shakespeare (char-rnn `input.txt`, 1,115,394 characters, sha256 86c4e6aa...)",
     split="validation: the last 10%",
+    data_license="public domain text (Shakespeare's plays), compiled by A. Karpathy for char-rnn (MIT-licensed repository)",
+)
+
+CHAR_LSTM_SHAKESPEARE = ModelCard(
+    **SHAKESPEARE,
     metrics={"val_loss": 1.44737, "val_bpc": 2.08811, "val_ppl": 4.25191},
     scorer=(
         "datamodules.char_corpus.score_char_lm: the recipe's CharCorpusDataModule (batch_size 64 streams, seq_len 128, "
@@ -29,7 +35,6 @@ CHAR_LSTM_SHAKESPEARE = ModelCard(
     params=2_006_082,
     size=4_013_164,
     dtype="float16",
-    data_license="public domain text (Shakespeare's plays), compiled by A. Karpathy for char-rnn (MIT-licensed repository)",
     sha256="96061bdb2683d65ef567efd3d306d8628a06f514a9fe0578786925fcc263f437",
     slice_check={"corpus": "tinyshakespeare/input.txt", "limit": 2, "characters": 16384, "val_loss": 1.46712},
     notes=(
@@ -119,9 +124,7 @@ register_model(
 
 
 CHAR_SLSTM_SHAKESPEARE = ModelCard(
-    task="character-level language model (next character; text generation)",
-    data="Tiny Shakespeare (char-rnn `input.txt`, 1,115,394 characters, sha256 86c4e6aa...)",
-    split="validation: the last 10%",
+    **SHAKESPEARE,
     metrics={"val_loss": 1.56815, "val_bpc": 2.26237, "val_ppl": 4.79778},
     scorer=(
         "datamodules.char_corpus.score_char_lm, as for char_lstm_shakespeare: mean cross-entropy in nats over all "
@@ -142,7 +145,6 @@ CHAR_SLSTM_SHAKESPEARE = ModelCard(
     params=1_968_066,
     size=3_936_948,
     dtype="float16",
-    data_license="public domain text (Shakespeare's plays), compiled by A. Karpathy for char-rnn (MIT-licensed repository)",
     sha256="58e63ce64644eef53d3a3b82e39df243d684f49d00266f05cab0b01c28a94f61",
     slice_check={"corpus": "tinyshakespeare/input.txt", "limit": 2, "characters": 16384, "val_loss": 1.57912},
     notes=(
