@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import unquote
 
 from zoo.cli import common
+from zoo.errors import InputError
 
 MAX_JSON_BYTES = 2**20  # a text field: a review, a prime, a pasted source file
 MAX_UPLOAD_BYTES = 16 * 2**20  # an image or a video clip
@@ -45,7 +46,7 @@ ACTIONS: Dict[str, Dict[str, str]] = {
 }
 
 
-class RequestError(ValueError):
+class RequestError(InputError):
     """A request the demo cannot take (too big, not JSON, an unknown tab or action), with its status."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -125,7 +126,7 @@ def run_upload(tab: Any, action: str, data: Optional[bytes], name: str, question
             name, note = path.name, note.replace(str(path), path.name)
         else:
             if not data:
-                raise ValueError(f"{name}: the file is empty")
+                raise InputError(f"{name}: the file is empty")
             path = folder / name
             path.write_bytes(data)
         try:
@@ -137,7 +138,7 @@ def run_upload(tab: Any, action: str, data: Optional[bytes], name: str, question
                 result = tab.label(path)
         except Exception as error:  # noqa: BLE001 - re-raised with the user's file name instead of the temporary path
             if common.is_user_error(error) and str(path) in str(error):
-                raise ValueError(common.error_message(error).replace(str(path), name)) from None
+                raise InputError(common.error_message(error).replace(str(path), name)) from None
             raise
         if data is None and action != "label":
             from zoo.demo.tabs import png_uri
@@ -220,7 +221,7 @@ def load_tabs(names: List[str], device: str = "cpu") -> Dict[str, Any]:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free one), or a ``ValueError`` saying why not."""
+    """A listening TCP socket on ``host:port`` (port 0: any free one), or an ``InputError`` saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -228,7 +229,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host") from None
+        raise InputError(f"cannot listen on {host}:{port} ({error.strerror or error}); pick another --port or --host") from None
     sock.listen(128)
     return sock
 
@@ -258,7 +259,7 @@ def main(argv: List[str]) -> int:
             import starlette  # noqa: F401
             import uvicorn
         except ImportError as error:
-            raise ValueError(f'zoo demo needs its extra ({error.name} is missing): pip install -e ".[demo]"') from None
+            raise InputError(f'zoo demo needs its extra ({error.name} is missing): pip install -e ".[demo]"') from None
         from zoo.hub.registry import list_models
 
         tabs = load_tabs(args.names or list_models(pretrained=True), common.device_of(args.device))

@@ -4,7 +4,7 @@ A tab wraps one loaded model (:func:`tab_for` picks the kind by the task class) 
 JSON-able dict, its pictures inline as ``data:image/png;base64`` URIs. Everything is the zoo's own
 code: the task's ``predict`` (and ``token_effects``), :mod:`zoo.viz`'s pictures and the commands'
 drawing helpers (``zoo classify --explain``, ``zoo caption``, ``zoo answer``, ``zoo label-frames``), the
-"draw an example" inputs of those commands. Bad input raises what the task raises (a ``ValueError``,
+"draw an example" inputs of those commands. Bad input raises what the task raises (an ``InputError``,
 the readers' ``DataFormatError``/``CorruptImageError``/``VideoDecodeError``); :mod:`zoo.demo.app`
 shows it as a message.
 
@@ -29,6 +29,7 @@ from zoo.cli import caption as caption_cli
 from zoo.cli import classify as classify_cli
 from zoo.cli import common
 from zoo.cli import label_frames as frames_cli
+from zoo.errors import InputError
 
 PYPLOT = threading.Lock()  # matplotlib.pyplot keeps one global registry of figures: draw one at a time
 _STDERR = threading.Lock()  # the commands' draw_example print their note to stderr; caught one at a time
@@ -66,13 +67,13 @@ def with_note(draw_example: Callable[[Path], Path], path: Path) -> Tuple[Path, s
 
 
 def check_text(text: Any, what: str, limit: int) -> str:
-    """A non-blank string of at most ``limit`` characters, else a ``ValueError`` saying which."""
+    """A non-blank string of at most ``limit`` characters, else an ``InputError`` saying which."""
     if not isinstance(text, str):
-        raise ValueError(f"{what}: expected text, got {type(text).__name__}")
+        raise InputError(f"{what}: expected text, got {type(text).__name__}")
     if not text.strip():
-        raise ValueError(f"{what} is empty: type or paste some text")
+        raise InputError(f"{what} is empty: type or paste some text")
     if len(text) > limit:
-        raise ValueError(f"{what} is {len(text):,} characters long; this tab reads at most {limit:,}")
+        raise InputError(f"{what} is {len(text):,} characters long; this tab reads at most {limit:,}")
     return text
 
 
@@ -130,9 +131,9 @@ class CharLMTab(Tab):
         ``k`` uses ``seed + k``, reproducible)."""
         check_text(prime, "the prime", MAX_TEXT_CHARS)
         if not 0 <= length <= MAX_SAMPLE_CHARS:
-            raise ValueError(f"length must be between 0 and {MAX_SAMPLE_CHARS}, got {length}")
+            raise InputError(f"length must be between 0 and {MAX_SAMPLE_CHARS}, got {length}")
         if not 0 <= temperature <= 10:
-            raise ValueError(f"temperature must be between 0 and 10, got {temperature}")
+            raise InputError(f"temperature must be between 0 and 10, got {temperature}")
         with self.lock:  # a bad prime fails here, before the response starts
             self.model.predict([prime], length=0)
 
@@ -193,16 +194,16 @@ class CharLMTab(Tab):
 
     @staticmethod
     def parse_unit(unit: str, acts: Dict[Tuple[str, int], Any]) -> Tuple[str, int, int]:
-        """``"kind:layer:unit"`` checked against the activations read (a ``ValueError`` naming what exists)."""
+        """``"kind:layer:unit"`` checked against the activations read (an ``InputError`` naming what exists)."""
         kind, _, rest = str(unit).partition(":")
         layer, _, index = rest.partition(":")
         if not (layer.isdigit() and index.isdigit()):
-            raise ValueError(f"unit {unit!r}: expected kind:layer:unit, e.g. hidden:0:17")
+            raise InputError(f"unit {unit!r}: expected kind:layer:unit, e.g. hidden:0:17")
         if (kind, int(layer)) not in acts:
-            raise ValueError(f"unit {unit!r}: no {kind} layer {layer} (have {', '.join(f'{k}:{l}' for k, l in sorted(acts))})")
+            raise InputError(f"unit {unit!r}: no {kind} layer {layer} (have {', '.join(f'{k}:{l}' for k, l in sorted(acts))})")
         units = acts[(kind, int(layer))].shape[1]
         if int(index) >= units:
-            raise ValueError(f"unit {unit!r}: {kind} layer {layer} has {units} units (0..{units - 1})")
+            raise InputError(f"unit {unit!r}: {kind} layer {layer} has {units} units (0..{units - 1})")
         return kind, int(layer), int(index)
 
 
@@ -256,7 +257,7 @@ class TranslatorTab(Tab):
 
         sentence = check_text(sentence, "the sentence", MAX_SENTENCE_CHARS)
         if not 1 <= beam_size <= 16:
-            raise ValueError(f"beam size must be between 1 and 16, got {beam_size}")
+            raise InputError(f"beam size must be between 1 and 16, got {beam_size}")
         widths = sorted({1, beam_size})
         with self.lock:
             results = {k: self.model.predict([sentence], beam_size=k)[0] for k in widths}
@@ -340,7 +341,7 @@ class VideoTab(Tab):
 
 
 def tab_for(name: str, model: Any) -> Tab:
-    """The tab of a loaded model, by its task class (a ``ValueError`` for a task the demo cannot show)."""
+    """The tab of a loaded model, by its task class (an ``InputError`` for a task the demo cannot show)."""
     from zoo.tasks.captioner import ImageCaptioner
     from zoo.tasks.classifier import SequenceClassifier
     from zoo.tasks.frame_classifier import FrameClassifier
@@ -359,4 +360,4 @@ def tab_for(name: str, model: Any) -> Tab:
     for task, tab in kinds:
         if isinstance(model, task):
             return tab(name, model)
-    raise ValueError(f"{name}: the demo has no tab for a {type(model).__name__}")
+    raise InputError(f"{name}: the demo has no tab for a {type(model).__name__}")

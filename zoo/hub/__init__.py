@@ -18,6 +18,7 @@ and ``TaskModule.from_pretrained``/``save_pretrained`` live in :mod:`zoo.tasks.b
 
 from zoo.hub import models as _models  # noqa: F401  (registers the zoo's models)
 from zoo.hub import models_char as _models_char  # noqa: F401  (registers the character LMs)
+from zoo.hub import models_shapes as _models_shapes  # noqa: F401  (registers the Shapes tasks' models)
 from zoo.hub.cards import model_rows, models_markdown
 from zoo.hub.errors import (
     CheckpointError,
