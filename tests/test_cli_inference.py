@@ -127,6 +127,7 @@ def test_sample(char_lm, tmp_path):
     )
     records = json_lines(run.stdout)
     assert [r["prime"] for r in records] == ["def ", "class "]
+    assert records[0].pop("line") == 1  # a record from stdin names its line; one from an argument does not
     assert records[0] == record  # the checkpoint and the folder hold the same model
     text = ok(zoo("sample", "--ckpt", str(ckpt), "--prime", "import", "--length", "5", "--top_k", "3", cwd=tmp_path)).stdout
     assert text.startswith("import") and len(text.rstrip("\n")) >= 6
