@@ -4,6 +4,8 @@ name becomes a class."""
 
 from __future__ import annotations
 
+from zoo.errors import InputError
+
 from .cells import CLASSIC_CELLS, Cell, SequenceCell
 from .rglru import RGLRUCell
 from .ssm import S6Cell
@@ -19,7 +21,7 @@ def cell_class(name: str) -> type[Cell] | type[SequenceCell]:
     try:
         return CELLS[name]
     except KeyError:
-        raise ValueError(f"unknown cell {name!r}: expected one of {sorted(CELLS)}") from None
+        raise InputError(f"unknown cell {name!r}: expected one of {sorted(CELLS)}") from None
 
 
 def is_sequence_cell(name: str) -> bool:

@@ -48,6 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from zoo.errors import InputError
+
 from . import kernels, scan
 from .cells import MinCell, SequenceCell
 from .families import CELLS, MODERN_CELLS, cell_class
@@ -105,7 +107,7 @@ def check_backend(cell: str, backend: str) -> None:
     supported = FAMILY_BACKENDS[cell]
     if backend not in supported:
         listed = ", ".join(f"{name!r} ({what})" for name, what in supported.items())
-        raise ValueError(f"unknown backend {backend!r} for cell {cell!r}: it supports {listed}")
+        raise InputError(f"unknown backend {backend!r} for cell {cell!r}: it supports {listed}")
 
 
 def init_lstm_biases(layer: nn.LSTM, scheme: str) -> None:
@@ -118,7 +120,7 @@ def init_lstm_biases(layer: nn.LSTM, scheme: str) -> None:
     spread of time scales (1 to ~T_max steps) and nothing is drawn from torch's random stream, so
     every other weight of a seeded model stays what it was."""
     if scheme not in LSTM_INITS:
-        raise ValueError(f"unknown lstm_init {scheme!r}: expected one of {LSTM_INITS}")
+        raise InputError(f"unknown lstm_init {scheme!r}: expected one of {LSTM_INITS}")
     if scheme == "torch" or not layer.bias:
         return
     H = layer.hidden_size
@@ -194,9 +196,9 @@ class Recurrent(nn.Module):
         cell_class(cell)  # validates the name
         check_backend(cell, backend)
         if lstm_init not in LSTM_INITS:
-            raise ValueError(f"unknown lstm_init {lstm_init!r}: expected one of {LSTM_INITS}")
+            raise InputError(f"unknown lstm_init {lstm_init!r}: expected one of {LSTM_INITS}")
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise InputError(f"num_layers must be >= 1, got {num_layers}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.bidirectional, self.dropout, self.backend = bidirectional, dropout, backend
         self.nonlinearity = nonlinearity
