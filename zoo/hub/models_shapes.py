@@ -65,6 +65,30 @@ register_model(
 )
 
 
+# recipes/caption_attn_shapes.yaml's model, which both captioners share (they differ in attention only)
+SHAPES_CAPTION_RECIPE = dict(
+    encoder="test_resnet",
+    pretrained=False,
+    trainable=True,
+    encoder_lr=0.001,
+    decoder="luong",
+    cell="lstm",
+    feature_dim=128,
+    feature_layers=2,
+    coordinates=True,
+    embedding_dim=64,
+    hidden_size=256,
+    attention_dim=128,
+    dropout=0.1,
+    doubly_stochastic=0.0,
+    lr=0.002,
+    warmup_steps=100,
+    grad_clip=5.0,
+    beam_size=1,
+    log_images=4,
+)
+
+
 SHAPES_CAPTION_SOFT = ModelCard(
     task="image captioning with soft attention (Show, Attend and Tell), checkable: each colour and shape word should look at its object",
     data="ShapesCaptions (datamodules/shapes_captions.py): generated 128 x 128 images of 1-3 coloured shapes on a 4 x 4 layout, one true caption each; no download",
@@ -114,28 +138,7 @@ register_model(
     "shapes_caption_soft",
     description="Show, Attend and Tell on ShapesCaptions: a small ResNet trained from scratch, soft attention over its 4 x 4 grid, an LSTM decoder.",
     task="zoo.tasks.captioner.ImageCaptioner",
-    init_args=dict(
-        encoder="test_resnet",
-        pretrained=False,
-        trainable=True,
-        encoder_lr=0.001,
-        attention="soft",
-        decoder="luong",
-        cell="lstm",
-        feature_dim=128,
-        feature_layers=2,
-        coordinates=True,
-        embedding_dim=64,
-        hidden_size=256,
-        attention_dim=128,
-        dropout=0.1,
-        doubly_stochastic=0.0,
-        lr=0.002,
-        warmup_steps=100,
-        grad_clip=5.0,
-        beam_size=1,
-        log_images=4,
-    ),
+    init_args=dict(SHAPES_CAPTION_RECIPE, attention="soft"),
     card=SHAPES_CAPTION_SOFT,
 )
 
@@ -183,28 +186,7 @@ register_model(
     "shapes_caption_hard",
     description="Show, Attend and Tell on ShapesCaptions with hard attention (REINFORCE): a small ResNet trained from scratch, one sampled cell over its 4 x 4 grid, an LSTM decoder.",
     task="zoo.tasks.captioner.ImageCaptioner",
-    init_args=dict(
-        encoder="test_resnet",
-        pretrained=False,
-        trainable=True,
-        encoder_lr=0.001,
-        attention="hard",
-        decoder="luong",
-        cell="lstm",
-        feature_dim=128,
-        feature_layers=2,
-        coordinates=True,
-        embedding_dim=64,
-        hidden_size=256,
-        attention_dim=128,
-        dropout=0.1,
-        doubly_stochastic=0.0,
-        lr=0.002,
-        warmup_steps=100,
-        grad_clip=5.0,
-        beam_size=1,
-        log_images=4,
-    ),
+    init_args=dict(SHAPES_CAPTION_RECIPE, attention="hard"),
     card=SHAPES_CAPTION_HARD,
 )
 
